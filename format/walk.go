@@ -1,0 +1,330 @@
+package format
+
+import (
+	"encoding/binary"
+)
+
+// Record is one packet record found in a window of file bytes.
+type Record struct {
+	Offset   int64  // file offset of the pcap record header or pcapng block
+	Size     int    // bytes the record occupies in the file
+	LinkType uint32 // link type of the record's interface
+	TS       int64  // Unix nanoseconds; 0 for pcapng Simple Packet Blocks
+	CapLen   uint32
+	OrigLen  uint32
+	Data     []byte // captured bytes; aliases the window
+}
+
+// Status says what Walker.Next found at a position.
+type Status uint8
+
+const (
+	// Packet: a packet record was returned.
+	Packet Status = iota
+	// Header: a pcapng block that is not a packet (section or interface header,
+	// statistics, name resolution...) was consumed; SHB and IDB update the walker.
+	Header
+	// Short: the record at this position does not fit in the window. At the end
+	// of the file this is a truncated last record.
+	Short
+	// Bad: no valid record starts at this position.
+	Bad
+)
+
+// syncChain is how many consecutive valid records a candidate position must
+// start before a resync trusts it: one plausible header inside payload bytes
+// is common, four chained ones are not.
+const syncChain = 4
+
+// Walker walks the records of one capture. It carries the section context
+// (byte order, interfaces) that pcapng blocks need, so one walker per worker.
+type Walker struct {
+	Kind Kind
+	Sec  Section
+	// HeaderBlocks counts the SHBs and IDBs this walker has applied, so a
+	// caller can tell whether two walkers started from the same context.
+	HeaderBlocks int
+}
+
+// Next reads the record starting at buf[pos:], where buf holds the file's
+// bytes from offset base on. It returns the record and its size for Packet,
+// the consumed size for Header, and 0 for Short and Bad.
+func (w *Walker) Next(buf []byte, base int64, pos int) (Record, int, Status) {
+	if w.Kind == KindPcap {
+		return w.nextPcap(buf, base, pos)
+	}
+	return w.nextPcapNG(buf, base, pos, true)
+}
+
+func (w *Walker) nextPcap(buf []byte, base int64, pos int) (Record, int, Status) {
+	if len(buf)-pos < pcapRecordHdrLen {
+		return Record{}, 0, Short
+	}
+	h := buf[pos : pos+pcapRecordHdrLen]
+	iface := &w.Sec.Ifaces[0]
+	var sec, frac, capLen, origLen uint32
+	if w.Sec.BigEndian {
+		sec, frac, capLen, origLen = binary.BigEndian.Uint32(h), binary.BigEndian.Uint32(h[4:]), binary.BigEndian.Uint32(h[8:]), binary.BigEndian.Uint32(h[12:])
+	} else {
+		sec, frac, capLen, origLen = binary.LittleEndian.Uint32(h), binary.LittleEndian.Uint32(h[4:]), binary.LittleEndian.Uint32(h[8:]), binary.LittleEndian.Uint32(h[12:])
+	}
+	if !plausiblePcapRecord(iface, frac, capLen, origLen) {
+		return Record{}, 0, Bad
+	}
+	size := pcapRecordHdrLen + int(capLen)
+	if len(buf)-pos < size {
+		return Record{}, 0, Short
+	}
+	ns := int64(sec)*1e9 + int64(frac)
+	if iface.TSResol == 6 {
+		ns = int64(sec)*1e9 + int64(frac)*1e3
+	}
+	return Record{
+		Offset:   base + int64(pos),
+		Size:     size,
+		LinkType: iface.LinkType,
+		TS:       ns,
+		CapLen:   capLen,
+		OrigLen:  origLen,
+		Data:     buf[pos+pcapRecordHdrLen : pos+size : pos+size],
+	}, size, Packet
+}
+
+func plausiblePcapRecord(iface *Interface, frac, capLen, origLen uint32) bool {
+	limit := uint32(MaxCapLen)
+	if iface.SnapLen != 0 && iface.SnapLen < limit {
+		limit = iface.SnapLen
+	}
+	fracLimit := uint32(1e6)
+	if iface.TSResol == 9 {
+		fracLimit = 1e9
+	}
+	// A zero wire length never happens on a real packet, and rejecting it keeps
+	// runs of zero bytes (preallocated or sparse regions) from chaining as records.
+	return capLen <= limit && origLen != 0 && capLen <= origLen && frac < fracLimit
+}
+
+const (
+	blockIDB = 1
+	blockPB  = 2 // obsolete Packet Block
+	blockSPB = 3
+	blockNRB = 4
+	blockISB = 5
+	blockEPB = 6
+	blockDSB = 10
+)
+
+// knownBlock lists the block types a resync may land on.
+func knownBlock(t uint32) bool {
+	switch t {
+	case pcapngSHBType, blockIDB, blockPB, blockSPB, blockNRB, blockISB, blockEPB, blockDSB, 9, 0xbad, 0x40000bad:
+		return true
+	}
+	return false
+}
+
+// nextPcapNG reads one block. When apply is false, SHBs and IDBs are checked
+// but do not change the walker (used while probing resync candidates).
+func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record, int, Status) {
+	if len(buf)-pos < 12 {
+		return Record{}, 0, Short
+	}
+	b := buf[pos:]
+	big := w.Sec.BigEndian
+	typ := u32(b, big)
+	if typ == pcapngSHBType {
+		switch uint32(pcapngByteOrder) {
+		case binary.LittleEndian.Uint32(b[8:]):
+			big = false
+		case binary.BigEndian.Uint32(b[8:]):
+			big = true
+		default:
+			return Record{}, 0, Bad
+		}
+	}
+	blen := u32(b[4:], big)
+	if blen < 12 || blen%4 != 0 || blen > maxBlockLen || (typ == pcapngSHBType && blen < 28) {
+		return Record{}, 0, Bad
+	}
+	if uint32(len(b)) < blen {
+		return Record{}, 0, Short
+	}
+	size := int(blen)
+	if u32(b[size-4:], big) != blen {
+		return Record{}, 0, Bad
+	}
+	body := b[8 : size-4]
+	rec := Record{Offset: base + int64(pos), Size: size}
+	switch typ {
+	case pcapngSHBType:
+		if apply {
+			w.Sec = Section{Offset: rec.Offset, BigEndian: big}
+			w.HeaderBlocks++
+		}
+		return rec, size, Header
+	case blockIDB:
+		if len(body) < 8 {
+			return Record{}, 0, Bad
+		}
+		if apply {
+			w.Sec.Ifaces = append(w.Sec.Ifaces, parseIDB(body, big))
+			w.HeaderBlocks++
+		}
+		return rec, size, Header
+	case blockEPB, blockPB:
+		if len(body) < 20 {
+			return Record{}, 0, Bad
+		}
+		var ifid uint32
+		if typ == blockEPB {
+			ifid = u32(body, big)
+		} else {
+			ifid = uint32(u16(body, big))
+		}
+		raw := uint64(u32(body[4:], big))<<32 | uint64(u32(body[8:], big))
+		rec.CapLen, rec.OrigLen = u32(body[12:], big), u32(body[16:], big)
+		if ifid >= uint32(len(w.Sec.Ifaces)) || rec.CapLen > uint32(len(body)-20) || !plausibleCapLen(&w.Sec.Ifaces[ifid], rec.CapLen) {
+			return Record{}, 0, Bad
+		}
+		iface := &w.Sec.Ifaces[ifid]
+		rec.LinkType, rec.TS = iface.LinkType, iface.Nanos(raw)
+		rec.Data = body[20 : 20+rec.CapLen : 20+rec.CapLen]
+		return rec, size, Packet
+	case blockSPB:
+		if len(body) < 4 || len(w.Sec.Ifaces) == 0 {
+			return Record{}, 0, Bad
+		}
+		iface := &w.Sec.Ifaces[0]
+		rec.OrigLen = u32(body, big)
+		// The captured length is implicit: the wire length cut to the snap length
+		// and to the block (whose last 0-3 bytes may be padding).
+		capLen := min(rec.OrigLen, uint32(len(body)-4))
+		if iface.SnapLen != 0 {
+			capLen = min(capLen, iface.SnapLen)
+		}
+		if !plausibleCapLen(iface, capLen) {
+			return Record{}, 0, Bad
+		}
+		rec.CapLen, rec.LinkType = capLen, iface.LinkType
+		rec.Data = body[4 : 4+capLen : 4+capLen]
+		return rec, size, Packet
+	}
+	return rec, size, Header
+}
+
+func plausibleCapLen(iface *Interface, capLen uint32) bool {
+	return capLen <= MaxCapLen && (iface.SnapLen == 0 || capLen <= iface.SnapLen)
+}
+
+func parseIDB(body []byte, big bool) Interface {
+	iface := Interface{LinkType: uint32(u16(body, big)), SnapLen: u32(body[4:], big), TSResol: 6}
+	opts := body[8:]
+	for len(opts) >= 4 {
+		code, olen := u16(opts, big), int(u16(opts[2:], big))
+		if code == 0 || 4+olen > len(opts) {
+			break
+		}
+		val := opts[4 : 4+olen]
+		switch {
+		case code == 9 && olen >= 1:
+			iface.TSResol = val[0]
+		case code == 14 && olen >= 8:
+			iface.TSOffset = int64(u64(val, big))
+		}
+		opts = opts[min(len(opts), 4+(olen+3)&^3):]
+	}
+	return iface
+}
+
+// Peek is Next without applying section or interface headers to the walker:
+// for looking ahead from a record without disturbing the walk.
+func (w *Walker) Peek(buf []byte, base int64, pos int) (Record, int, Status) {
+	if w.Kind == KindPcap {
+		return w.nextPcap(buf, base, pos)
+	}
+	return w.nextPcapNG(buf, base, pos, false)
+}
+
+// Sync returns the first position at or after from where syncChain records
+// in a row are valid (or valid up to the end of buf when atEOF). Sync never
+// changes the walker's context; for pcapng it only considers 4-byte aligned
+// positions relative to base, as blocks always are. ok is false if none is found.
+func (w *Walker) Sync(buf []byte, base int64, from int, atEOF bool) (pos int, ok bool) {
+	step := 1
+	if w.Kind == KindPcapNG {
+		step = 4
+		if r := int((base + int64(from)) % 4); r != 0 {
+			from += 4 - r
+		}
+	}
+	for p := from; p+12 <= len(buf); p += step {
+		if w.chainValid(buf, base, p, atEOF) {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+func (w *Walker) chainValid(buf []byte, base int64, p int, atEOF bool) bool {
+	var prevSec uint32
+	for i := 0; i < syncChain; i++ {
+		if len(buf)-p < 12 {
+			// Too few bytes left to judge: trust a chain that reached the end
+			// of the file, and one that ran off a window that goes on.
+			return i > 0 && (p == len(buf) || !atEOF)
+		}
+		var size int
+		var st Status
+		if w.Kind == KindPcap {
+			var rec Record
+			rec, size, st = w.nextPcap(buf, base, p)
+			if st == Packet {
+				// Neighbouring records of one capture are close in time; random
+				// bytes that pass the field checks rarely are.
+				s := uint32(rec.TS / 1e9)
+				if i > 0 && (s-prevSec+7*86400) > 14*86400 {
+					return false
+				}
+				prevSec = s
+			}
+		} else {
+			if !knownBlock(u32(buf[p:], w.Sec.BigEndian)) && u32(buf[p:], false) != pcapngSHBType {
+				return false
+			}
+			_, size, st = w.nextPcapNG(buf, base, p, false)
+			if st == Header && u32(buf[p:], w.Sec.BigEndian) == blockIDB {
+				// An IDB mid-chain would change the context; accept the chain here.
+				return true
+			}
+		}
+		switch st {
+		case Bad:
+			return false
+		case Short:
+			return i > 0
+		}
+		p += size
+	}
+	return true
+}
+
+func u16(b []byte, big bool) uint16 {
+	if big {
+		return binary.BigEndian.Uint16(b)
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+func u32(b []byte, big bool) uint32 {
+	if big {
+		return binary.BigEndian.Uint32(b)
+	}
+	return binary.LittleEndian.Uint32(b)
+}
+
+func u64(b []byte, big bool) uint64 {
+	if big {
+		return binary.BigEndian.Uint64(b)
+	}
+	return binary.LittleEndian.Uint64(b)
+}

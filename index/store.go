@@ -1,0 +1,322 @@
+package index
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
+
+	"github.com/xffidx/xffidx/format"
+)
+
+// FileInfo is the catalog entry of one indexed capture.
+type FileInfo struct {
+	ID        uint32    `json:"id"`
+	Path      string    `json:"path"`
+	Size      int64     `json:"size"`
+	ModTime   time.Time `json:"mtime"`
+	Format    string    `json:"format"`
+	LinkTypes []uint32  `json:"link_types"`
+	Packets   int64     `json:"packets"`
+	// Hits counts packets with at least one address in their XFF values.
+	Hits     int64 `json:"hits"`
+	XFFLines int64 `json:"xff_lines"`
+	// Addresses counts index entries: (address, packet) pairs.
+	Addresses    int64     `json:"addresses"`
+	NonAddresses int64     `json:"non_addresses"`
+	FirstTS      time.Time `json:"first_ts"`
+	LastTS       time.Time `json:"last_ts"`
+	SkippedBytes int64     `json:"skipped_bytes"`
+	// Sections holds what a reader needs to decode a record at a stored
+	// offset: byte order, link types, timestamp resolution.
+	Sections  []format.Section `json:"sections"`
+	IndexedAt time.Time        `json:"indexed_at"`
+}
+
+// SectionAt returns the section that holds file offset off.
+func (f *FileInfo) SectionAt(off int64) (*format.Section, bool) {
+	var best *format.Section
+	for i := range f.Sections {
+		if f.Sections[i].Offset <= off {
+			best = &f.Sections[i]
+		}
+	}
+	return best, best != nil
+}
+
+// Store is an index directory. It holds the Pebble database open only for
+// the duration of one call, because Pebble locks its directory exclusively
+// even for readers: a query started during a long build must not wait for it.
+type Store struct {
+	Dir string
+	// LockWait bounds how long a call waits for another process's short hold
+	// on the database.
+	LockWait time.Duration
+}
+
+// ErrNoIndex says the index directory holds no index yet.
+var ErrNoIndex = errors.New("no index here yet (run `xffidx build` first)")
+
+func (s *Store) dbDir() string  { return filepath.Join(s.Dir, "db") }
+func (s *Store) tmpDir() string { return filepath.Join(s.Dir, "tmp") }
+
+func (s *Store) options(readOnly bool) *pebble.Options {
+	o := &pebble.Options{
+		ReadOnly:           readOnly,
+		ErrorIfNotExists:   readOnly,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             quietLogger{},
+	}
+	for i := range o.Levels {
+		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.ZstdCompression }
+	}
+	return o
+}
+
+// withDB opens the database, runs fn and closes it, waiting up to LockWait
+// while another process holds it.
+func (s *Store) withDB(readOnly bool, fn func(db *pebble.DB) error) error {
+	if readOnly {
+		if _, err := os.Stat(filepath.Join(s.dbDir(), "CURRENT")); err != nil {
+			// Pebble's marker-based layout has no CURRENT file; look for any manifest.
+			if m, _ := filepath.Glob(filepath.Join(s.dbDir(), "MANIFEST-*")); len(m) == 0 {
+				return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
+			}
+		}
+	} else if err := os.MkdirAll(s.dbDir(), 0o755); err != nil {
+		return fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	deadline := time.Now().Add(s.LockWait)
+	delay := 5 * time.Millisecond
+	for {
+		db, err := pebble.Open(s.dbDir(), s.options(readOnly))
+		if err == nil {
+			ferr := fn(db)
+			cerr := db.Close()
+			if ferr != nil {
+				return ferr
+			}
+			if cerr != nil {
+				return fmt.Errorf("%s: closing index: %w", s.Dir, cerr)
+			}
+			return nil
+		}
+		if !isLockBusy(err) || time.Now().After(deadline) {
+			return fmt.Errorf("%s: opening index: %w", s.Dir, err)
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 100*time.Millisecond)
+	}
+}
+
+func isLockBusy(err error) bool {
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) ||
+		strings.Contains(err.Error(), "resource temporarily unavailable") ||
+		strings.Contains(err.Error(), "lock held by current process")
+}
+
+// Catalog returns every indexed file, by id.
+func (s *Store) Catalog() ([]FileInfo, error) {
+	var files []FileInfo
+	err := s.withDB(true, func(db *pebble.DB) error {
+		var err error
+		files, err = readCatalog(db)
+		return err
+	})
+	return files, err
+}
+
+func readCatalog(db pebble.Reader) ([]FileInfo, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagFile}, UpperBound: []byte{tagFile + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var files []FileInfo
+	for it.First(); it.Valid(); it.Next() {
+		var f FileInfo
+		if err := json.Unmarshal(it.Value(), &f); err != nil {
+			return nil, fmt.Errorf("catalog entry %x: %w", it.Key(), err)
+		}
+		files = append(files, f)
+	}
+	return files, it.Error()
+}
+
+// Prepare looks up path in the catalog and returns its entries (normally at
+// most one; two if a build died between ingest and clean-up) and the id a new
+// build of it should use.
+func (s *Store) Prepare(path string) (old []FileInfo, newID uint32, err error) {
+	err = s.withDB(false, func(db *pebble.DB) error {
+		files, err := readCatalog(db)
+		if err != nil {
+			return err
+		}
+		for i := range files {
+			newID = max(newID, files[i].ID+1)
+			if files[i].Path == path {
+				old = append(old, files[i])
+			}
+		}
+		newID = max(newID, 1)
+		return nil
+	})
+	return old, newID, err
+}
+
+// Commit ingests the table built for info and deletes the keys of the older
+// entries it replaces.
+func (s *Store) Commit(table string, info FileInfo, replaces []FileInfo) error {
+	return s.withDB(false, func(db *pebble.DB) error {
+		if err := db.Ingest(context.Background(), []string{table}); err != nil {
+			return fmt.Errorf("%s: ingesting %s: %w", s.Dir, table, err)
+		}
+		for _, old := range replaces {
+			if old.ID != info.ID {
+				if err := deleteFile(db, old.ID); err != nil {
+					return fmt.Errorf("%s: removing old entry of %s: %w", s.Dir, old.Path, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// deleteFile removes every key of file fid. Hits are keyed address first, so
+// this is a scan of the hit table; it runs only when a file is rebuilt.
+func deleteFile(db *pebble.DB, fid uint32) error {
+	b := db.NewBatch()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagHit}, UpperBound: []byte{tagHit + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if _, f, _, ok := decodeHitKey(it.Key()); ok && f == fid {
+			if err := b.Delete(it.Key(), nil); err != nil {
+				it.Close()
+				return err
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	vlo := binary.BigEndian.AppendUint32([]byte{tagValue}, fid)
+	vhi := binary.BigEndian.AppendUint32([]byte{tagValue}, fid+1)
+	if fid == ^uint32(0) {
+		vhi = []byte{tagValue + 1}
+	}
+	if err := b.DeleteRange(vlo, vhi, nil); err != nil {
+		return err
+	}
+	if err := b.Delete(fileKey(fid), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// Hit is one indexed packet whose XFF values hold an address.
+type Hit struct {
+	Addr   netip.Addr
+	File   *FileInfo
+	Offset int64
+	Pos    int // position of the address in the XFF list
+	// Raw is the stored raw XFF value, set only where the packet alone does
+	// not show it.
+	Raw []byte
+}
+
+// Lookup returns the hits of every address in the given prefixes, in file
+// and offset order, with the catalog entries they refer to. Hits of files
+// whose catalog entry was replaced are left out.
+func (s *Store) Lookup(prefixes []netip.Prefix) ([]Hit, []FileInfo, error) {
+	var hits []Hit
+	var files []FileInfo
+	err := s.withDB(true, func(db *pebble.DB) error {
+		var err error
+		if files, err = readCatalog(db); err != nil {
+			return err
+		}
+		// Only the newest entry of a path counts: an older one is left only
+		// by a build that died before removing it.
+		newest := map[string]uint32{}
+		for _, f := range files {
+			newest[f.Path] = max(newest[f.Path], f.ID)
+		}
+		current := map[uint32]*FileInfo{}
+		for i := range files {
+			if newest[files[i].Path] == files[i].ID {
+				current[files[i].ID] = &files[i]
+			}
+		}
+		for _, p := range prefixes {
+			lo, hi := PrefixRange(p)
+			it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+			if err != nil {
+				return err
+			}
+			for it.First(); it.Valid(); it.Next() {
+				a, fid, off, ok := decodeHitKey(it.Key())
+				f := current[fid]
+				if !ok || f == nil {
+					continue
+				}
+				pos, _ := binary.Uvarint(it.Value())
+				hits = append(hits, Hit{Addr: a, File: f, Offset: off, Pos: int(pos)})
+			}
+			if err := it.Close(); err != nil {
+				return err
+			}
+		}
+		sortHits(hits)
+		return attachRaw(db, hits)
+	})
+	return hits, files, err
+}
+
+func sortHits(hits []Hit) {
+	slices.SortFunc(hits, func(a, b Hit) int {
+		return cmp.Or(strings.Compare(a.File.Path, b.File.Path), cmp.Compare(a.Offset, b.Offset), a.Addr.Compare(b.Addr))
+	})
+}
+
+// attachRaw fills Hit.Raw from the 'v' table, with one iterator seek per hit.
+func attachRaw(db *pebble.DB, hits []Hit) error {
+	if len(hits) == 0 {
+		return nil
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagValue}, UpperBound: []byte{tagValue + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var key []byte
+	for i := range hits {
+		key = ValueKey(key[:0], hits[i].File.ID, hits[i].Offset)
+		if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
+			hits[i].Raw = bytes.Clone(it.Value())
+		}
+	}
+	return it.Error()
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Errorf(string, ...interface{}) {}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}
