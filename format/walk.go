@@ -8,6 +8,7 @@ import (
 type Record struct {
 	Offset   int64  // file offset of the pcap record header or pcapng block
 	Size     int    // bytes the record occupies in the file
+	Iface    uint32 // interface index within the section (0 for pcap)
 	LinkType uint32 // link type of the record's interface
 	TS       int64  // Unix nanoseconds; 0 for pcapng Simple Packet Blocks
 	CapLen   uint32
@@ -187,7 +188,7 @@ func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record
 			return Record{}, 0, Bad
 		}
 		iface := &w.Sec.Ifaces[ifid]
-		rec.LinkType, rec.TS = iface.LinkType, iface.Nanos(raw)
+		rec.Iface, rec.LinkType, rec.TS = ifid, iface.LinkType, iface.Nanos(raw)
 		rec.Data = body[20 : 20+rec.CapLen : 20+rec.CapLen]
 		return rec, size, Packet
 	case blockSPB:

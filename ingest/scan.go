@@ -1,0 +1,381 @@
+package ingest
+
+import (
+	"bytes"
+	"net/netip"
+	"slices"
+
+	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/packet"
+	"github.com/xffidx/xffidx/format/xff"
+)
+
+// A chunk is one worker's share of a file: the records whose first byte lies
+// in [start, end). The worker reads a little before start (preroll) so that a
+// packet continuing a header block can find its predecessor, and after end
+// (overhang) so that the last record and a look-ahead fit.
+const (
+	preroll  = 256 << 10
+	overhang = 3 << 19 // 1.5 MiB: the largest pcapng block (1 MiB) plus look-ahead room
+	// lookRecords bounds how many records a look-back or look-ahead for the
+	// other segment of a split header examines.
+	lookRecords = 64
+	// lookBackDepth bounds how many segments back a header block is followed.
+	lookBackDepth = 3
+)
+
+// endKind says why a chunk's walk stopped.
+type endKind uint8
+
+const (
+	endBoundary  endKind = iota // reached a record starting at or past the chunk end
+	endEOF                      // reached the end of the file exactly
+	endTruncated                // the last record is cut by the end of the file
+	endCorrupt                  // hit bytes that are not records and found none after them
+)
+
+type hitRec struct {
+	addr netip.Addr
+	off  int64
+	pos  int
+}
+
+type rawRec struct {
+	off int64
+	raw []byte
+}
+
+type skipRange struct{ from, to int64 }
+
+type headerEvent struct {
+	off   int64
+	shb   bool
+	big   bool
+	iface format.Interface
+}
+
+// chunkResult is what one walk of a chunk found. Nothing in it aliases the
+// worker's buffer.
+type chunkResult struct {
+	k         int
+	start     int64 // offset of the first record owned by the chunk; -1 if none
+	end       int64 // where the walk stopped (see endKind)
+	endKind   endKind
+	ctxBlocks int           // Walker.HeaderBlocks the walk started from
+	ctxOut    format.Walker // context after the walk
+	events    []headerEvent // SHBs and IDBs met, in order
+	skipped   []skipRange   // corrupt regions inside the chunk
+	truncLen  int64         // bytes of the cut last record (endTruncated)
+	covered   int64         // bytes of the records owned
+	packets   int64
+	minTS     int64
+	maxTS     int64
+	xffLines  int64
+	hitPkts   int64
+	nonAddr   int64
+	hits      []hitRec
+	raws      []rawRec
+	err       error
+}
+
+// chunkScanner walks one chunk held in buf. It is reused across chunks by
+// one worker; its scratch slices keep the hot loop allocation-free.
+type chunkScanner struct {
+	buf  []byte
+	base int64 // file offset of buf[0]
+	eof  bool  // buf reaches the end of the file
+	w    format.Walker
+	res  *chunkResult
+
+	ring    [lookRecords]int // buffer positions of recent packet records
+	ringLen int
+	ringAt  int
+
+	lines   []xff.Line
+	lines2  []xff.Line
+	joined  []byte
+	seen    []netip.Addr
+	rawJoin []byte
+}
+
+// walk walks records from position from (trusted: a record starts there;
+// otherwise resync first) and owns those starting in [start, end).
+func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
+	res := s.res
+	res.start, res.minTS, res.maxTS = -1, 0, 0
+	s.ringLen = 0
+	pos := from
+	if trusted {
+		res.start = s.base + int64(from)
+	} else {
+		p, ok := s.w.Sync(s.buf, s.base, pos, s.eof)
+		if !ok {
+			// Nothing valid in reach: the caller measures the skip from where
+			// the previous chunk stopped.
+			res.end, res.endKind = -1, endCorrupt
+			return
+		}
+		pos = p
+	}
+	for {
+		off := s.base + int64(pos)
+		if off >= end {
+			res.end, res.endKind = off, endBoundary
+			return
+		}
+		if pos == len(s.buf) && s.eof {
+			res.end, res.endKind = off, endEOF
+			return
+		}
+		owned := off >= start
+		var rec format.Record
+		var n int
+		var st format.Status
+		if owned {
+			rec, n, st = s.w.Next(s.buf, s.base, pos)
+		} else {
+			rec, n, st = s.w.Peek(s.buf, s.base, pos)
+		}
+		if st == format.Short && s.eof {
+			if owned && res.start < 0 {
+				res.start = off
+			}
+			res.end, res.endKind = off, endTruncated
+			res.truncLen = int64(len(s.buf) - pos)
+			return
+		}
+		if st == format.Short || st == format.Bad {
+			p, ok := s.w.Sync(s.buf, s.base, pos+1, s.eof)
+			if !ok {
+				res.end, res.endKind = max(off, start), endCorrupt
+				return
+			}
+			if to := min(s.base+int64(p), end); to > start {
+				res.skipped = append(res.skipped, skipRange{max(off, start), to})
+			}
+			pos = p
+			continue
+		}
+		if owned {
+			if res.start < 0 {
+				res.start = off
+			}
+			res.covered += int64(n)
+		}
+		if st == format.Packet {
+			if owned {
+				s.packet(rec, pos)
+			}
+			s.pushRing(pos)
+		} else if owned {
+			s.headerEvent(off)
+		}
+		pos += n
+	}
+}
+
+func (s *chunkScanner) headerEvent(off int64) {
+	sec := &s.w.Sec
+	if sec.Offset == off {
+		s.res.events = append(s.res.events, headerEvent{off: off, shb: true, big: sec.BigEndian})
+		return
+	}
+	if len(sec.Ifaces) > 0 {
+		s.res.events = append(s.res.events, headerEvent{off: off, iface: sec.Ifaces[len(sec.Ifaces)-1]})
+	}
+}
+
+func (s *chunkScanner) pushRing(pos int) {
+	s.ring[s.ringAt] = pos
+	s.ringAt = (s.ringAt + 1) % len(s.ring)
+	s.ringLen = min(s.ringLen+1, len(s.ring))
+}
+
+// packet is the per-record hot path: count, then a memchr-speed search for
+// the header name; everything else happens only for the rare candidates.
+func (s *chunkScanner) packet(rec format.Record, pos int) {
+	res := s.res
+	res.packets++
+	if rec.TS != 0 {
+		if res.minTS == 0 || rec.TS < res.minTS {
+			res.minTS = rec.TS
+		}
+		res.maxTS = max(res.maxTS, rec.TS)
+	}
+	if xff.IndexName(rec.Data) < 0 {
+		return
+	}
+	s.candidate(rec, pos)
+}
+
+func sameFlow(a, b *packet.Segment) bool {
+	return a.SrcPort == b.SrcPort && a.DstPort == b.DstPort && a.SrcIP == b.SrcIP && a.DstIP == b.DstIP
+}
+
+// candidate handles a packet whose bytes contain the header name at a line
+// start: it finds the TCP payload and the request header blocks in it.
+func (s *chunkScanner) candidate(rec format.Record, pos int) {
+	seg, ok := packet.InnermostTCP(rec.LinkType, rec.Data)
+	if !ok || len(seg.Payload) == 0 {
+		return
+	}
+	snapCut := rec.CapLen < rec.OrigLen
+	res := xff.ScanRequests(seg.Payload, s.lines[:0])
+	fromPacketAlone := true
+	if !res.Request {
+		open, lastCut := s.headerStateBefore(&seg, pos, 0)
+		if !open {
+			return
+		}
+		p := seg.Payload
+		if lastCut {
+			// The first line finishes the previous segment's last line.
+			nl := bytes.IndexByte(p, '\n')
+			if nl < 0 {
+				return
+			}
+			p = p[nl+1:]
+		}
+		res = xff.ScanHeaders(p, s.lines[:0])
+		fromPacketAlone = false
+	}
+	s.lines = res.Lines
+	if len(res.Lines) == 0 {
+		return
+	}
+	lines := res.Lines
+	last := &lines[len(lines)-1]
+	lastIsCut := last.Cut && snapCut
+	if last.Cut && !snapCut {
+		// The value may go on in the next segment of the connection.
+		cont, terminated, found := s.continuation(&seg, pos)
+		s.joined = append(append(s.joined[:0], last.Value...), cont...)
+		s.joined = bytes.TrimRight(s.joined[:min(len(s.joined), xff.MaxValue)], " \t\r")
+		if found {
+			last.Value = s.joined
+			fromPacketAlone = false
+		}
+		lastIsCut = !terminated
+	}
+	s.emit(rec, lines, lastIsCut, fromPacketAlone)
+}
+
+// emit indexes the addresses of one packet's XFF lines.
+func (s *chunkScanner) emit(rec format.Record, lines []xff.Line, lastIsCut, fromPacketAlone bool) {
+	res := s.res
+	res.xffLines += int64(len(lines))
+	s.seen = s.seen[:0]
+	nHits := len(res.hits)
+	posInList := 0
+	request := -1
+	for i := range lines {
+		if lines[i].Request != request {
+			request, posInList = lines[i].Request, 0
+		}
+		cut := lastIsCut && i == len(lines)-1
+		xff.Elements(lines[i].Value, cut, func(elem []byte) {
+			a, ok := xff.ParseAddr(elem)
+			if !ok {
+				res.nonAddr++
+				posInList++
+				return
+			}
+			if !slices.Contains(s.seen, a) {
+				s.seen = append(s.seen, a)
+				res.hits = append(res.hits, hitRec{addr: a, off: rec.Offset, pos: posInList})
+			}
+			posInList++
+		})
+	}
+	if len(res.hits) > nHits {
+		res.hitPkts++
+		if !fromPacketAlone {
+			s.rawJoin = s.rawJoin[:0]
+			for i := range lines {
+				if i > 0 {
+					s.rawJoin = append(s.rawJoin, ", "...)
+				}
+				s.rawJoin = append(s.rawJoin, lines[i].Value...)
+			}
+			raw := bytes.Clone(s.rawJoin[:min(len(s.rawJoin), xff.MaxValue)])
+			res.raws = append(res.raws, rawRec{off: rec.Offset, raw: raw})
+		}
+	}
+}
+
+// headerStateBefore finds the previous segment of seg's connection among the
+// recent records and reports whether a request header block was still open
+// at its end, and whether its last line was cut.
+func (s *chunkScanner) headerStateBefore(seg *packet.Segment, pos int, depth int) (open, lastCut bool) {
+	if depth >= lookBackDepth {
+		return false, false
+	}
+	for i := 1; i <= s.ringLen; i++ {
+		p := s.ring[(s.ringAt-i+2*len(s.ring))%len(s.ring)]
+		if p >= pos {
+			continue
+		}
+		rec, _, st := s.w.Peek(s.buf, s.base, p)
+		if st != format.Packet {
+			continue
+		}
+		prev, ok := packet.InnermostTCP(rec.LinkType, rec.Data)
+		if !ok || len(prev.Payload) == 0 || !sameFlow(&prev, seg) || prev.Seq+uint32(len(prev.Payload)) != seg.Seq {
+			continue
+		}
+		if rec.CapLen < rec.OrigLen {
+			return false, false
+		}
+		r := xff.ScanRequests(prev.Payload, s.lines2[:0])
+		if !r.Request {
+			o, cut := s.headerStateBefore(&prev, p, depth+1)
+			if !o {
+				return false, false
+			}
+			pl := prev.Payload
+			if cut {
+				nl := bytes.IndexByte(pl, '\n')
+				if nl < 0 {
+					return true, true // the whole segment is one cut line
+				}
+				pl = pl[nl+1:]
+			}
+			r = xff.ScanHeaders(pl, s.lines2[:0])
+		}
+		s.lines2 = r.Lines[:0]
+		return r.Open, r.LastCut
+	}
+	return false, false
+}
+
+// continuation finds the next segment of seg's connection in the records
+// after pos and returns the bytes that end its first line.
+func (s *chunkScanner) continuation(seg *packet.Segment, pos int) (cont []byte, terminated, found bool) {
+	want := seg.Seq + uint32(len(seg.Payload))
+	_, n, st := s.w.Peek(s.buf, s.base, pos)
+	if st != format.Packet {
+		return nil, false, false
+	}
+	p := pos + n
+	for range lookRecords {
+		rec, n, st := s.w.Peek(s.buf, s.base, p)
+		if st == format.Header {
+			p += n
+			continue
+		}
+		if st != format.Packet {
+			return nil, false, false
+		}
+		p += n
+		next, ok := packet.InnermostTCP(rec.LinkType, rec.Data)
+		if !ok || !sameFlow(&next, seg) || next.Seq != want || len(next.Payload) == 0 {
+			continue
+		}
+		nl := bytes.IndexByte(next.Payload, '\n')
+		if nl < 0 {
+			return next.Payload, false, true
+		}
+		return bytes.TrimRight(next.Payload[:nl], "\r"), true, true
+	}
+	return nil, false, false
+}

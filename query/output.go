@@ -1,0 +1,136 @@
+package query
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+)
+
+// Output formats.
+const (
+	FormatTable = "table"
+	FormatJSON  = "json"
+	FormatCSV   = "csv"
+)
+
+// tableValueMax caps the XFF column of the table, which is for people; JSON
+// and CSV carry the value up to the index's own cap.
+const tableValueMax = 96
+
+// jsonRow fixes the NDJSON field names and order scripts depend on.
+type jsonRow struct {
+	XFFIP   string `json:"xff_ip"`
+	XFF     string `json:"xff"`
+	File    string `json:"file"`
+	Offset  int64  `json:"offset"`
+	TS      string `json:"ts"`
+	SrcIP   string `json:"src_ip"`
+	SrcPort uint16 `json:"src_port"`
+	DstIP   string `json:"dst_ip"`
+	DstPort uint16 `json:"dst_port"`
+	Proto   string `json:"proto"`
+}
+
+// FormatTS renders a timestamp in RFC 3339 UTC with digits fractional digits.
+func FormatTS(t time.Time, digits int) string {
+	if t.IsZero() {
+		return ""
+	}
+	layout := "2006-01-02T15:04:05"
+	if digits > 0 {
+		layout += "." + strings.Repeat("0", digits)
+	}
+	return t.UTC().Format(layout + "Z07:00")
+}
+
+// Sanitize makes an attacker-controlled header value safe to print: control
+// characters, bytes that are not UTF-8, and Unicode format characters (such
+// as bidirectional overrides that reorder a terminal line) become \xNN or
+// \u{NNNN} escapes, and the result is capped at max runes with "…".
+func Sanitize(b []byte, max int) string {
+	var sb strings.Builder
+	n := 0
+	for len(b) > 0 {
+		if n >= max {
+			sb.WriteString("…")
+			break
+		}
+		r, size := utf8.DecodeRune(b)
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&sb, `\x%02x`, b[0])
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			fmt.Fprintf(&sb, `\x%02x`, r)
+		case r == '\\':
+			sb.WriteString(`\\`)
+		case isFormatChar(r):
+			fmt.Fprintf(&sb, `\u{%04x}`, r)
+		default:
+			sb.Write(b[:size])
+		}
+		b = b[size:]
+		n++
+	}
+	return sb.String()
+}
+
+func isFormatChar(r rune) bool {
+	return (r >= 0x200b && r <= 0x200f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2060 && r <= 0x2069) || r == 0xfeff
+}
+
+// Write prints rows in the given format. JSON leaves the XFF value raw (its
+// encoder escapes control characters and replaces bytes that are not UTF-8);
+// CSV and the table, read by people in terminals, get Sanitize.
+func Write(w io.Writer, format string, rows []Row) error {
+	switch format {
+	case FormatJSON:
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		for _, r := range rows {
+			if err := enc.Encode(jsonRow{
+				XFFIP: r.XFFIP.String(), XFF: string(r.XFF), File: r.File, Offset: r.Offset,
+				TS: FormatTS(r.TS, r.TSDigit), SrcIP: r.SrcIP.String(), SrcPort: r.SrcPort,
+				DstIP: r.DstIP.String(), DstPort: r.DstPort, Proto: r.Proto,
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	case FormatCSV:
+		cw := csv.NewWriter(w)
+		cw.UseCRLF = true // RFC 4180
+		cw.Write([]string{"xff_ip", "xff", "file", "offset", "ts", "src_ip", "src_port", "dst_ip", "dst_port", "proto"})
+		for _, r := range rows {
+			cw.Write([]string{
+				r.XFFIP.String(), Sanitize(r.XFF, 1<<20), r.File, strconv.FormatInt(r.Offset, 10),
+				FormatTS(r.TS, r.TSDigit), r.SrcIP.String(), strconv.Itoa(int(r.SrcPort)),
+				r.DstIP.String(), strconv.Itoa(int(r.DstPort)), r.Proto,
+			})
+		}
+		cw.Flush()
+		return cw.Error()
+	case FormatTable:
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tSRC\tDST\tPROTO\tXFF\tFILE\tOFFSET")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n",
+				FormatTS(r.TS, r.TSDigit), addrPort(r.SrcIP.String(), r.SrcPort), addrPort(r.DstIP.String(), r.DstPort),
+				r.Proto, Sanitize(r.XFF, tableValueMax), Sanitize([]byte(r.File), 256), r.Offset)
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("unknown output format %q (want table, json or csv)", format)
+}
+
+func addrPort(ip string, port uint16) string {
+	if strings.Contains(ip, ":") {
+		return "[" + ip + "]:" + strconv.Itoa(int(port))
+	}
+	return ip + ":" + strconv.Itoa(int(port))
+}

@@ -1,0 +1,205 @@
+// Package query answers "which connections carried this client address": it
+// looks the address up in the index, reads only the packet records the index
+// points at (one pread each, in file and offset order), decodes them with
+// gopacket and reports one row per packet.
+package query
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/xff"
+	"github.com/xffidx/xffidx/index"
+)
+
+// Row is one packet whose X-Forwarded-For values hold a looked-up address.
+type Row struct {
+	XFFIP   netip.Addr
+	XFF     []byte // raw value(s), several lines joined with ", "
+	File    string
+	Offset  int64
+	TS      time.Time
+	TSDigit int // fractional second digits the capture records
+	FiveTuple
+}
+
+// FileProblem says why the hits of one file could not be read.
+type FileProblem struct {
+	Path string
+	Hits int
+	Err  error
+}
+
+func (p FileProblem) Error() string {
+	return fmt.Sprintf("%s: %v (%d indexed hits not shown)", p.Path, p.Err, p.Hits)
+}
+
+// Result of a look-up.
+type Result struct {
+	Rows     []Row
+	Problems []FileProblem // files that vanished or changed since indexing
+}
+
+// ErrChanged says a capture is not the file that was indexed.
+var ErrChanged = errors.New("changed since it was indexed (size or modification time differ); run `xffidx build` again")
+
+// Lookup finds every packet whose XFF values hold an address in prefixes.
+func Lookup(store *index.Store, prefixes []netip.Prefix) (Result, error) {
+	hits, _, err := store.Lookup(prefixes)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	r := &recordReader{}
+	defer r.close()
+	for i := 0; i < len(hits); {
+		// Hits are sorted by file: read each file's in one go.
+		j := i
+		for j < len(hits) && hits[j].File == hits[i].File {
+			j++
+		}
+		if err := r.open(hits[i].File); err != nil {
+			res.Problems = append(res.Problems, FileProblem{Path: hits[i].File.Path, Hits: j - i, Err: err})
+			i = j
+			continue
+		}
+		for _, h := range hits[i:j] {
+			row, err := r.row(h)
+			if err != nil {
+				res.Problems = append(res.Problems, FileProblem{Path: h.File.Path, Hits: 1, Err: err})
+				continue
+			}
+			res.Rows = append(res.Rows, row)
+		}
+		i = j
+	}
+	return res, nil
+}
+
+// recordReader reads single packet records of one file at stored offsets.
+type recordReader struct {
+	f    *os.File
+	info *index.FileInfo
+	buf  []byte
+}
+
+func (r *recordReader) close() {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+func (r *recordReader) open(info *index.FileInfo) error {
+	r.close()
+	f, err := os.Open(info.Path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errors.New("no longer exists")
+		}
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if st.Size() != info.Size || !st.ModTime().Equal(info.ModTime) {
+		f.Close()
+		return ErrChanged
+	}
+	r.f, r.info = f, info
+	return nil
+}
+
+// maxRecord bounds one read: the largest block a walker accepts.
+const maxRecord = 1 << 20
+
+// record reads the packet record at off.
+func (r *recordReader) record(off int64) (format.Record, error) {
+	sec, ok := r.info.SectionAt(off)
+	if !ok {
+		return format.Record{}, fmt.Errorf("offset %d precedes the first section", off)
+	}
+	kind := format.KindPcap
+	if r.info.Format == format.KindPcapNG.String() {
+		kind = format.KindPcapNG
+	}
+	w := format.Walker{Kind: kind, Sec: *sec}
+	for size := 64 << 10; ; size = maxRecord {
+		n := int(min(int64(size), r.info.Size-off))
+		if n <= 0 {
+			return format.Record{}, fmt.Errorf("offset %d is past the end of the file", off)
+		}
+		if cap(r.buf) < n {
+			r.buf = make([]byte, n)
+		}
+		r.buf = r.buf[:n]
+		if _, err := r.f.ReadAt(r.buf, off); err != nil && !errors.Is(err, io.EOF) {
+			return format.Record{}, err
+		}
+		rec, _, st := w.Peek(r.buf, off, 0)
+		switch {
+		case st == format.Packet:
+			return rec, nil
+		case st == format.Short && size < maxRecord && int64(n) < r.info.Size-off:
+			continue
+		}
+		return format.Record{}, fmt.Errorf("no packet record at offset %d", off)
+	}
+}
+
+func (r *recordReader) row(h index.Hit) (Row, error) {
+	rec, err := r.record(h.Offset)
+	if err != nil {
+		return Row{}, err
+	}
+	ft, payload, err := DecodeFrame(rec.LinkType, rec.Data)
+	if err != nil {
+		return Row{}, fmt.Errorf("record at offset %d: %w", h.Offset, err)
+	}
+	row := Row{XFFIP: h.Addr, File: h.File.Path, Offset: h.Offset, FiveTuple: ft}
+	if rec.TS != 0 {
+		row.TS = time.Unix(0, rec.TS).UTC()
+	}
+	row.TSDigit = tsDigits(r.info, h.Offset, rec)
+	if h.Raw != nil {
+		row.XFF = h.Raw
+	} else {
+		row.XFF = joinedValues(payload)
+	}
+	return row, nil
+}
+
+// joinedValues re-reads the XFF lines of a packet the way the build did.
+func joinedValues(payload []byte) []byte {
+	res := xff.ScanRequests(payload, nil)
+	var out []byte
+	for i, l := range res.Lines {
+		if i > 0 {
+			out = append(out, ", "...)
+		}
+		out = append(out, l.Value...)
+	}
+	return bytes.Clone(out[:min(len(out), xff.MaxValue)])
+}
+
+// tsDigits is the number of fractional-second digits the record's
+// timestamp resolution gives.
+func tsDigits(info *index.FileInfo, off int64, rec format.Record) int {
+	sec, ok := info.SectionAt(off)
+	if !ok || int(rec.Iface) >= len(sec.Ifaces) {
+		return 9
+	}
+	resol := sec.Ifaces[rec.Iface].TSResol
+	if resol&0x80 != 0 || resol > 9 {
+		return 9
+	}
+	return int(resol)
+}
