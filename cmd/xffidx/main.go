@@ -18,8 +18,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/xffidx/xffidx/ingest"
 	"github.com/xffidx/xffidx/index"
+	"github.com/xffidx/xffidx/ingest"
 	"github.com/xffidx/xffidx/query"
 )
 
