@@ -52,7 +52,9 @@ type FileResult struct {
 
 // Stats sums a build.
 type Stats struct {
-	Files, Unchanged, Failed int
+	// Files were indexed, Corrupt of them with regions skipped; Failed could
+	// not be indexed at all.
+	Files, Corrupt, Unchanged, Failed int
 	Bytes, Packets           int64
 	XFFLines, Hits           int64
 	Addresses, NonAddresses  int64
@@ -62,17 +64,18 @@ type Stats struct {
 
 // Add folds one file's result in.
 func (s *Stats) Add(r FileResult) {
-	if r.Err != nil {
-		s.Failed++
-	}
 	if r.Skipped {
 		s.Unchanged++
 		return
 	}
 	if !r.Committed {
+		s.Failed++
 		return
 	}
 	s.Files++
+	if r.Err != nil {
+		s.Corrupt++
+	}
 	s.Bytes += r.Info.Size
 	s.Packets += r.Info.Packets
 	s.XFFLines += r.Info.XFFLines
@@ -146,7 +149,7 @@ func (b *Builder) IndexFile(path string) FileResult {
 	}
 	r.Committed, r.Info = true, info
 	if info.SkippedBytes > 0 {
-		r.Err = fmt.Errorf("%s: corrupt: %d bytes are not packet records and were skipped (everything around them is indexed)", path, info.SkippedBytes)
+		r.Err = fmt.Errorf("%s: corrupt: %d bytes are not packet records and were skipped (see the warnings for where); every record around them is indexed", path, info.SkippedBytes)
 	}
 	return r
 }
@@ -413,7 +416,7 @@ func (fs *fileScan) rerun(k int, from int64, trusted bool, start, end int64) *ch
 func (fs *fileScan) warnf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	fs.warnings = append(fs.warnings, msg)
-	fs.b.logger().Warn(msg, "file", fs.path)
+	fs.b.logger().Debug(msg, "file", fs.path)
 }
 
 // absorb folds an accepted chunk into the file's totals and the table.

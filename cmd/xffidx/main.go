@@ -152,17 +152,15 @@ last record cut short by a capture still being written, are not failures);
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b := &ingest.Builder{Store: g.store(), Opts: ingest.Options{Workers: workers, Logger: g.logger()}}
 			st := b.Build(args, func(r ingest.FileResult) {
+				for _, w := range r.Warnings {
+					fmt.Fprintf(g.stderr, "xffidx: warning: %s: %s\n", r.Path, w)
+				}
 				if r.Err != nil {
 					fmt.Fprintln(g.stderr, "xffidx:", r.Err)
 				}
-				for _, w := range r.Warnings {
-					if r.Err == nil {
-						fmt.Fprintf(g.stderr, "xffidx: warning: %s: %s\n", r.Path, w)
-					}
-				}
 			})
 			printSummary(g.stderr, st)
-			if st.Failed > 0 {
+			if st.Failed+st.Corrupt > 0 {
 				return &exitError{code: exitTrouble}
 			}
 			return nil
@@ -178,8 +176,8 @@ func printSummary(w io.Writer, st ingest.Stats) {
 	if secs > 0 {
 		mbps = float64(st.Bytes) / 1e6 / secs
 	}
-	fmt.Fprintf(w, "indexed %d files (%d unchanged, %d failed): %.1f MB, %d packets, %d XFF lines, %d addresses, %d non-address elements, %d corrupt bytes skipped, %.2f s, %.1f MB/s\n",
-		st.Files, st.Unchanged, st.Failed, float64(st.Bytes)/1e6, st.Packets, st.XFFLines, st.Addresses, st.NonAddresses, st.SkippedBytes, secs, mbps)
+	fmt.Fprintf(w, "indexed %d files (%d with corrupt regions), %d unchanged, %d failed: %.1f MB, %d packets, %d XFF lines, %d addresses, %d non-address elements, %d corrupt bytes skipped, %.2f s, %.1f MB/s\n",
+		st.Files, st.Corrupt, st.Unchanged, st.Failed, float64(st.Bytes)/1e6, st.Packets, st.XFFLines, st.Addresses, st.NonAddresses, st.SkippedBytes, secs, mbps)
 }
 
 func newQuery(g *globals) *cobra.Command {

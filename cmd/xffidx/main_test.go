@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const corpus = "../../testdata/corpus/"
+
+// xffx runs the command line with an index in dir and returns exit status,
+// stdout and stderr.
+func xffx(t *testing.T, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"--index", dir}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func copyFile(t *testing.T, src, dst string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type jsonHit struct {
+	XFFIP   string `json:"xff_ip"`
+	XFF     string `json:"xff"`
+	File    string `json:"file"`
+	Offset  int64  `json:"offset"`
+	TS      string `json:"ts"`
+	SrcIP   string `json:"src_ip"`
+	SrcPort int    `json:"src_port"`
+	DstIP   string `json:"dst_ip"`
+	DstPort int    `json:"dst_port"`
+	Proto   string `json:"proto"`
+}
+
+func parseHits(t *testing.T, out string) []jsonHit {
+	t.Helper()
+	var hits []jsonHit
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var h jsonHit
+		if err := json.Unmarshal([]byte(line), &h); err != nil {
+			t.Fatalf("bad NDJSON line %q: %v", line, err)
+		}
+		hits = append(hits, h)
+	}
+	return hits
+}
+
+func TestBuildQueryExitStatuses(t *testing.T) {
+	dir, ix := t.TempDir(), t.TempDir()
+	copyFile(t, corpus+"xff_two_ips_small.pcap", filepath.Join(dir, "a.pcap"))
+	code, _, stderr := xffx(t, ix, "build", dir)
+	if code != 0 || !strings.Contains(stderr, "indexed 1 files") {
+		t.Fatalf("build: exit %d, stderr %q", code, stderr)
+	}
+	code, out, _ := xffx(t, ix, "query", "--ip", "10.3.3.3", "--format", "json")
+	hits := parseHits(t, out)
+	if code != 0 || len(hits) != 1 || hits[0].XFF != "10.2.2.2, 10.3.3.3" || hits[0].Proto != "tcp" {
+		t.Fatalf("query: exit %d, hits %+v", code, hits)
+	}
+	if code, _, _ := xffx(t, ix, "query", "--ip", "192.0.2.99", "--format", "json"); code != 1 {
+		t.Errorf("query for an absent address: exit %d, want 1", code)
+	}
+	if code, _, _ := xffx(t, ix, "query", "--ip", "not-an-ip"); code != 2 {
+		t.Errorf("query for a bad address: exit %d, want 2", code)
+	}
+	// Building again neither duplicates hits nor rereads the file.
+	code, _, stderr = xffx(t, ix, "build", dir)
+	if code != 0 || !strings.Contains(stderr, ", 1 unchanged") {
+		t.Errorf("rebuild: exit %d, stderr %q", code, stderr)
+	}
+	if _, out, _ := xffx(t, ix, "query", "--ip", "10.3.3.3", "--format", "json"); len(parseHits(t, out)) != 1 {
+		t.Errorf("after rebuild: %q", out)
+	}
+	// A capture changed since indexing is reported, not decoded.
+	later := time.Now().Add(time.Hour)
+	os.Chtimes(filepath.Join(dir, "a.pcap"), later, later)
+	code, out, stderr = xffx(t, ix, "query", "--ip", "10.3.3.3", "--format", "json")
+	if code != 2 || out != "" || !strings.Contains(stderr, "a.pcap") || !strings.Contains(stderr, "changed") {
+		t.Errorf("changed file: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	// Rebuilding the changed file replaces its hits.
+	xffx(t, ix, "build", dir)
+	if code, out, _ := xffx(t, ix, "query", "--ip", "10.3.3.3", "--format", "json"); code != 0 || len(parseHits(t, out)) != 1 {
+		t.Errorf("after rebuilding a changed file: exit %d, %q", code, out)
+	}
+	os.Remove(filepath.Join(dir, "a.pcap"))
+	code, _, stderr = xffx(t, ix, "query", "--ip", "10.3.3.3", "--format", "json")
+	if code != 2 || !strings.Contains(stderr, "no longer exists") {
+		t.Errorf("vanished file: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestBadInput: a non-capture file and a capture with garbage spliced into
+// its middle are errors naming the file, and everything else is indexed;
+// a capture whose last record is cut is a warning only.
+func TestBadInput(t *testing.T) {
+	dir, ix := t.TempDir(), t.TempDir()
+	good := copyFile(t, corpus+"xff_erspan_gre_mixed.pcap", filepath.Join(dir, "good.pcap"))
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("X-Forwarded-For: 1.2.3.4\n"), 0o644)
+
+	// Garbage in the middle: random bytes inserted at an arbitrary point.
+	rng := rand.New(rand.NewPCG(1, 2))
+	garbage := make([]byte, 5000)
+	for i := range garbage {
+		garbage[i] = byte(rng.Uint32())
+	}
+	mid := len(good) / 2
+	spliced := append(append(append([]byte{}, good[:mid]...), garbage...), good[mid:]...)
+	os.WriteFile(filepath.Join(dir, "spliced.pcap"), spliced, 0o644)
+
+	// The last record cut short, as in a capture still being written.
+	os.WriteFile(filepath.Join(dir, "growing.pcap"), good[:len(good)-20], 0o644)
+
+	code, _, stderr := xffx(t, ix, "build", filepath.Join(dir, "notes.txt"), dir)
+	if code != 2 {
+		t.Errorf("build: exit %d, want 2", code)
+	}
+	for _, want := range []string{"notes.txt: not a pcap or pcapng", "spliced.pcap: corrupt", "growing.pcap: last record cut short", "indexed 3 files"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	// Every XFF packet of the original is found in all three copies, but
+	// for the one record the splice may have cut.
+	_, out, _ := xffx(t, ix, "query", "--ip", "106.113.55.163", "--format", "json")
+	per := map[string]int{}
+	for _, h := range parseHits(t, out) {
+		per[filepath.Base(h.File)]++
+	}
+	if per["good.pcap"] != 2 || per["growing.pcap"] != 2 || per["spliced.pcap"] < 1 {
+		t.Errorf("hits per file: %v", per)
+	}
+	all := 0
+	for _, a := range []string{"10.128.26.2", "223.90.97.73", "117.25.33.105", "240e:474:608:1cfd:a78b:7f05:be1c:e4c8"} {
+		_, out, _ := xffx(t, ix, "query", "--ip", a, "--format", "json")
+		for _, h := range parseHits(t, out) {
+			if filepath.Base(h.File) == "spliced.pcap" {
+				all++
+			}
+		}
+	}
+	if all < 3 {
+		t.Errorf("spliced.pcap: only %d of 4 sampled hits survive", all)
+	}
+
+	// A growing capture alone: warning, exit 0.
+	ix2 := t.TempDir()
+	code, _, stderr = xffx(t, ix2, "build", filepath.Join(dir, "growing.pcap"))
+	if code != 0 || !strings.Contains(stderr, "warning") {
+		t.Errorf("truncated capture: exit %d, stderr %q", code, stderr)
+	}
+}
