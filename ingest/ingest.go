@@ -55,11 +55,11 @@ type Stats struct {
 	// Files were indexed, Corrupt of them with regions skipped; Failed could
 	// not be indexed at all.
 	Files, Corrupt, Unchanged, Failed int
-	Bytes, Packets           int64
-	XFFLines, Hits           int64
-	Addresses, NonAddresses  int64
-	SkippedBytes             int64
-	Duration                 time.Duration
+	Bytes, Packets                    int64
+	XFFLines, Hits                    int64
+	Addresses, NonAddresses           int64
+	SkippedBytes                      int64
+	Duration                          time.Duration
 }
 
 // Add folds one file's result in.

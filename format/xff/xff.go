@@ -28,6 +28,9 @@ const MaxValue = 4096
 type Line struct {
 	Value []byte // the value, surrounding whitespace trimmed; aliases the payload
 	Start int    // offset in the payload where the line starts
+	// Request numbers the pipelined request the line belongs to, from 0:
+	// each request's lines form one list.
+	Request int
 	// Cut: the payload ended before the line's end of line, so the value may
 	// go on in the next segment, or was cut by the snap length.
 	Cut bool
@@ -73,6 +76,7 @@ func skipEmptyLines(p []byte) int {
 func scan(p []byte, inHeaders bool, lines []Line) Result {
 	res := Result{Lines: lines, Request: inHeaders}
 	pos := 0
+	request := 0
 	// A payload holds at most len(p)/16 requests; the bound makes the loop's
 	// termination obvious even on hostile framing.
 	for round := 0; round <= len(p)/16; round++ {
@@ -81,6 +85,9 @@ func scan(p []byte, inHeaders bool, lines []Line) Result {
 			n := requestLine(p[pos:])
 			if n <= 0 {
 				return res
+			}
+			if res.Request {
+				request++
 			}
 			res.Request = true
 			pos += n
@@ -110,7 +117,7 @@ func scan(p []byte, inHeaders bool, lines []Line) Result {
 			if line[0] == ' ' || line[0] == '\t' {
 				// obs-fold: the line continues the previous header's value.
 				if lastXFF {
-					res.Lines = append(res.Lines, Line{Value: trimValue(line), Start: pos, Cut: cut})
+					res.Lines = append(res.Lines, Line{Value: trimValue(line), Start: pos, Cut: cut, Request: request})
 				}
 			} else {
 				colon := headerName(line)
@@ -125,7 +132,7 @@ func scan(p []byte, inHeaders bool, lines []Line) Result {
 				lastXFF = equalFold(name, Name[:len(Name)-1])
 				switch {
 				case lastXFF:
-					res.Lines = append(res.Lines, Line{Value: trimValue(value), Start: pos, Cut: cut})
+					res.Lines = append(res.Lines, Line{Value: trimValue(value), Start: pos, Cut: cut, Request: request})
 				case equalFold(name, "content-length"):
 					contentLength = parseLength(trimValue(value))
 				case equalFold(name, "transfer-encoding"):
