@@ -267,7 +267,6 @@ func (w *Walker) Sync(buf []byte, base int64, from int, atEOF bool) (pos int, ok
 }
 
 func (w *Walker) chainValid(buf []byte, base int64, p int, atEOF bool) bool {
-	var prevSec uint32
 	for i := 0; i < syncChain; i++ {
 		if len(buf)-p < 12 {
 			// Too few bytes left to judge: trust a chain that reached the end
@@ -277,17 +276,10 @@ func (w *Walker) chainValid(buf []byte, base int64, p int, atEOF bool) bool {
 		var size int
 		var st Status
 		if w.Kind == KindPcap {
-			var rec Record
-			rec, size, st = w.nextPcap(buf, base, p)
-			if st == Packet {
-				// Neighbouring records of one capture are close in time; random
-				// bytes that pass the field checks rarely are.
-				s := uint32(rec.TS / 1e9)
-				if i > 0 && (s-prevSec+7*86400) > 14*86400 {
-					return false
-				}
-				prevSec = s
+			if !w.syncablePcapRecord(buf[p:]) {
+				return false
 			}
+			_, size, st = w.nextPcap(buf, base, p)
 		} else {
 			if !knownBlock(u32(buf[p:], w.Sec.BigEndian)) && u32(buf[p:], false) != pcapngSHBType {
 				return false
@@ -309,6 +301,23 @@ func (w *Walker) chainValid(buf []byte, base int64, p int, atEOF bool) bool {
 	return true
 }
 
+// syncablePcapRecord applies checks stricter than a walk's to a record header
+// a resync might land on. Reading a true header four bytes late gives a
+// record whose "captured length" is the true wire length, so it chains
+// perfectly; its "wire length" is then packet bytes, rarely a small number,
+// and its data rarely starts like a frame of the link type.
+func (w *Walker) syncablePcapRecord(b []byte) bool {
+	if len(b) < pcapRecordHdrLen {
+		return true // left to nextPcap
+	}
+	if u32(b[12:], w.Sec.BigEndian) > maxSyncOrigLen {
+		return false
+	}
+	data := b[pcapRecordHdrLen:]
+	data = data[:min(len(data), int(min(u32(b[8:], w.Sec.BigEndian), MaxCapLen)))]
+	return plausibleFrame(w.Sec.Ifaces[0].LinkType, data, u32(b[12:], w.Sec.BigEndian))
+}
+
 func u16(b []byte, big bool) uint16 {
 	if big {
 		return binary.BigEndian.Uint16(b)
@@ -328,4 +337,43 @@ func u64(b []byte, big bool) uint64 {
 		return binary.BigEndian.Uint64(b)
 	}
 	return binary.LittleEndian.Uint64(b)
+}
+
+// maxSyncOrigLen bounds the wire length of a record a resync may land on.
+// Longer packets (TSO, BIG TCP) are still walked; they are just not trusted
+// as the first record after corruption.
+const maxSyncOrigLen = 256 << 10
+
+// plausibleFrame reports whether data starts like a frame of the link type:
+// a cheap content check that keeps resyncs off misaligned headers.
+func plausibleFrame(linkType uint32, data []byte, origLen uint32) bool {
+	switch linkType {
+	case 1: // Ethernet
+		if len(data) < 14 {
+			return true // too little to judge (a tiny snap length, or a cut record)
+		}
+		et := binary.BigEndian.Uint16(data[12:])
+		if et >= 0x0600 {
+			return true // an EtherType; exotic ones are real too
+		}
+		// An 802.3 length field: the frame is that payload (at least the
+		// 46-byte minimum) plus header and FCS.
+		return et <= 1500 && origLen <= 14+max(uint32(et), 46)+4
+	case 113: // Linux SLL: packet type 0-4
+		return len(data) < 2 || binary.BigEndian.Uint16(data) <= 4
+	case 276: // Linux SLL2: reserved field zero
+		return len(data) < 4 || binary.BigEndian.Uint16(data[2:]) == 0
+	case 101, 12, 14, 228, 229: // raw IP
+		return len(data) > 0 && (data[0]>>4 == 4 || data[0]>>4 == 6)
+	case 0: // BSD loopback, address family in host byte order
+		if len(data) < 4 {
+			return true
+		}
+		af := binary.LittleEndian.Uint32(data)
+		if af > 0xffff {
+			af = binary.BigEndian.Uint32(data)
+		}
+		return af == 2 || af == 24 || af == 28 || af == 30
+	}
+	return true
 }

@@ -328,7 +328,7 @@ func (fs *fileScan) run() error {
 // scanChunk reads and walks one chunk.
 func (fs *fileScan) scanChunk(sc *chunkScanner, j job) *chunkResult {
 	res := &chunkResult{k: j.k, ctxBlocks: j.ctx.HeaderBlocks}
-	from := max(fs.dataStart, j.start-preroll)
+	from := max(fs.dataStart, j.start-min(preroll, fs.chunkSize()))
 	if j.k == 0 {
 		from = j.start
 	}

@@ -1,0 +1,197 @@
+package format
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func corpusFiles(t testing.TB) []string {
+	files, _ := filepath.Glob("../testdata/corpus/*.pcap*")
+	if len(files) == 0 {
+		t.Skip("no corpus in testdata/corpus")
+	}
+	return files
+}
+
+// walkAll walks a whole file sequentially, resyncing past bad bytes, and
+// returns the record and block offsets and the count of skipped bytes.
+func walkAll(t testing.TB, data []byte) (offs []int64, skipped int) {
+	offs, skipped, _ = walkContexts(t, data)
+	return offs, skipped
+}
+
+// snapshot is the walker's context from a file offset on.
+type snapshot struct {
+	from int64
+	w    Walker
+}
+
+func walkContexts(t testing.TB, data []byte) (offs []int64, skipped int, ctxs []snapshot) {
+	w := Walker{Kind: Detect(data)}
+	pos := 0
+	if w.Kind == KindPcap {
+		sec, err := ParsePcapHeader(data)
+		if err != nil {
+			return nil, 0, nil
+		}
+		w.Sec, pos = sec, pcapHeaderLen
+	}
+	for steps := 0; pos < len(data); steps++ {
+		if steps > len(data) {
+			t.Fatalf("no progress at %d", pos)
+		}
+		rec, n, st := w.Next(data, 0, pos)
+		switch st {
+		case Packet:
+			if rec.Offset != int64(pos) || n < len(rec.Data) || pos+n > len(data) || len(rec.Data) > MaxCapLen {
+				t.Fatalf("record at %d: size %d, data %d, offset %d", pos, n, len(rec.Data), rec.Offset)
+			}
+			offs = append(offs, rec.Offset)
+			pos += n
+		case Header:
+			offs = append(offs, int64(pos)) // a resync may land on any block
+			pos += n
+			c := w
+			c.Sec.Ifaces = append([]Interface(nil), w.Sec.Ifaces...)
+			ctxs = append(ctxs, snapshot{int64(pos), c})
+		case Short:
+			return offs, skipped, ctxs
+		case Bad:
+			p, ok := w.Sync(data, 0, pos+1, true)
+			if !ok {
+				return offs, skipped + len(data) - pos, ctxs
+			}
+			skipped += p - pos
+			pos = p
+		}
+	}
+	return offs, skipped, ctxs
+}
+
+func TestCorpusWalksCleanly(t *testing.T) {
+	for _, f := range corpusFiles(t) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		offs, skipped := walkAll(t, data)
+		if skipped != 0 || len(offs) < 2 {
+			t.Errorf("%s: %d packets, %d bytes skipped", filepath.Base(f), len(offs), skipped)
+		}
+	}
+}
+
+// TestSyncFindsEveryRecord: from (almost) any byte offset, a resync lands on
+// the next true record boundary of a real capture. A resync is a heuristic:
+// a header misread at a lucky offset can chain into true records, so a few
+// misses are allowed; ingest never relies on a resync at chunk boundaries
+// (the sequential walk from the previous chunk decides), only after real
+// corruption.
+func TestSyncFindsEveryRecord(t *testing.T) {
+	samples, misses := 0, 0
+	defer func() {
+		t.Logf("%d of %d resyncs landed elsewhere", misses, samples)
+		if misses*200 > samples {
+			t.Errorf("%d of %d resyncs landed elsewhere (more than 0.5%%)", misses, samples)
+		}
+	}()
+	for _, f := range corpusFiles(t) {
+		data, _ := os.ReadFile(f)
+		offs, _, ctxs := walkContexts(t, data)
+		w := Walker{Kind: Detect(data)}
+		if w.Kind == KindPcap {
+			w.Sec, _ = ParsePcapHeader(data)
+		}
+		next := 0
+		for from := int(offs[0]); from < len(data); from += 1 + from%97 {
+			for next < len(offs) && offs[next] < int64(from) {
+				next++
+			}
+			for _, c := range ctxs {
+				if next < len(offs) && c.from <= offs[next] {
+					w = c.w
+				}
+			}
+			p, ok := w.Sync(data, 0, from, true)
+			if next == len(offs) {
+				if ok {
+					t.Errorf("%s: sync from %d found %d past the last record", filepath.Base(f), from, p)
+				}
+				continue
+			}
+			samples++
+			if !ok || int64(p) != offs[next] {
+				misses++
+				t.Logf("%s: sync from %d = %d %v, want %d", filepath.Base(f), from, p, ok, offs[next])
+			}
+		}
+	}
+}
+
+func TestPcapngTimestampResolutions(t *testing.T) {
+	cases := []struct {
+		resol uint8
+		raw   uint64
+		want  int64
+	}{
+		{6, 1_500_000, 1_500_000_000},
+		{9, 1_500_000_001, 1_500_000_001},
+		{3, 1500, 1_500_000_000},
+		{12, 1_500_000_000_001, 1_500_000_000},
+		{0x80 | 10, 1024 + 512, 1_500_000_000},
+		{0x80 | 40, 1<<40 + 1<<39, 1_500_000_000},
+	}
+	for _, c := range cases {
+		if got := (Interface{TSResol: c.resol}).Nanos(c.raw); got != c.want {
+			t.Errorf("resol %#x raw %d: %d, want %d", c.resol, c.raw, got, c.want)
+		}
+	}
+}
+
+// TestHostileLengths: huge captured lengths are corruption, never allocated.
+func TestHostileLengths(t *testing.T) {
+	hdr := make([]byte, 24+16+100)
+	binary.LittleEndian.PutUint32(hdr, pcapMagicMicro)
+	binary.LittleEndian.PutUint16(hdr[4:], 2)
+	binary.LittleEndian.PutUint32(hdr[16:], 65535)
+	binary.LittleEndian.PutUint32(hdr[20:], 1)
+	binary.LittleEndian.PutUint32(hdr[24+8:], 0xffffff00)
+	binary.LittleEndian.PutUint32(hdr[24+12:], 0xffffff00)
+	sec, err := ParsePcapHeader(hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Walker{Kind: KindPcap, Sec: sec}
+	if _, _, st := w.Next(hdr, 0, 24); st != Bad {
+		t.Errorf("caplen 0xffffff00: status %d, want Bad", st)
+	}
+	binary.LittleEndian.PutUint32(hdr[24+8:], 70000) // above the snap length
+	if _, _, st := w.Next(hdr, 0, 24); st != Bad {
+		t.Errorf("caplen above snaplen: status %d, want Bad", st)
+	}
+}
+
+// FuzzWalk feeds arbitrary bytes to the walker: it must never panic, never
+// return a record outside the buffer, and always make progress.
+func FuzzWalk(f *testing.F) {
+	for _, name := range []string{"xff_two_ips_small.pcap", "fmt_nsec_bigendian.pcap", "fmt_sll2.pcap", "fmt_pcapng_2if_proxy_http.pcapng"} {
+		if b, err := os.ReadFile("../testdata/corpus/" + name); err == nil {
+			f.Add(b[:min(len(b), 4096)])
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		walkAll(t, data)
+		// Also as a window starting mid-file, with both kinds of context.
+		for _, k := range []Kind{KindPcap, KindPcapNG} {
+			w := Walker{Kind: k, Sec: Section{Ifaces: []Interface{{LinkType: 1, SnapLen: 65535, TSResol: 6}}}}
+			if p, ok := w.Sync(data, 1000, 0, false); ok {
+				if p < 0 || p >= len(data) {
+					t.Fatalf("sync returned %d of %d", p, len(data))
+				}
+				w.Next(data, 1000, p)
+			}
+		}
+	})
+}
