@@ -176,4 +176,3 @@ func FuzzScan(f *testing.F) {
 		}
 	})
 }
-
