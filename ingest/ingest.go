@@ -266,7 +266,7 @@ func (fs *fileScan) run() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sc := &chunkScanner{buf: make([]byte, 0, preroll+int(c)+overhang)}
+			sc := &chunkScanner{full: make([]byte, 0, preroll+int(c)+overhang)}
 			for j := range jobs {
 				results <- fs.scanChunk(sc, j)
 			}
@@ -332,31 +332,15 @@ func (fs *fileScan) scanChunk(sc *chunkScanner, j job) *chunkResult {
 	if j.k == 0 {
 		from = j.start
 	}
-	if err := sc.load(fs.f, from, j.end+overhang, fs.size); err != nil {
-		res.err = fmt.Errorf("%s: %w", fs.path, err)
-		return res
-	}
+	sc.start(fs.f, from, j.end+overhang, fs.size)
 	sc.w, sc.res = j.ctx, res
 	sc.walk(0, j.k == 0, j.start, j.end)
 	res.ctxOut = sc.w
 	sc.res = nil
-	return res
-}
-
-// load fills the scanner's buffer with the file bytes [from, to).
-func (sc *chunkScanner) load(f *os.File, from, to, size int64) error {
-	to = min(to, size)
-	n := int(to - from)
-	sc.buf = slices.Grow(sc.buf[:0], n)[:n]
-	got, err := f.ReadAt(sc.buf, from)
-	if err != nil && !(errors.Is(err, io.EOF) && got == n) {
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("file shrank while being read (at offset %d)", from+int64(got))
-		}
-		return err
+	if sc.readErr != nil {
+		res.err = fmt.Errorf("%s: %w", fs.path, sc.readErr)
 	}
-	sc.base, sc.eof = from, to == size
-	return nil
+	return res
 }
 
 // accept takes chunk results in file order, re-walking a chunk that does not
@@ -400,16 +384,16 @@ func (fs *fileScan) accept(r *chunkResult) error {
 // rerun walks chunk k again in the coordinator, from a known position and
 // the true context.
 func (fs *fileScan) rerun(k int, from int64, trusted bool, start, end int64) *chunkResult {
-	sc := &chunkScanner{buf: fs.rerunBuf}
+	sc := &chunkScanner{full: fs.rerunBuf}
 	res := &chunkResult{k: k, ctxBlocks: fs.ctx.HeaderBlocks}
-	if err := sc.load(fs.f, from, end+overhang, fs.size); err != nil {
-		res.err = fmt.Errorf("%s: %w", fs.path, err)
-		return res
-	}
-	fs.rerunBuf = sc.buf
+	sc.start(fs.f, from, end+overhang, fs.size)
+	fs.rerunBuf = sc.full
 	sc.w, sc.res = cloneWalker(fs.ctx), res
 	sc.walk(0, trusted, max(start, from), end)
 	res.ctxOut = sc.w
+	if sc.readErr != nil {
+		res.err = fmt.Errorf("%s: %w", fs.path, sc.readErr)
+	}
 	return res
 }
 

@@ -2,7 +2,11 @@ package ingest
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"net/netip"
+	"os"
 	"slices"
 
 	"github.com/xffidx/xffidx/format"
@@ -81,11 +85,17 @@ type chunkResult struct {
 // chunkScanner walks one chunk held in buf. It is reused across chunks by
 // one worker; its scratch slices keep the hot loop allocation-free.
 type chunkScanner struct {
-	buf  []byte
-	base int64 // file offset of buf[0]
-	eof  bool  // buf reaches the end of the file
-	w    format.Walker
-	res  *chunkResult
+	// The window [base, base+len(full)) is read piece by piece: buf is the
+	// part read so far. Scanning each piece right after reading it finds it
+	// still in the CPU cache, which makes the pass run at copy speed.
+	f       *os.File
+	full    []byte
+	buf     []byte
+	base    int64 // file offset of buf[0]
+	fileEnd bool  // the window reaches the end of the file
+	readErr error
+	w       format.Walker
+	res     *chunkResult
 
 	ring    [lookRecords]int // buffer positions of recent packet records
 	ringLen int
@@ -108,7 +118,7 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 	if trusted {
 		res.start = s.base + int64(from)
 	} else {
-		p, ok := s.w.Sync(s.buf, s.base, pos, s.eof)
+		p, ok := s.sync(pos)
 		if !ok {
 			// Nothing valid in reach: the caller measures the skip from where
 			// the previous chunk stopped.
@@ -123,7 +133,7 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 			res.end, res.endKind = off, endBoundary
 			return
 		}
-		if pos == len(s.buf) && s.eof {
+		if pos == len(s.buf) && !s.more() && s.fileEnd {
 			res.end, res.endKind = off, endEOF
 			return
 		}
@@ -131,12 +141,8 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 		var rec format.Record
 		var n int
 		var st format.Status
-		if owned {
-			rec, n, st = s.w.Next(s.buf, s.base, pos)
-		} else {
-			rec, n, st = s.w.Peek(s.buf, s.base, pos)
-		}
-		if st == format.Short && s.eof {
+		rec, n, st = s.record(pos, owned)
+		if st == format.Short && s.fileEnd {
 			if owned && res.start < 0 {
 				res.start = off
 			}
@@ -145,7 +151,7 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 			return
 		}
 		if st == format.Short || st == format.Bad {
-			p, ok := s.w.Sync(s.buf, s.base, pos+1, s.eof)
+			p, ok := s.sync(pos + 1)
 			if !ok {
 				res.end, res.endKind = max(off, start), endCorrupt
 				return
@@ -173,6 +179,66 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 		pos += n
 	}
 }
+
+// pieceSize is how much of the window one read brings in: small enough to
+// stay in the CPU's cache until scanned, large enough that syscalls are few.
+const pieceSize = 512 << 10
+
+// start prepares the window [from, to) of f, cut to the file's size.
+func (s *chunkScanner) start(f *os.File, from, to, size int64) {
+	to = min(to, size)
+	n := int(max(0, to-from))
+	s.full = slices.Grow(s.full[:0], n)[:n]
+	s.buf = s.full[:0]
+	s.f, s.base, s.fileEnd, s.readErr = f, from, to == size, nil
+}
+
+// more reads the next piece of the window; false when it is all read.
+func (s *chunkScanner) more() bool {
+	have := len(s.buf)
+	if have == len(s.full) || s.readErr != nil {
+		return false
+	}
+	want := min(len(s.full), have+pieceSize)
+	got, err := s.f.ReadAt(s.full[have:want], s.base+int64(have))
+	if got < want-have {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("file shrank while being read (at offset %d)", s.base+int64(have+got))
+		}
+		s.readErr = err
+		s.full = s.full[:have+got]
+	}
+	s.buf = s.full[:have+got]
+	return got > 0
+}
+
+// record reads the record at pos, reading more of the window if it does not
+// fit yet. apply says whether header blocks change the walker.
+func (s *chunkScanner) record(pos int, apply bool) (format.Record, int, format.Status) {
+	for {
+		var rec format.Record
+		var n int
+		var st format.Status
+		if apply {
+			rec, n, st = s.w.Next(s.buf, s.base, pos)
+		} else {
+			rec, n, st = s.w.Peek(s.buf, s.base, pos)
+		}
+		if st != format.Short || !s.more() {
+			return rec, n, st
+		}
+	}
+}
+
+// sync resyncs from pos with enough of the window read to judge a chain.
+func (s *chunkScanner) sync(pos int) (int, bool) {
+	for len(s.buf) < pos+syncLookahead && s.more() {
+	}
+	return s.w.Sync(s.buf, s.base, pos, s.fileEnd && len(s.buf) == len(s.full))
+}
+
+// syncLookahead is enough bytes for a resync to see four maximal records.
+const syncLookahead = 4*(format.MaxCapLen+16) + 4096
 
 func (s *chunkScanner) headerEvent(off int64) {
 	sec := &s.w.Sec
@@ -315,7 +381,7 @@ func (s *chunkScanner) headerStateBefore(seg *packet.Segment, pos int, depth int
 		if p >= pos {
 			continue
 		}
-		rec, _, st := s.w.Peek(s.buf, s.base, p)
+		rec, _, st := s.record(p, false)
 		if st != format.Packet {
 			continue
 		}
@@ -352,13 +418,13 @@ func (s *chunkScanner) headerStateBefore(seg *packet.Segment, pos int, depth int
 // after pos and returns the bytes that end its first line.
 func (s *chunkScanner) continuation(seg *packet.Segment, pos int) (cont []byte, terminated, found bool) {
 	want := seg.Seq + uint32(len(seg.Payload))
-	_, n, st := s.w.Peek(s.buf, s.base, pos)
+	_, n, st := s.record(pos, false)
 	if st != format.Packet {
 		return nil, false, false
 	}
 	p := pos + n
 	for range lookRecords {
-		rec, n, st := s.w.Peek(s.buf, s.base, p)
+		rec, n, st := s.record(p, false)
 		if st == format.Header {
 			p += n
 			continue

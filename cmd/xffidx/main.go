@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -67,11 +68,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type globals struct {
-	indexDir  string
-	logFormat string
-	verbose   bool
-	stdout    io.Writer
-	stderr    io.Writer
+	indexDir   string
+	cpuProfile string
+	logFormat  string
+	verbose    bool
+	stdout     io.Writer
+	stderr     io.Writer
 }
 
 // defaultIndexDir is --index's default: $XFFIDX_INDEX, else
@@ -132,6 +134,26 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 	root.PersistentFlags().StringVar(&g.indexDir, "index", "", "index directory (default $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx)")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log more")
+	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file")
+	root.PersistentFlags().MarkHidden("cpuprofile")
+	var profile *os.File
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if g.cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(g.cpuProfile)
+		if err != nil {
+			return err
+		}
+		profile = f
+		return pprof.StartCPUProfile(f)
+	}
+	root.PersistentPostRun = func(cmd *cobra.Command, args []string) {
+		if profile != nil {
+			pprof.StopCPUProfile()
+			profile.Close()
+		}
+	}
 	root.AddCommand(newBuild(g), newQuery(g))
 	return root
 }
