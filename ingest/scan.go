@@ -268,7 +268,7 @@ func (s *chunkScanner) packet(rec format.Record, pos int) {
 		}
 		res.maxTS = max(res.maxTS, rec.TS)
 	}
-	if xff.IndexName(rec.Data) < 0 {
+	if xff.IndexName(rec.Data) < 0 && !xff.EndsWithNamePrefix(rec.Data) {
 		return
 	}
 	s.candidate(rec, pos)
@@ -287,9 +287,9 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 	}
 	snapCut := rec.CapLen < rec.OrigLen
 	res := xff.ScanRequests(seg.Payload, s.lines[:0])
-	fromPacketAlone := true
+	fromPacketAlone, joinedCut := true, false
 	if !res.Request {
-		open, lastCut := s.headerStateBefore(&seg, pos, 0)
+		open, lastCut, guessed := s.headerStateBefore(&seg, pos, 0)
 		if !open {
 			return
 		}
@@ -303,9 +303,31 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 			p = p[nl+1:]
 		}
 		res = xff.ScanHeaders(p, s.lines[:0])
+		if res.Malformed || (guessed && res.Open) {
+			// A true continuation holds header lines up to the blank line;
+			// anything else is a body that happens to start like one. When
+			// the snap length hid the end of the previous segment, the blank
+			// line must be seen here.
+			return
+		}
 		fromPacketAlone = false
 	}
 	s.lines = res.Lines
+	if res.Tail != nil && !snapCut && xff.IsNamePrefix(res.Tail) {
+		// A header name split across segments: join it with the start of
+		// the next segment to see whether it is ours.
+		cont, terminated, found := s.continuation(&seg, pos)
+		s.joined = append(append(s.joined[:0], res.Tail...), cont[:min(len(cont), xff.MaxValue)]...)
+		if value, ok := xff.HasName(s.joined); found && ok {
+			request := 0
+			if len(res.Lines) > 0 {
+				request = res.Lines[len(res.Lines)-1].Request
+			}
+			res.Lines = append(res.Lines, xff.Line{Value: value, Start: len(seg.Payload) - len(res.Tail), Request: request})
+			s.lines = res.Lines
+			fromPacketAlone, joinedCut = false, !terminated
+		}
+	}
 	if len(res.Lines) == 0 {
 		return
 	}
@@ -323,7 +345,7 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 		}
 		lastIsCut = !terminated
 	}
-	s.emit(rec, lines, lastIsCut, fromPacketAlone)
+	s.emit(rec, lines, lastIsCut || joinedCut, fromPacketAlone)
 }
 
 // emit indexes the addresses of one packet's XFF lines.
@@ -372,9 +394,11 @@ func (s *chunkScanner) emit(rec format.Record, lines []xff.Line, lastIsCut, from
 // headerStateBefore finds the previous segment of seg's connection among the
 // recent records and reports whether a request header block was still open
 // at its end, and whether its last line was cut.
-func (s *chunkScanner) headerStateBefore(seg *packet.Segment, pos int, depth int) (open, lastCut bool) {
+// guessed is true when the snap length cut the previous segment, so that
+// open is a guess.
+func (s *chunkScanner) headerStateBefore(seg *packet.Segment, pos int, depth int) (open, lastCut, guessed bool) {
 	if depth >= lookBackDepth {
-		return false, false
+		return false, false, false
 	}
 	for i := 1; i <= s.ringLen; i++ {
 		p := s.ring[(s.ringAt-i+2*len(s.ring))%len(s.ring)]
@@ -386,32 +410,40 @@ func (s *chunkScanner) headerStateBefore(seg *packet.Segment, pos int, depth int
 			continue
 		}
 		prev, ok := packet.InnermostTCP(rec.LinkType, rec.Data)
-		if !ok || len(prev.Payload) == 0 || !sameFlow(&prev, seg) || prev.Seq+uint32(len(prev.Payload)) != seg.Seq {
+		// The bytes the snap length cut off were payload too: count them
+		// to find where the next segment starts.
+		wire := uint32(len(prev.Payload)) + rec.OrigLen - rec.CapLen
+		if !ok || wire == 0 || !sameFlow(&prev, seg) || prev.Seq+wire != seg.Seq {
 			continue
 		}
-		if rec.CapLen < rec.OrigLen {
-			return false, false
-		}
+		cut := rec.CapLen < rec.OrigLen
 		r := xff.ScanRequests(prev.Payload, s.lines2[:0])
 		if !r.Request {
-			o, cut := s.headerStateBefore(&prev, p, depth+1)
-			if !o {
-				return false, false
+			o, lc, g := s.headerStateBefore(&prev, p, depth+1)
+			if !o || g {
+				return false, false, false
 			}
 			pl := prev.Payload
-			if cut {
+			if lc {
 				nl := bytes.IndexByte(pl, '\n')
 				if nl < 0 {
-					return true, true // the whole segment is one cut line
+					return true, true, false // the whole segment is one cut line
 				}
 				pl = pl[nl+1:]
 			}
 			r = xff.ScanHeaders(pl, s.lines2[:0])
 		}
 		s.lines2 = r.Lines[:0]
-		return r.Open, r.LastCut
+		if cut {
+			// What the snap length cut off is unknown. A block still open
+			// where the capture stops is taken as going on into this segment
+			// (the cut line as ending there) unless the request announced a
+			// body, which may as well start in the part cut off.
+			return r.Open && !r.BodyDeclared, false, true
+		}
+		return r.Open, r.LastCut, false
 	}
-	return false, false
+	return false, false, false
 }
 
 // continuation finds the next segment of seg's connection in the records

@@ -101,6 +101,8 @@ func frameOffsets(t *testing.T, path string) []int64 {
 		case format.Packet:
 			offs = append(offs, rec.Offset)
 		case format.Header:
+		case format.Short:
+			return offs // a cut last record
 		default:
 			t.Fatalf("%s: walker stopped at %d: status %d", path, pos, st)
 		}

@@ -45,6 +45,15 @@ type Result struct {
 	Open bool
 	// LastCut: the payload ended in the middle of a line of a header block.
 	LastCut bool
+	// Tail is that cut line when it is not a complete "name:" yet (it may be
+	// a header name split across segments).
+	Tail []byte
+	// BodyDeclared: the header block open at the end announced a body
+	// (Content-Length above 0, or chunked).
+	BodyDeclared bool
+	// Malformed: the scan stopped at a line inside a header block that is
+	// not a header line.
+	Malformed bool
 }
 
 // ScanRequests scans a TCP payload that starts at a request boundary: one or
@@ -97,7 +106,7 @@ func scan(p []byte, inHeaders bool, lines []Line) Result {
 		lastXFF := false
 		for {
 			if pos >= len(p) {
-				res.Open = true
+				res.Open, res.BodyDeclared = true, contentLength > 0 || chunked
 				return res
 			}
 			eol := bytes.IndexByte(p[pos:], '\n')
@@ -124,7 +133,10 @@ func scan(p []byte, inHeaders bool, lines []Line) Result {
 				if colon < 0 {
 					if cut && isToken(line) {
 						// A header name cut by the end of the payload.
-						res.Open, res.LastCut = true, true
+						res.Open, res.LastCut, res.Tail = true, true, line
+						res.BodyDeclared = contentLength > 0 || chunked
+					} else {
+						res.Malformed = true
 					}
 					return res
 				}
@@ -141,6 +153,7 @@ func scan(p []byte, inHeaders bool, lines []Line) Result {
 			}
 			if cut {
 				res.Open, res.LastCut = true, true
+				res.BodyDeclared = contentLength > 0 || chunked
 				return res
 			}
 			pos = end + 1
@@ -425,10 +438,39 @@ func parseDecimalIPv4(b []byte) (netip.Addr, bool) {
 	return netip.AddrFrom4(out), true
 }
 
+// EndsWithNamePrefix reports whether b ends with a line that is a proper,
+// non-empty prefix of Name (case-insensitive): a header name that may go on
+// in the next TCP segment. It reads at most the last 16 bytes.
+func EndsWithNamePrefix(b []byte) bool {
+	tail := b[max(0, len(b)-len(Name)):]
+	nl := bytes.LastIndexByte(tail, '\n')
+	if nl < 0 {
+		return false
+	}
+	return IsNamePrefix(tail[nl+1:])
+}
+
+// IsNamePrefix reports whether b is a proper, non-empty prefix of Name.
+func IsNamePrefix(b []byte) bool {
+	return len(b) > 0 && len(b) < len(Name) && equalFold(b, Name[:len(b)])
+}
+
+// HasName reports whether line starts with Name (case-insensitive) and
+// returns the value after it, trimmed.
+func HasName(line []byte) ([]byte, bool) {
+	if len(line) < len(Name) || !equalFold(line[:len(Name)], Name) {
+		return nil, false
+	}
+	return trimValue(line[len(Name):]), true
+}
+
 // IndexName returns the index of the first case-insensitive occurrence of
-// Name in b that starts a line (follows '\n' or starts b), or -1. It anchors
-// on the '-' that every spelling shares, which memchr-speed IndexByte finds,
-// and checks the second '-' ten bytes on before comparing the rest.
+// Name in b, or -1. It is the build's per-packet filter, so it looks at raw
+// frame bytes: it cannot insist on a line start, because a TCP payload that
+// begins with the header (a header block continued from an earlier segment)
+// follows TCP header bytes, not a newline; ScanRequests and ScanHeaders decide.
+// It anchors on the '-' that every spelling shares, which memchr-speed
+// IndexByte finds, and checks the second '-' ten bytes on before comparing.
 func IndexName(b []byte) int {
 	off := 0
 	for {
@@ -442,7 +484,7 @@ func IndexName(b []byte) int {
 		if start < 0 || start+len(Name) > len(b) || b[i+10] != '-' {
 			continue
 		}
-		if (start == 0 || b[start-1] == '\n') && equalFold(b[start:start+len(Name)], Name) {
+		if equalFold(b[start:start+len(Name)], Name) {
 			return start
 		}
 	}

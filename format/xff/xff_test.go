@@ -117,7 +117,7 @@ func TestIndexName(t *testing.T) {
 		"X-Forwarded-For: 1":                            -1 + 1,
 		"GET / HTTP/1.1\r\nx-forwarded-for:":            16,
 		"GET / HTTP/1.1\r\nX-Original-Forwarded-For: 1": -1,
-		"--------x-forwarded-for:":                      -1,
+		"--------x-forwarded-for:":                      8, // line starts are checked later
 		"a\nX-FORWARDED-FOR:":                           2,
 		"a\nX-Forwarded-For":                            -1,
 		"\r-forwarded-for:":                             -1,
@@ -125,6 +125,22 @@ func TestIndexName(t *testing.T) {
 	for in, want := range cases {
 		if got := IndexName([]byte(in)); got != want {
 			t.Errorf("IndexName(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestEndsWithNamePrefix(t *testing.T) {
+	cases := map[string]bool{
+		"Accept: */*\r\nX-Forwa":          true,
+		"Accept: */*\r\nx":                true,
+		"Accept: */*\r\nX-Forwarded-For:": false, // complete: IndexName finds it
+		"Accept: */*\r\nX-Real":           false,
+		"Accept: */*\r\n":                 false,
+		"X-Forwa":                         false, // no line start in reach
+	}
+	for in, want := range cases {
+		if got := EndsWithNamePrefix([]byte(in)); got != want {
+			t.Errorf("EndsWithNamePrefix(%q) = %v", in, got)
 		}
 	}
 }
