@@ -1,0 +1,27 @@
+package index
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func BenchmarkHitKey(b *testing.B) {
+	addrs := []netip.Addr{netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("2001:db8::1")}
+	var key []byte
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		key = HitKey(key[:0], addrs[i&1], 7, int64(i)*1514)
+		i++
+	}
+}
+
+func BenchmarkDecodeHitKey(b *testing.B) {
+	key := HitKey(nil, netip.MustParseAddr("2001:db8::1"), 7, 123456789)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, ok := decodeHitKey(key); !ok {
+			b.Fatal("bad key")
+		}
+	}
+}
