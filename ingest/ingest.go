@@ -177,7 +177,7 @@ type fileScan struct {
 	sections  []format.Section
 	covered   int64
 	truncated int64
-	rerunBuf  []byte
+	rerunner  *chunkScanner
 }
 
 func (fs *fileScan) chunkSize() int64 {
@@ -266,7 +266,7 @@ func (fs *fileScan) run() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sc := &chunkScanner{full: make([]byte, 0, preroll+int(c)+overhang)}
+			sc := newChunkScanner()
 			for j := range jobs {
 				results <- fs.scanChunk(sc, j)
 			}
@@ -384,10 +384,12 @@ func (fs *fileScan) accept(r *chunkResult) error {
 // rerun walks chunk k again in the coordinator, from a known position and
 // the true context.
 func (fs *fileScan) rerun(k int, from int64, trusted bool, start, end int64) *chunkResult {
-	sc := &chunkScanner{full: fs.rerunBuf}
+	if fs.rerunner == nil {
+		fs.rerunner = newChunkScanner()
+	}
+	sc := fs.rerunner
 	res := &chunkResult{k: k, ctxBlocks: fs.ctx.HeaderBlocks}
 	sc.start(fs.f, from, end+overhang, fs.size)
-	fs.rerunBuf = sc.full
 	sc.w, sc.res = cloneWalker(fs.ctx), res
 	sc.walk(0, trusted, max(start, from), end)
 	res.ctxOut = sc.w

@@ -82,16 +82,21 @@ type chunkResult struct {
 	err       error
 }
 
-// chunkScanner walks one chunk held in buf. It is reused across chunks by
-// one worker; its scratch slices keep the hot loop allocation-free.
+// chunkScanner walks one chunk. It is reused across chunks by one worker;
+// its buffer and scratch slices keep the hot loop allocation-free.
+//
+// The chunk's window of the file, [from, limit), is read piece by piece into
+// a small buffer that slides: buf holds the file bytes [base, base+len(buf)),
+// the bytes already walked are dropped but for the last `history` (for
+// look-back), and each piece is scanned right after it is read, while it is
+// still in the CPU cache. That keeps the pass at memory-copy speed and its
+// memory independent of the chunk size.
 type chunkScanner struct {
-	// The window [base, base+len(full)) is read piece by piece: buf is the
-	// part read so far. Scanning each piece right after reading it finds it
-	// still in the CPU cache, which makes the pass run at copy speed.
 	f       *os.File
-	full    []byte
+	mem     []byte // backing array of buf, of fixed capacity
 	buf     []byte
 	base    int64 // file offset of buf[0]
+	limit   int64 // end of the window
 	fileEnd bool  // the window reaches the end of the file
 	readErr error
 	w       format.Walker
@@ -128,6 +133,9 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 		pos = p
 	}
 	for {
+		if pos >= history+slideEvery {
+			pos = s.slide(pos)
+		}
 		off := s.base + int64(pos)
 		if off >= end {
 			res.end, res.endKind = off, endBoundary
@@ -142,7 +150,7 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 		var n int
 		var st format.Status
 		rec, n, st = s.record(pos, owned)
-		if st == format.Short && s.fileEnd {
+		if st == format.Short && s.fileEnd && s.allRead() {
 			if owned && res.start < 0 {
 				res.start = off
 			}
@@ -180,36 +188,79 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 	}
 }
 
-// pieceSize is how much of the window one read brings in: small enough to
-// stay in the CPU's cache until scanned, large enough that syscalls are few.
-const pieceSize = 512 << 10
+const (
+	// pieceSize is how much one read brings in: small enough to stay in the
+	// CPU's cache until scanned, large enough that syscalls are few.
+	pieceSize = 256 << 10
+	// history is how much walked data a slide keeps, for look-back.
+	history = 64 << 10
+	// slideEvery: the buffer slides once this much has been walked past
+	// the history.
+	slideEvery = 768 << 10
+	// scannerMem holds history, the slide distance, and the largest record
+	// or resync look-ahead plus a look-ahead for split headers beyond it.
+	scannerMem = history + slideEvery + 2*syncLookahead + 1<<20
+)
+
+func newChunkScanner() *chunkScanner {
+	return &chunkScanner{mem: make([]byte, scannerMem)}
+}
 
 // start prepares the window [from, to) of f, cut to the file's size.
 func (s *chunkScanner) start(f *os.File, from, to, size int64) {
 	to = min(to, size)
-	n := int(max(0, to-from))
-	s.full = slices.Grow(s.full[:0], n)[:n]
-	s.buf = s.full[:0]
-	s.f, s.base, s.fileEnd, s.readErr = f, from, to == size, nil
+	s.buf = s.mem[:0]
+	s.f, s.base, s.limit, s.fileEnd, s.readErr = f, from, max(from, to), to == size, nil
 }
 
-// more reads the next piece of the window; false when it is all read.
+// allRead reports whether the whole window is in buf.
+func (s *chunkScanner) allRead() bool {
+	return s.base+int64(len(s.buf)) == s.limit
+}
+
+// more reads the next piece of the window into the buffer's free space;
+// false when the window is all read or the buffer is full.
 func (s *chunkScanner) more() bool {
 	have := len(s.buf)
-	if have == len(s.full) || s.readErr != nil {
+	next := s.base + int64(have)
+	if next >= s.limit || have == len(s.mem) || s.readErr != nil {
 		return false
 	}
-	want := min(len(s.full), have+pieceSize)
-	got, err := s.f.ReadAt(s.full[have:want], s.base+int64(have))
-	if got < want-have {
+	want := int(min(int64(pieceSize), s.limit-next, int64(len(s.mem)-have)))
+	got, err := s.f.ReadAt(s.mem[have:have+want], next)
+	if got < want {
 		if err == nil || errors.Is(err, io.EOF) {
-			err = fmt.Errorf("file shrank while being read (at offset %d)", s.base+int64(have+got))
+			err = fmt.Errorf("file shrank while being read (at offset %d)", next+int64(got))
 		}
 		s.readErr = err
-		s.full = s.full[:have+got]
+		s.limit = next + int64(got)
 	}
-	s.buf = s.full[:have+got]
+	s.buf = s.mem[:have+got]
 	return got > 0
+}
+
+// slide drops the bytes before pos-history and returns pos in the moved
+// buffer. Record data from before a slide must not be used after it.
+func (s *chunkScanner) slide(pos int) int {
+	shift := pos - history
+	if shift <= 0 {
+		return pos
+	}
+	n := copy(s.mem, s.buf[shift:])
+	s.buf = s.mem[:n]
+	s.base += int64(shift)
+	// Keep the ring's entries still in the buffer: the most recent ones.
+	kept := 0
+	for i := 1; i <= s.ringLen; i++ {
+		at := (s.ringAt - i + len(s.ring)) % len(s.ring)
+		if s.ring[at] < shift {
+			break
+		}
+		s.ring[at] -= shift
+		kept++
+	}
+	s.ringLen = kept
+	return pos - shift
 }
 
 // record reads the record at pos, reading more of the window if it does not
@@ -230,11 +281,23 @@ func (s *chunkScanner) record(pos int, apply bool) (format.Record, int, format.S
 	}
 }
 
-// sync resyncs from pos with enough of the window read to judge a chain.
+// sync resyncs from pos, sliding through the window as long as it takes. It
+// returns a position in the buffer as it is after any slide.
 func (s *chunkScanner) sync(pos int) (int, bool) {
-	for len(s.buf) < pos+syncLookahead && s.more() {
+	for {
+		for len(s.buf) < pos+syncLookahead && s.more() {
+		}
+		p, ok := s.w.Sync(s.buf, s.base, pos, s.fileEnd && s.allRead())
+		if ok || s.allRead() {
+			return p, ok
+		}
+		// Nothing in what is read: go on from where a chain could still
+		// be cut by the end of the buffer.
+		pos = s.slide(max(pos, len(s.buf)-syncLookahead))
+		if !s.more() {
+			return 0, false
+		}
 	}
-	return s.w.Sync(s.buf, s.base, pos, s.fileEnd && len(s.buf) == len(s.full))
 }
 
 // syncLookahead is enough bytes for a resync to see four maximal records.

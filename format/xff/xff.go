@@ -469,23 +469,17 @@ func HasName(line []byte) ([]byte, bool) {
 // frame bytes: it cannot insist on a line start, because a TCP payload that
 // begins with the header (a header block continued from an earlier segment)
 // follows TCP header bytes, not a newline; ScanRequests and ScanHeaders decide.
-// It anchors on the '-' that every spelling shares, which memchr-speed
-// IndexByte finds, and checks the second '-' ten bytes on before comparing.
 func IndexName(b []byte) int {
-	off := 0
-	for {
-		i := bytes.IndexByte(b[off:], '-')
+	for off := 1; off < len(b); {
+		i := indexDashPair(b[off:])
 		if i < 0 {
 			return -1
 		}
-		i += off
-		off = i + 1
-		start := i - 1
-		if start < 0 || start+len(Name) > len(b) || b[i+10] != '-' {
-			continue
-		}
-		if equalFold(b[start:start+len(Name)], Name) {
+		start := off + i - 1
+		if start+len(Name) <= len(b) && equalFold(b[start:start+len(Name)], Name) {
 			return start
 		}
+		off += i + 1
 	}
+	return -1
 }
