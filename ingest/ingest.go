@@ -132,6 +132,7 @@ func (b *Builder) IndexFile(path string) FileResult {
 	defer table.Discard()
 	info := index.FileInfo{ID: fid, Path: path, Size: st.Size(), ModTime: st.ModTime()}
 	fs := &fileScan{b: b, f: f, path: path, size: st.Size(), table: table, info: &info}
+	t0 := time.Now()
 	if err := fs.run(); err != nil {
 		r.Err = err
 		return r
@@ -139,10 +140,13 @@ func (b *Builder) IndexFile(path string) FileResult {
 	r.Warnings = fs.warnings
 	info.Addresses = table.Entries
 	info.IndexedAt = time.Now().UTC()
+	t1 := time.Now()
 	sst, err := table.Finish(info)
+	t2 := time.Now()
 	if err == nil {
 		err = b.Store.Commit(sst, info, olds)
 	}
+	b.logger().Debug("indexed", "file", path, "scan", t1.Sub(t0), "table", t2.Sub(t1), "commit", time.Since(t2))
 	if err != nil {
 		r.Err = fmt.Errorf("%s: %w", path, err)
 		return r
