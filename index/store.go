@@ -177,12 +177,12 @@ func (s *Store) Prepare(path string) (old []FileInfo, newID uint32, err error) {
 	return old, newID, err
 }
 
-// Commit ingests the table built for info and deletes the keys of the older
-// entries it replaces.
-func (s *Store) Commit(table string, info FileInfo, replaces []FileInfo) error {
+// Commit ingests the tables built for info, in one atomic Ingest, and
+// deletes the keys of the older entries it replaces.
+func (s *Store) Commit(tables []string, info FileInfo, replaces []FileInfo) error {
 	return s.withDB(false, func(db *pebble.DB) error {
-		if err := db.Ingest(context.Background(), []string{table}); err != nil {
-			return fmt.Errorf("%s: ingesting %s: %w", s.Dir, table, err)
+		if err := db.Ingest(context.Background(), tables); err != nil {
+			return fmt.Errorf("%s: ingesting %s: %w", s.Dir, strings.Join(tables, ", "), err)
 		}
 		for _, old := range replaces {
 			if old.ID != info.ID {

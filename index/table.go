@@ -3,6 +3,7 @@ package index
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"container/heap"
 	"encoding/binary"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
@@ -20,27 +22,62 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
+// hitEntry is one hit key, as four big-endian words zero-padded past the
+// key's end, and its value. Within a family keys have one length, so
+// comparing the words compares the keys; the family byte comes before any
+// padding, so IPv4 keys sort before IPv6 ones as the bytes do.
+type hitEntry struct {
+	w   [4]uint64
+	pos uint32
+}
+
+const hitEntrySize = 36 // on disk in a run file: 32 key bytes, 4 value bytes
+
+func (e *hitEntry) keyLen() int {
+	if byte(e.w[0]>>48) == 4 {
+		return 1 + 1 + 4 + 12
+	}
+	return 1 + 1 + 16 + 12
+}
+
+func (e *hitEntry) appendKey(dst []byte) []byte {
+	var b [32]byte
+	for i, w := range e.w {
+		binary.BigEndian.PutUint64(b[8*i:], w)
+	}
+	return append(dst, b[:e.keyLen()]...)
+}
+
+func compareEntries(a, b hitEntry) int {
+	// The position breaks ties so that a duplicate keeps its first position.
+	return cmp.Or(cmp.Compare(a.w[0], b.w[0]), cmp.Compare(a.w[1], b.w[1]), cmp.Compare(a.w[2], b.w[2]), cmp.Compare(a.w[3], b.w[3]), cmp.Compare(a.pos, b.pos))
+}
+
 // TableBuilder collects the keys of one capture file in any order and writes
-// them as one sorted SSTable for Store.Commit. Memory is bounded by
-// spillBytes: when the buffer fills it is sorted and written to a run file,
-// and Finish merges the runs.
+// them as sorted SSTables for Store.Commit. Hits are kept as fixed-size
+// entries; when more than spillEntries accumulate they are sorted and written
+// to a run file, and Finish merges the runs. Raw values are few (one per
+// split header) and kept in memory.
 type TableBuilder struct {
-	store *Store
-	dir   string
-	fid   uint32
-	// buf holds records as uvarint(len key) key uvarint(len value) value;
-	// recs holds their start offsets.
-	buf        []byte
-	recs       []uint32
-	runs       []string
-	spillBytes int
-	key        []byte
+	store        *Store
+	dir          string
+	fid          uint32
+	hits         []hitEntry
+	raws         []rawEntry
+	runs         []string
+	spillEntries int
+	key          []byte
 	// Entries counts the hit keys added (duplicates included).
 	Entries int64
 }
 
-// DefaultSpillBytes is the in-memory run size.
-const DefaultSpillBytes = 64 << 20
+type rawEntry struct {
+	off int64
+	raw []byte
+}
+
+// DefaultSpillEntries bounds the in-memory hit buffer (about 40 MiB).
+const DefaultSpillEntries = 1 << 20
 
 // NewTable starts the table of file fid in the store's scratch directory.
 func (s *Store) NewTable(fid uint32) (*TableBuilder, error) {
@@ -51,66 +88,74 @@ func (s *Store) NewTable(fid uint32) (*TableBuilder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &TableBuilder{store: s, dir: dir, fid: fid, spillBytes: DefaultSpillBytes}, nil
+	return &TableBuilder{store: s, dir: dir, fid: fid, spillEntries: DefaultSpillEntries}, nil
 }
 
 // AddHit records that addr is at position pos of the XFF list of the packet
 // record at off.
 func (t *TableBuilder) AddHit(addr netip.Addr, off int64, pos int) error {
-	t.key = HitKey(t.key[:0], addr, t.fid, off)
-	var v [binary.MaxVarintLen64]byte
+	var b [32]byte
+	t.key = HitKey(b[:0], addr, t.fid, off)
+	e := hitEntry{pos: uint32(min(pos, 1<<31))}
+	for i := range e.w {
+		e.w[i] = binary.BigEndian.Uint64(b[8*i:])
+	}
+	t.hits = append(t.hits, e)
 	t.Entries++
-	return t.add(t.key, v[:binary.PutUvarint(v[:], uint64(pos))])
-}
-
-// AddRaw stores the raw XFF value of the packet record at off.
-func (t *TableBuilder) AddRaw(off int64, raw []byte) error {
-	t.key = ValueKey(t.key[:0], t.fid, off)
-	return t.add(t.key, raw)
-}
-
-func (t *TableBuilder) add(k, v []byte) error {
-	t.recs = append(t.recs, uint32(len(t.buf)))
-	t.buf = binary.AppendUvarint(t.buf, uint64(len(k)))
-	t.buf = append(t.buf, k...)
-	t.buf = binary.AppendUvarint(t.buf, uint64(len(v)))
-	t.buf = append(t.buf, v...)
-	if len(t.buf) >= t.spillBytes {
+	if len(t.hits) >= t.spillEntries {
 		return t.spill()
 	}
 	return nil
 }
 
-func splitRecord(b []byte) (k, v, rest []byte) {
-	n, w := binary.Uvarint(b)
-	k = b[w : w+int(n)]
-	b = b[w+int(n):]
-	n, w = binary.Uvarint(b)
-	return k, b[w : w+int(n)], b[w+int(n):]
+// AddRaw stores the raw XFF value of the packet record at off.
+func (t *TableBuilder) AddRaw(off int64, raw []byte) error {
+	t.raws = append(t.raws, rawEntry{off, bytes.Clone(raw)})
+	return nil
 }
 
-func (t *TableBuilder) sortBuffer() {
-	slices.SortFunc(t.recs, func(a, b uint32) int {
-		ka, _, _ := splitRecord(t.buf[a:])
-		kb, _, _ := splitRecord(t.buf[b:])
-		return bytes.Compare(ka, kb)
-	})
+// sortHits sorts the in-memory hits, both halves at once on two cores.
+func (t *TableBuilder) sortHits() {
+	h := t.hits
+	if len(h) < 1<<14 {
+		slices.SortFunc(h, compareEntries)
+		return
+	}
+	mid := len(h) / 2
+	var wg sync.WaitGroup
+	wg.Go(func() { slices.SortFunc(h[:mid], compareEntries) })
+	slices.SortFunc(h[mid:], compareEntries)
+	wg.Wait()
+	merged := make([]hitEntry, 0, len(h))
+	i, j := 0, mid
+	for i < mid && j < len(h) {
+		if compareEntries(h[j], h[i]) < 0 {
+			merged = append(merged, h[j])
+			j++
+		} else {
+			merged = append(merged, h[i])
+			i++
+		}
+	}
+	merged = append(append(merged, h[i:mid]...), h[j:]...)
+	t.hits = merged
 }
 
 func (t *TableBuilder) spill() error {
-	t.sortBuffer()
+	t.sortHits()
 	name := filepath.Join(t.dir, fmt.Sprintf("run%04d", len(t.runs)))
 	f, err := os.Create(name)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	for _, r := range t.recs {
-		k, v, _ := splitRecord(t.buf[r:])
-		w.Write(binary.AppendUvarint(t.key[:0], uint64(len(k))))
-		w.Write(k)
-		w.Write(binary.AppendUvarint(t.key[:0], uint64(len(v))))
-		w.Write(v)
+	var rec [hitEntrySize]byte
+	for _, e := range t.hits {
+		for i, x := range e.w {
+			binary.BigEndian.PutUint64(rec[8*i:], x)
+		}
+		binary.BigEndian.PutUint32(rec[32:], e.pos)
+		w.Write(rec[:])
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
@@ -120,54 +165,119 @@ func (t *TableBuilder) spill() error {
 		return err
 	}
 	t.runs = append(t.runs, name)
-	t.buf, t.recs = t.buf[:0], t.recs[:0]
+	t.hits = t.hits[:0]
 	return nil
 }
 
-// Finish writes the SSTable with the catalog entry and returns its path.
-func (t *TableBuilder) Finish(info FileInfo) (string, error) {
+// Finish writes the file's SSTables, catalog entry included, and returns
+// their paths, in key order and with disjoint key ranges, for one Ingest.
+// Without spilled runs the sorted hits are cut in two and both tables are
+// written at once.
+func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 	info.ID = t.fid
 	cat, err := json.Marshal(info)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	t.sortBuffer()
-	sources := []recordSource{&memSource{t: t}}
-	for _, name := range t.runs {
-		f, err := os.Open(name)
-		if err != nil {
-			return "", err
+	slices.SortFunc(t.raws, func(a, b rawEntry) int { return cmp.Compare(a.off, b.off) })
+	t.sortHits()
+	if len(t.runs) > 0 {
+		path := filepath.Join(t.dir, "table.sst")
+		sources := []entrySource{&memEntries{hits: t.hits}}
+		for _, name := range t.runs {
+			f, err := os.Open(name)
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			sources = append(sources, &runEntries{r: bufio.NewReaderSize(f, 256<<10)})
 		}
-		defer f.Close()
-		sources = append(sources, &runSource{r: bufio.NewReaderSize(f, 256<<10)})
+		err := t.writeTable(path, cat, t.raws, func(emit func(hitEntry) error) error {
+			return mergeEntries(sources, emit)
+		})
+		return []string{path}, err
 	}
-	path := filepath.Join(t.dir, "table.sst")
+	parts := [][]hitEntry{t.hits}
+	if n := len(t.hits); n >= 1<<14 {
+		// Cut between two different keys; duplicates are adjacent.
+		mid := n / 2
+		for mid < n && t.hits[mid].w == t.hits[mid-1].w {
+			mid++
+		}
+		parts = [][]hitEntry{t.hits[:mid], t.hits[mid:]}
+	}
+	paths := make([]string, len(parts))
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, part := range parts {
+		paths[i] = filepath.Join(t.dir, fmt.Sprintf("table%d.sst", i))
+		c, raws := cat, t.raws
+		if i > 0 {
+			c = nil // the catalog key sorts first: it goes in the first table
+		}
+		if i < len(parts)-1 {
+			raws = nil // value keys sort last: they go in the last table
+		}
+		wg.Go(func() {
+			errs[i] = t.writeTable(paths[i], c, raws, func(emit func(hitEntry) error) error {
+				for _, e := range part {
+					if err := emit(e); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	return paths, errors.Join(errs...)
+}
+
+// writeTable writes one SSTable: the catalog key if cat is set, the hits
+// that each yields (sorted, duplicates dropped), then raw values.
+func (t *TableBuilder) writeTable(path string, cat []byte, raws []rawEntry, each func(func(hitEntry) error) error) error {
 	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		return "", err
+		return err
 	}
 	opts := t.store.options(false)
 	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), opts.MakeWriterOptions(0, pebble.FormatNewest.MaxTableFormat()))
-	// The catalog key 'f' sorts before every hit and value key.
-	if err := w.Set(fileKey(t.fid), cat); err != nil {
-		w.Close()
-		return "", err
-	}
-	var last []byte
-	err = mergeSources(sources, func(k, v []byte) error {
-		if last != nil && bytes.Equal(k, last) {
-			return nil // the same address twice in one packet: one hit
+	err = func() error {
+		if cat != nil {
+			if err := w.Set(fileKey(t.fid), cat); err != nil {
+				return err
+			}
 		}
-		last = append(last[:0], k...)
-		return w.Set(k, v)
-	})
+		var last hitEntry
+		first := true
+		var key []byte
+		var val [binary.MaxVarintLen32]byte
+		err := each(func(e hitEntry) error {
+			if !first && e.w == last.w {
+				return nil // the same address twice in one packet: one hit
+			}
+			first, last = false, e
+			key = e.appendKey(key[:0])
+			return w.Set(key, val[:binary.PutUvarint(val[:], uint64(e.pos))])
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range raws {
+			key = ValueKey(key[:0], t.fid, r.off)
+			if err := w.Set(key, r.raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return "", fmt.Errorf("writing %s: %w", path, err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	return path, nil
+	return nil
 }
 
 // Discard removes the builder's scratch files.
@@ -175,61 +285,52 @@ func (t *TableBuilder) Discard() error {
 	return os.RemoveAll(t.dir)
 }
 
-type recordSource interface {
-	next() (k, v []byte, err error) // io.EOF at the end
+type entrySource interface {
+	next() (hitEntry, error) // io.EOF at the end
 }
 
-type memSource struct {
-	t *TableBuilder
-	i int
+type memEntries struct {
+	hits []hitEntry
+	i    int
 }
 
-func (m *memSource) next() ([]byte, []byte, error) {
-	if m.i >= len(m.t.recs) {
-		return nil, nil, io.EOF
+func (m *memEntries) next() (hitEntry, error) {
+	if m.i >= len(m.hits) {
+		return hitEntry{}, io.EOF
 	}
-	k, v, _ := splitRecord(m.t.buf[m.t.recs[m.i]:])
 	m.i++
-	return k, v, nil
+	return m.hits[m.i-1], nil
 }
 
-type runSource struct {
-	r    *bufio.Reader
-	k, v []byte
+type runEntries struct {
+	r   *bufio.Reader
+	rec [hitEntrySize]byte
 }
 
-func (r *runSource) next() ([]byte, []byte, error) {
-	read := func(dst []byte) ([]byte, error) {
-		n, err := binary.ReadUvarint(r.r)
-		if err != nil {
-			return nil, err
+func (r *runEntries) next() (hitEntry, error) {
+	if _, err := io.ReadFull(r.r, r.rec[:]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return hitEntry{}, errors.New("run file cut short")
 		}
-		if n > 1<<20 {
-			return nil, errors.New("corrupt run file")
-		}
-		dst = slices.Grow(dst[:0], int(n))[:n]
-		_, err = io.ReadFull(r.r, dst)
-		return dst, err
+		return hitEntry{}, err
 	}
-	var err error
-	if r.k, err = read(r.k); err != nil {
-		return nil, nil, err
+	var e hitEntry
+	for i := range e.w {
+		e.w[i] = binary.BigEndian.Uint64(r.rec[8*i:])
 	}
-	if r.v, err = read(r.v); err != nil {
-		return nil, nil, io.ErrUnexpectedEOF
-	}
-	return r.k, r.v, nil
+	e.pos = binary.BigEndian.Uint32(r.rec[32:])
+	return e, nil
 }
 
 type mergeItem struct {
-	k, v []byte
-	src  recordSource
+	e   hitEntry
+	src entrySource
 }
 
 type mergeHeap []mergeItem
 
 func (h mergeHeap) Len() int           { return len(h) }
-func (h mergeHeap) Less(i, j int) bool { return bytes.Compare(h[i].k, h[j].k) < 0 }
+func (h mergeHeap) Less(i, j int) bool { return compareEntries(h[i].e, h[j].e) < 0 }
 func (h mergeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *mergeHeap) Push(x any)        { *h = append(*h, x.(mergeItem)) }
 func (h *mergeHeap) Pop() any {
@@ -239,25 +340,25 @@ func (h *mergeHeap) Pop() any {
 	return x
 }
 
-func mergeSources(srcs []recordSource, emit func(k, v []byte) error) error {
+func mergeEntries(srcs []entrySource, emit func(hitEntry) error) error {
 	h := mergeHeap{}
 	for _, s := range srcs {
-		k, v, err := s.next()
+		e, err := s.next()
 		if err == io.EOF {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		h = append(h, mergeItem{k, v, s})
+		h = append(h, mergeItem{e, s})
 	}
 	heap.Init(&h)
 	for len(h) > 0 {
 		top := &h[0]
-		if err := emit(top.k, top.v); err != nil {
+		if err := emit(top.e); err != nil {
 			return err
 		}
-		k, v, err := top.src.next()
+		e, err := top.src.next()
 		if err == io.EOF {
 			heap.Pop(&h)
 			continue
@@ -265,7 +366,7 @@ func mergeSources(srcs []recordSource, emit func(k, v []byte) error) error {
 		if err != nil {
 			return err
 		}
-		top.k, top.v = k, v
+		top.e = e
 		heap.Fix(&h, 0)
 	}
 	return nil
