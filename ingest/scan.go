@@ -133,7 +133,9 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 		pos = p
 	}
 	for {
-		if pos >= history+slideEvery {
+		// Slide when little read data is left to walk (the copy is then
+		// small), or when the buffer is short of room for another piece.
+		if pos >= history+slideEvery && (len(s.buf)-pos < 16<<10 || len(s.mem)-len(s.buf) < pieceSize) {
 			pos = s.slide(pos)
 		}
 		off := s.base + int64(pos)
@@ -149,7 +151,13 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 		var rec format.Record
 		var n int
 		var st format.Status
-		rec, n, st = s.record(pos, owned)
+		if owned {
+			// The fast path: the record is already in the buffer.
+			rec, n, st = s.w.Next(s.buf, s.base, pos)
+		}
+		if !owned || st == format.Short {
+			rec, n, st = s.record(pos, owned)
+		}
 		if st == format.Short && s.fileEnd && s.allRead() {
 			if owned && res.start < 0 {
 				res.start = off

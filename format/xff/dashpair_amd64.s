@@ -43,7 +43,7 @@ found64:
 loop32:
 	LEAQ 32(DX), R8
 	CMPQ R8, CX
-	JA   tail
+	JA   last32
 	VMOVDQU (SI)(DX*1), Y1
 	VMOVDQU 10(SI)(DX*1), Y2
 	VPCMPEQB Y0, Y1, Y1
@@ -61,6 +61,26 @@ found:
 	MOVQ DX, ret+24(FP)
 	VZEROUPPER
 	RET
+
+last32:
+	// Fewer than 32 positions are left. If there are 32 positions in all,
+	// check the last 32: those already checked hold no pair, so any pair
+	// found there is the first.
+	CMPQ DX, CX
+	JAE  notfound
+	CMPQ CX, $32
+	JB   tail
+	MOVQ CX, DX
+	SUBQ $32, DX
+	VMOVDQU (SI)(DX*1), Y1
+	VMOVDQU 10(SI)(DX*1), Y2
+	VPCMPEQB Y0, Y1, Y1
+	VPCMPEQB Y0, Y2, Y2
+	VPAND Y1, Y2, Y1
+	VPMOVMSKB Y1, R9
+	TESTL R9, R9
+	JNZ  found
+	JMP  notfound
 
 tail:
 	CMPQ DX, CX

@@ -442,6 +442,9 @@ func parseDecimalIPv4(b []byte) (netip.Addr, bool) {
 // non-empty prefix of Name (case-insensitive): a header name that may go on
 // in the next TCP segment. It reads at most the last 16 bytes.
 func EndsWithNamePrefix(b []byte) bool {
+	if len(b) == 0 || !nameByte[b[len(b)-1]] {
+		return false // the common case, decided by one table look-up
+	}
 	tail := b[max(0, len(b)-len(Name)):]
 	nl := bytes.LastIndexByte(tail, '\n')
 	if nl < 0 {
@@ -449,6 +452,17 @@ func EndsWithNamePrefix(b []byte) bool {
 	}
 	return IsNamePrefix(tail[nl+1:])
 }
+
+// nameByte marks the bytes a proper prefix of Name can end with.
+var nameByte = func() (t [256]bool) {
+	for _, c := range []byte(Name[:len(Name)-1]) {
+		t[c] = true
+		if c >= 'a' && c <= 'z' {
+			t[c-'a'+'A'] = true
+		}
+	}
+	return t
+}()
 
 // IsNamePrefix reports whether b is a proper, non-empty prefix of Name.
 func IsNamePrefix(b []byte) bool {
