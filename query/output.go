@@ -1,6 +1,7 @@
 package query
 
 import (
+	"bufio"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -87,7 +88,15 @@ func isFormatChar(r rune) bool {
 // Write prints rows in the given format. JSON leaves the XFF value raw (its
 // encoder escapes control characters and replaces bytes that are not UTF-8);
 // CSV and the table, read by people in terminals, get Sanitize.
-func Write(w io.Writer, format string, rows []Row) error {
+func Write(out io.Writer, format string, rows []Row) error {
+	w := bufio.NewWriterSize(out, 64<<10)
+	if err := write(w, format, rows); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func write(w io.Writer, format string, rows []Row) error {
 	switch format {
 	case FormatJSON:
 		enc := json.NewEncoder(w)

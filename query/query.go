@@ -84,9 +84,10 @@ func Lookup(store *index.Store, prefixes []netip.Prefix) (Result, error) {
 
 // recordReader reads single packet records of one file at stored offsets.
 type recordReader struct {
-	f    *os.File
-	info *index.FileInfo
-	buf  []byte
+	f      *os.File
+	info   *index.FileInfo
+	buf    []byte // the file's bytes from bufOff on
+	bufOff int64
 }
 
 func (r *recordReader) close() {
@@ -114,14 +115,19 @@ func (r *recordReader) open(info *index.FileInfo) error {
 		f.Close()
 		return ErrChanged
 	}
-	r.f, r.info = f, info
+	r.f, r.info, r.buf = f, info, r.buf[:0]
 	return nil
 }
 
 // maxRecord bounds one read: the largest block a walker accepts.
 const maxRecord = 1 << 20
 
-// record reads the packet record at off.
+// readWindow is the first read at an offset: it holds a typical packet
+// record, and often the next hits' records too.
+const readWindow = 16 << 10
+
+// record reads the packet record at off, from the bytes of the last read
+// when they hold it.
 func (r *recordReader) record(off int64) (format.Record, error) {
 	sec, ok := r.info.SectionAt(off)
 	if !ok {
@@ -132,7 +138,13 @@ func (r *recordReader) record(off int64) (format.Record, error) {
 		kind = format.KindPcapNG
 	}
 	w := format.Walker{Kind: kind, Sec: *sec}
-	for size := 64 << 10; ; size = maxRecord {
+	if off >= r.bufOff && off < r.bufOff+int64(len(r.buf)) {
+		rec, _, st := w.Peek(r.buf, r.bufOff, int(off-r.bufOff))
+		if st == format.Packet {
+			return rec, nil
+		}
+	}
+	for size := readWindow; ; size = maxRecord {
 		n := int(min(int64(size), r.info.Size-off))
 		if n <= 0 {
 			return format.Record{}, fmt.Errorf("offset %d is past the end of the file", off)
@@ -141,9 +153,11 @@ func (r *recordReader) record(off int64) (format.Record, error) {
 			r.buf = make([]byte, n)
 		}
 		r.buf = r.buf[:n]
-		if _, err := r.f.ReadAt(r.buf, off); err != nil && !errors.Is(err, io.EOF) {
+		got, err := r.f.ReadAt(r.buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
 			return format.Record{}, err
 		}
+		r.buf, r.bufOff = r.buf[:got], off
 		rec, _, st := w.Peek(r.buf, off, 0)
 		switch {
 		case st == format.Packet:

@@ -148,6 +148,6 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 			profile.Close()
 		}
 	}
-	root.AddCommand(newBuild(g), newQuery(g))
+	root.AddCommand(newBuild(g), newQuery(g), newStats(g), newCompact(g))
 	return root
 }

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func newStats(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "stats",
+		Short: "Print index totals and its size on disk",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store := g.store()
+			files, err := store.Catalog()
+			if err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
+			var bytes, packets, hits, addrs int64
+			for _, f := range files {
+				bytes += f.Size
+				packets += f.Packets
+				hits += f.Hits
+				addrs += f.Addresses
+			}
+			disk, err := store.DiskUsage()
+			if err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
+			perEntry := 0.0
+			if addrs > 0 {
+				perEntry = float64(disk) / float64(addrs)
+			}
+			fmt.Fprintf(g.stdout, "files\t%d\ncapture bytes\t%d\npackets\t%d\nhit packets\t%d\naddress entries\t%d\nindex bytes\t%d\nindex bytes per entry\t%.1f\n",
+				len(files), bytes, packets, hits, addrs, disk, perEntry)
+			return nil
+		},
+	}
+}
+
+func newCompact(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "compact",
+		Short: "Compact the index: smaller on disk, faster to search",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.store().Compact(); err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
+			return nil
+		},
+	}
+}
