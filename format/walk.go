@@ -237,6 +237,22 @@ func parseIDB(body []byte, big bool) Interface {
 	return iface
 }
 
+// SizeAt returns the size the record at buf[pos:] claims, from its first
+// bytes (16 for pcap, 8 for pcapng), bounded by the largest record a walk
+// accepts; ok is false if too few bytes are there.
+func (w *Walker) SizeAt(buf []byte, pos int) (int, bool) {
+	if w.Kind == KindPcap {
+		if len(buf)-pos < pcapRecordHdrLen {
+			return 0, false
+		}
+		return pcapRecordHdrLen + int(min(u32(buf[pos+8:], w.Sec.BigEndian), MaxCapLen)), true
+	}
+	if len(buf)-pos < 8 {
+		return 0, false
+	}
+	return int(min(u32(buf[pos+4:], w.Sec.BigEndian), maxBlockLen)), true
+}
+
 // Peek is Next without applying section or interface headers to the walker:
 // for looking ahead from a record without disturbing the walk.
 func (w *Walker) Peek(buf []byte, base int64, pos int) (Record, int, Status) {

@@ -119,12 +119,9 @@ func (r *recordReader) open(info *index.FileInfo) error {
 	return nil
 }
 
-// maxRecord bounds one read: the largest block a walker accepts.
-const maxRecord = 1 << 20
-
 // readWindow is the first read at an offset: it holds a typical packet
 // record, and often the next hits' records too.
-const readWindow = 16 << 10
+const readWindow = 4 << 10
 
 // record reads the packet record at off, from the bytes of the last read
 // when they hold it.
@@ -144,7 +141,7 @@ func (r *recordReader) record(off int64) (format.Record, error) {
 			return rec, nil
 		}
 	}
-	for size := readWindow; ; size = maxRecord {
+	for size := readWindow; ; {
 		n := int(min(int64(size), r.info.Size-off))
 		if n <= 0 {
 			return format.Record{}, fmt.Errorf("offset %d is past the end of the file", off)
@@ -162,8 +159,12 @@ func (r *recordReader) record(off int64) (format.Record, error) {
 		switch {
 		case st == format.Packet:
 			return rec, nil
-		case st == format.Short && size < maxRecord && int64(n) < r.info.Size-off:
-			continue
+		case st == format.Short && size == readWindow && int64(n) < r.info.Size-off:
+			// A record larger than the first read: read what it claims.
+			if need, ok := w.SizeAt(r.buf, 0); ok && need > size {
+				size = need
+				continue
+			}
 		}
 		return format.Record{}, fmt.Errorf("no packet record at offset %d", off)
 	}
