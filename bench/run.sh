@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Benchmarks xffidx side by side with references, alternating the commands in
+# one run so that machine noise hits all of them alike. See README
+# "Performance" for what it measures and the last results.
+#
+#   bench/run.sh                 # 4 GiB capture, 5 runs of each command
+#   SIZE=1G RUNS=3 bench/run.sh
+#
+# Needs: go, ripgrep (rg), GNU time (/usr/bin/time), python3; tshark for the
+# one tshark query; root for the cold-cache runs (skipped otherwise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZE=${SIZE:-4G}
+RUNS=${RUNS:-5}
+OUT=${OUT:-bench/out}
+mkdir -p "$OUT"
+go build -o "$OUT/xffidx" ./cmd/xffidx
+go build -o "$OUT/capgen" ./cmd/capgen
+X="$OUT/xffidx"
+IX="$OUT/index"
+
+# The capture: bulk proxy->backend traffic, mostly binary response bodies,
+# ~2 % of packets carrying XFF, one address in ~25 % of them.
+CAP="$OUT/bench-$SIZE.pcap"
+[ -f "$CAP" ] || "$OUT/capgen" -seed 42 -size "$SIZE" -o "$CAP" -truth "$CAP.truth.json"
+CAP1="$OUT/bench-1G.pcap"
+[ -f "$CAP1" ] || "$OUT/capgen" -seed 43 -size 1G -o "$CAP1"
+BYTES=$(stat -c %s "$CAP")
+
+now() { date +%s%N; }
+# secs CMD...: run CMD, print its wall time in seconds.
+secs() {
+	local t0 t1
+	t0=$(now)
+	"$@" >/dev/null 2>&1
+	t1=$(now)
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", (b - a) / 1e9 }'
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+mbps() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
+build() { rm -rf "$IX"; "$X" --index "$IX" build "$@"; }
+
+echo "capture: $CAP ($BYTES bytes), $RUNS runs each, $(nproc) cores"
+cat "$CAP" >/dev/null # page-cache it
+
+: >"$OUT/build2" >"$OUT/build1" >"$OUT/rg" >"$OUT/cat"
+for i in $(seq "$RUNS"); do
+	secs build "$CAP" >>"$OUT/build2"
+	secs rg -a -c -i 'x-forwarded-for:' "$CAP" >>"$OUT/rg"
+	secs cat "$CAP" >>"$OUT/cat"
+	secs build --workers 1 "$CAP" >>"$OUT/build1"
+done
+B2=$(median <"$OUT/build2")
+B1=$(median <"$OUT/build1")
+RG=$(median <"$OUT/rg")
+CT=$(median <"$OUT/cat")
+
+# Peak RSS of the build, 1 GiB vs the big capture.
+rss() { rm -rf "$IX"; /usr/bin/time -f %M -o "$OUT/rss" "$X" --index "$IX" build "$1" >/dev/null 2>&1; cat "$OUT/rss"; }
+RSS1=$(rss "$CAP1")
+RSSB=$(rss "$CAP")
+
+# Index size after compaction, per address entry.
+"$X" --index "$IX" compact
+STATS=$("$X" --index "$IX" stats)
+IXBYTES=$(awk -F'\t' '$1 == "index bytes" { print $2 }' <<<"$STATS")
+PERENTRY=$(awk -F'\t' '$1 == "index bytes per entry" { print $2 }' <<<"$STATS")
+
+# Query latency, whole process including opening the index, for an address
+# with about 50 hits and the most frequent one (>= 10,000 hits).
+read -r FEW FEWN MANY MANYN < <(python3 - "$CAP.truth.json" <<'EOF'
+import json, sys, collections
+t = json.load(open(sys.argv[1]))
+c = collections.Counter()
+for h in t["Hits"]:
+    for a in set(h["Addrs"]):
+        c[a] += 1
+few = min(c, key=lambda a: (abs(c[a] - 50), a))
+many = max(c, key=lambda a: c[a])
+print(few, c[few], many, c[many])
+EOF
+)
+: >"$OUT/qfew" >"$OUT/qmany"
+for i in $(seq $((RUNS * 2))); do
+	secs "$X" --index "$IX" query --ip "$FEW" --format json >>"$OUT/qfew"
+	secs "$X" --index "$IX" query --ip "$MANY" --format json >>"$OUT/qmany"
+done
+QF=$(median <"$OUT/qfew")
+QM=$(median <"$OUT/qmany")
+GOTF=$("$X" --index "$IX" query --ip "$FEW" --format json | wc -l)
+GOTM=$("$X" --index "$IX" query --ip "$MANY" --format json | wc -l)
+TS="(tshark not installed)"
+if command -v tshark >/dev/null; then
+	TS=$(secs tshark -r "$CAP" -Y "http.x_forwarded_for contains \"$FEW\"")
+fi
+
+# Cold cache: every run starts with the page cache dropped.
+COLD="(not root: skipped)"
+if [ "$(id -u)" = 0 ] && [ -w /proc/sys/vm/drop_caches ]; then
+	: >"$OUT/coldcat" >"$OUT/coldbuild"
+	for i in $(seq "$RUNS"); do
+		sync; echo 3 >/proc/sys/vm/drop_caches
+		secs cat "$CAP" >>"$OUT/coldcat"
+		sync; echo 3 >/proc/sys/vm/drop_caches
+		secs build "$CAP" >>"$OUT/coldbuild"
+	done
+	CC=$(median <"$OUT/coldcat")
+	CB=$(median <"$OUT/coldbuild")
+	COLD="build $CB s ($(mbps "$CB") MB/s) vs cat $CC s ($(mbps "$CC") MB/s): $(ratio "$CB" "$CC") x cat"
+fi
+
+cat <<EOF | tee "$OUT/results.md"
+| measure (median of $RUNS, $(nproc) cores, page-cached $SIZE capture) | result |
+|---|---|
+| xffidx build, all workers | $B2 s, $(mbps "$B2") MB/s |
+| rg -a -c -i 'x-forwarded-for:' | $RG s, $(mbps "$RG") MB/s |
+| cat FILE >/dev/null | $CT s, $(mbps "$CT") MB/s |
+| build / rg throughput | $(ratio "$B2" "$RG") x |
+| build / cat throughput | $(ratio "$B2" "$CT") x |
+| build, 1 worker | $B1 s, $(mbps "$B1") MB/s |
+| scaling, all workers / 1 | $(ratio "$B2" "$B1") x |
+| peak RSS, 1 GiB / $SIZE capture | $RSS1 KiB / $RSSB KiB |
+| query, $FEW ($GOTF hits; truth $FEWN) | $(awk -v s="$QF" 'BEGIN { printf "%.1f", s * 1000 }') ms |
+| query, $MANY ($GOTM hits; truth $MANYN) | $(awk -v s="$QM" 'BEGIN { printf "%.1f", s * 1000 }') ms |
+| tshark -Y 'http.x_forwarded_for contains "$FEW"', once | $TS s |
+| index on disk after compaction | $IXBYTES bytes, $PERENTRY bytes per address entry |
+| cold cache | $COLD |
+EOF
