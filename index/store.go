@@ -44,6 +44,19 @@ type FileInfo struct {
 	// offset: byte order, link types, timestamp resolution.
 	Sections  []format.Section `json:"sections"`
 	IndexedAt time.Time        `json:"indexed_at"`
+
+	// Identity, for incremental builds: a file is the same one if device
+	// and inode (or, after a move across file systems, size and mtime)
+	// match and the Fingerprint of its first bytes past the file header
+	// (FingerprintFrom, FingerprintLen) is unchanged.
+	Dev             uint64 `json:"dev"`
+	Inode           uint64 `json:"inode"`
+	Fingerprint     string `json:"fingerprint"`
+	FingerprintFrom int64  `json:"fingerprint_from"`
+	FingerprintLen  int64  `json:"fingerprint_len"`
+	// ResumeAt is where the next build of a grown file picks up: the end of
+	// the last complete record (a cut last record is read again).
+	ResumeAt int64 `json:"resume_at"`
 }
 
 // SectionAt returns the section that holds file offset off.
@@ -90,11 +103,8 @@ func (s *Store) options(readOnly bool) *pebble.Options {
 // while another process holds it.
 func (s *Store) withDB(readOnly bool, fn func(db *pebble.DB) error) error {
 	if readOnly {
-		if _, err := os.Stat(filepath.Join(s.dbDir(), "CURRENT")); err != nil {
-			// Pebble's marker-based layout has no CURRENT file; look for any manifest.
-			if m, _ := filepath.Glob(filepath.Join(s.dbDir(), "MANIFEST-*")); len(m) == 0 {
-				return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
-			}
+		if !s.Exists() {
+			return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
 		}
 	} else if err := os.MkdirAll(s.dbDir(), 0o755); err != nil {
 		return fmt.Errorf("%s: %w", s.Dir, err)
@@ -113,6 +123,10 @@ func (s *Store) withDB(readOnly bool, fn func(db *pebble.DB) error) error {
 				return fmt.Errorf("%s: closing index: %w", s.Dir, cerr)
 			}
 			return nil
+		}
+		if readOnly && errors.Is(err, pebble.ErrDBDoesNotExist) {
+			// A first build died while creating the database.
+			return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
 		}
 		if !isLockBusy(err) || time.Now().After(deadline) {
 			return fmt.Errorf("%s: opening index: %w", s.Dir, err)
@@ -156,6 +170,15 @@ func readCatalog(db pebble.Reader) ([]FileInfo, error) {
 	return files, it.Error()
 }
 
+// NextID returns the id a newly indexed file should get.
+func NextID(files []FileInfo) uint32 {
+	var id uint32 = 1
+	for _, f := range files {
+		id = max(id, f.ID+1)
+	}
+	return id
+}
+
 // Prepare looks up path in the catalog and returns its entries (normally at
 // most one; two if a build died between ingest and clean-up) and the id a new
 // build of it should use.
@@ -189,6 +212,38 @@ func (s *Store) Commit(tables []string, info FileInfo, replaces []FileInfo) erro
 				if err := deleteFile(db, old.ID); err != nil {
 					return fmt.Errorf("%s: removing old entry of %s: %w", s.Dir, old.Path, err)
 				}
+			}
+		}
+		return nil
+	})
+}
+
+// Update rewrites catalog entries (a renamed file's new path).
+func (s *Store) Update(infos ...FileInfo) error {
+	return s.withDB(false, func(db *pebble.DB) error {
+		b := db.NewBatch()
+		for _, info := range infos {
+			v, err := json.Marshal(info)
+			if err != nil {
+				return err
+			}
+			if err := b.Set(fileKey(info.ID), v, nil); err != nil {
+				return err
+			}
+		}
+		return b.Commit(pebble.Sync)
+	})
+}
+
+// Delete removes files from the index: catalog entries, hits and values.
+func (s *Store) Delete(fids ...uint32) error {
+	if len(fids) == 0 {
+		return nil
+	}
+	return s.withDB(false, func(db *pebble.DB) error {
+		for _, fid := range fids {
+			if err := deleteFile(db, fid); err != nil {
+				return fmt.Errorf("%s: removing file %d: %w", s.Dir, fid, err)
 			}
 		}
 		return nil
@@ -352,4 +407,47 @@ func (s *Store) DiskUsage() (int64, error) {
 		return 0, fmt.Errorf("%s: %w", s.Dir, err)
 	}
 	return total, nil
+}
+
+// ErrBusy says another build holds the index.
+var ErrBusy = errors.New("another build is running on this index")
+
+// LockBuild takes the index's build lock, so that one build at a time
+// allocates file ids and writes; queries do not take it. With wait false it
+// fails at once with ErrBusy. The lock is a flock on a file in the index
+// directory: the kernel drops it when the process dies, however it dies.
+func (s *Store) LockBuild(wait bool) (unlock func(), err error) {
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(s.Dir, "build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	how := syscall.LOCK_EX
+	if !wait {
+		how |= syscall.LOCK_NB
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", s.Dir, ErrBusy)
+		}
+		return nil, fmt.Errorf("%s: locking: %w", s.Dir, err)
+	}
+	// Scratch files of a build that died are of no use to anyone now.
+	os.RemoveAll(s.tmpDir())
+	return func() { f.Close() }, nil
+}
+
+// Exists reports whether the index has been created.
+func (s *Store) Exists() bool {
+	m, _ := filepath.Glob(filepath.Join(s.dbDir(), "MANIFEST-*"))
+	return len(m) > 0
 }

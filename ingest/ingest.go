@@ -16,10 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -29,138 +26,11 @@ import (
 	"github.com/xffidx/xffidx/index"
 )
 
-// Options tune a build.
-type Options struct {
-	Workers   int   // parallel chunk walkers; 0 means one per CPU
-	ChunkSize int64 // bytes per chunk; 0 means DefaultChunkSize
-	Logger    *slog.Logger
-}
-
-// DefaultChunkSize balances parallelism on small files against per-chunk
-// overhead (a resync and a 1.8 MiB read beyond the chunk).
-const DefaultChunkSize = 16 << 20
-
-// FileResult reports one file of a build.
-type FileResult struct {
-	Path      string
-	Skipped   bool // unchanged since it was last indexed
-	Info      index.FileInfo
-	Warnings  []string
-	Err       error // the file could not be indexed, or is corrupt in places
-	Committed bool  // its hits are in the index (possibly despite Err)
-}
-
-// Stats sums a build.
-type Stats struct {
-	// Files were indexed, Corrupt of them with regions skipped; Failed could
-	// not be indexed at all.
-	Files, Corrupt, Unchanged, Failed int
-	Bytes, Packets                    int64
-	XFFLines, Hits                    int64
-	Addresses, NonAddresses           int64
-	SkippedBytes                      int64
-	Duration                          time.Duration
-}
-
-// Add folds one file's result in.
-func (s *Stats) Add(r FileResult) {
-	if r.Skipped {
-		s.Unchanged++
-		return
-	}
-	if !r.Committed {
-		s.Failed++
-		return
-	}
-	s.Files++
-	if r.Err != nil {
-		s.Corrupt++
-	}
-	s.Bytes += r.Info.Size
-	s.Packets += r.Info.Packets
-	s.XFFLines += r.Info.XFFLines
-	s.Hits += r.Info.Hits
-	s.Addresses += r.Info.Addresses
-	s.NonAddresses += r.Info.NonAddresses
-	s.SkippedBytes += r.Info.SkippedBytes
-}
-
-// Builder indexes capture files into a store.
-type Builder struct {
-	Store *index.Store
-	Opts  Options
-}
-
-func (b *Builder) logger() *slog.Logger {
-	if b.Opts.Logger != nil {
-		return b.Opts.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// IndexFile indexes one capture file (path must be absolute) unless the
-// index already holds it unchanged.
-func (b *Builder) IndexFile(path string) FileResult {
-	r := FileResult{Path: path}
-	st, err := os.Stat(path)
-	if err != nil {
-		r.Err = err
-		return r
-	}
-	olds, fid, err := b.Store.Prepare(path)
-	if err != nil {
-		r.Err = err
-		return r
-	}
-	for _, o := range olds {
-		if o.Size == st.Size() && o.ModTime.Equal(st.ModTime()) {
-			r.Skipped, r.Info = true, o
-			return r
-		}
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		r.Err = err
-		return r
-	}
-	defer f.Close()
-	table, err := b.Store.NewTable(fid)
-	if err != nil {
-		r.Err = fmt.Errorf("%s: %w", path, err)
-		return r
-	}
-	defer table.Discard()
-	info := index.FileInfo{ID: fid, Path: path, Size: st.Size(), ModTime: st.ModTime()}
-	fs := &fileScan{b: b, f: f, path: path, size: st.Size(), table: table, info: &info}
-	t0 := time.Now()
-	if err := fs.run(); err != nil {
-		r.Err = err
-		return r
-	}
-	r.Warnings = fs.warnings
-	info.Addresses = table.Entries
-	info.IndexedAt = time.Now().UTC()
-	t1 := time.Now()
-	sst, err := table.Finish(info)
-	t2 := time.Now()
-	if err == nil {
-		err = b.Store.Commit(sst, info, olds)
-	}
-	b.logger().Debug("indexed", "file", path, "scan", t1.Sub(t0), "table", t2.Sub(t1), "commit", time.Since(t2))
-	if err != nil {
-		r.Err = fmt.Errorf("%s: %w", path, err)
-		return r
-	}
-	r.Committed, r.Info = true, info
-	if info.SkippedBytes > 0 {
-		r.Err = fmt.Errorf("%s: corrupt: %d bytes are not packet records and were skipped (see the warnings for where); every record around them is indexed", path, info.SkippedBytes)
-	}
-	return r
-}
-
 // fileScan is the pass over one file.
 type fileScan struct {
 	b        *Builder
+	s        *session
+	resume   *index.FileInfo // set: index only what follows resume.ResumeAt
 	f        *os.File
 	path     string
 	size     int64
@@ -168,7 +38,8 @@ type fileScan struct {
 	info     *index.FileInfo
 	warnings []string
 
-	dataStart int64         // offset of the first record
+	dataStart int64         // offset of the first record to read
+	headerEnd int64         // end of the file's leading header blocks
 	initial   format.Walker // context after the file's leading header blocks
 
 	mu     sync.Mutex
@@ -182,6 +53,7 @@ type fileScan struct {
 	covered   int64
 	truncated int64
 	rerunner  *chunkScanner
+	reported  int64 // file offset up to which progress was reported
 }
 
 func (fs *fileScan) chunkSize() int64 {
@@ -198,8 +70,23 @@ func (fs *fileScan) workers() int {
 	return runtime.GOMAXPROCS(0)
 }
 
-// readHead recognises the format and reads the leading header blocks.
+// readHead recognises the format and reads the leading header blocks, or,
+// resuming a grown file, takes them from its catalog entry.
 func (fs *fileScan) readHead() error {
+	if r := fs.resume; r != nil && len(r.Sections) > 0 {
+		kind := format.KindPcap
+		if r.Format == format.KindPcapNG.String() {
+			kind = format.KindPcapNG
+		}
+		last := r.Sections[len(r.Sections)-1]
+		fs.initial = cloneWalker(format.Walker{Kind: kind, Sec: last})
+		fs.ctx, fs.latest = cloneWalker(fs.initial), cloneWalker(fs.initial)
+		fs.sections = slices.Clone(r.Sections)
+		fs.sections[len(fs.sections)-1].Ifaces = slices.Clone(last.Ifaces)
+		fs.dataStart, fs.headerEnd = r.ResumeAt, r.FingerprintFrom
+		fs.next, fs.nextKind = fs.dataStart, endBoundary
+		return nil
+	}
 	head := make([]byte, min(fs.size, overhang))
 	if _, err := fs.f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%s: %w", fs.path, err)
@@ -212,7 +99,7 @@ func (fs *fileScan) readHead() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", fs.path, err)
 		}
-		fs.dataStart = 24
+		fs.dataStart, fs.headerEnd = 24, 24
 		fs.initial = format.Walker{Kind: kind, Sec: sec}
 		fs.ctx = fs.initial
 		fs.sections = []format.Section{sec}
@@ -229,6 +116,7 @@ func (fs *fileScan) readHead() error {
 		if w.HeaderBlocks == 0 {
 			return fmt.Errorf("%s: pcapng section header block is corrupt", fs.path)
 		}
+		fs.headerEnd = int64(pos)
 		fs.initial = w
 		fs.ctx = format.Walker{Kind: kind}
 	default:
@@ -382,7 +270,11 @@ func (fs *fileScan) accept(r *chunkResult) error {
 	for _, s := range r.skipped {
 		fs.warnf("corrupt data at offset %d: skipped %d bytes to the next valid record", s.from, s.to-s.from)
 	}
-	return fs.absorb(r)
+	if err := fs.absorb(r); err != nil {
+		return err
+	}
+	fs.reportProgress(min(r.end, fs.size))
+	return nil
 }
 
 // rerun walks chunk k again in the coordinator, from a known position and
@@ -469,93 +361,24 @@ func (fs *fileScan) finish() error {
 			}
 		}
 	}
-	fs.info.SkippedBytes = max(0, fs.size-fs.dataStart-fs.covered-fs.truncated)
+	fs.info.SkippedBytes += max(0, fs.size-fs.dataStart-fs.covered-fs.truncated)
+	fs.info.ResumeAt = fs.size
+	if fs.truncated > 0 {
+		fs.info.ResumeAt = fs.next // the cut record is read again once complete
+	}
+	fs.reportProgress(fs.size)
 	return nil
 }
 
-// Build indexes every capture among paths: files, and directories walked
-// recursively. In a directory, files that are not captures (by magic number)
-// are passed over; a named file that is not a capture is an error. report is
-// called for each file as it is done.
-func (b *Builder) Build(paths []string, report func(FileResult)) Stats {
-	t0 := time.Now()
-	var st Stats
-	done := func(r FileResult) {
-		st.Add(r)
-		if report != nil {
-			report(r)
-		}
+// reportProgress reports that the file is read up to offset at.
+func (fs *fileScan) reportProgress(at int64) {
+	if fs.s == nil || at <= fs.reported {
+		return
 	}
-	for _, p := range paths {
-		for _, c := range b.expand(p, done) {
-			done(b.IndexFile(c))
-		}
+	if fs.reported == 0 {
+		fs.reported = fs.dataStart
+		fs.s.done += fs.dataStart // bytes indexed before: not read again
 	}
-	st.Duration = time.Since(t0)
-	return st
-}
-
-// expand lists the captures named by path, in lexical order.
-func (b *Builder) expand(path string, fail func(FileResult)) []string {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		fail(FileResult{Path: path, Err: err})
-		return nil
-	}
-	fi, err := os.Stat(abs)
-	if err != nil {
-		fail(FileResult{Path: abs, Err: err})
-		return nil
-	}
-	if !fi.IsDir() {
-		if err := checkMagic(abs); err != nil {
-			fail(FileResult{Path: abs, Err: err})
-			return nil
-		}
-		return []string{abs}
-	}
-	var out []string
-	err = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			fail(FileResult{Path: p, Err: err})
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		if err := checkMagic(p); err != nil {
-			if errors.Is(err, format.ErrNotCapture) {
-				b.logger().Debug("not a capture, passed over", "file", p)
-			} else {
-				fail(FileResult{Path: p, Err: err})
-			}
-			return nil
-		}
-		out = append(out, p)
-		return nil
-	})
-	if err != nil {
-		fail(FileResult{Path: abs, Err: err})
-	}
-	return out
-}
-
-func checkMagic(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	head := make([]byte, 12)
-	n, err := io.ReadFull(f, head)
-	if err != nil && n == 0 {
-		if err == io.EOF {
-			return fmt.Errorf("%s: empty file: %w", path, format.ErrNotCapture)
-		}
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if format.Detect(head[:n]) == format.KindUnknown {
-		return fmt.Errorf("%s: %w", path, format.ErrNotCapture)
-	}
-	return nil
+	fs.s.progress(fs.path, at, fs.size, at-fs.reported)
+	fs.reported = at
 }

@@ -123,13 +123,13 @@ func TestCorpusAgainstTshark(t *testing.T) {
 	if len(captures) == 0 {
 		t.Fatal("no captures in corpus")
 	}
-	st := b.Build(captures, func(r ingest.FileResult) {
+	st, err := b.Build(captures, func(r ingest.FileResult) {
 		if r.Err != nil || len(r.Warnings) > 0 {
 			t.Errorf("%s: err %v, warnings %q", r.Path, r.Err, r.Warnings)
 		}
 	})
-	if st.Files != len(captures) {
-		t.Fatalf("indexed %d files, want %d", st.Files, len(captures))
+	if err != nil || st.New != len(captures) {
+		t.Fatalf("indexed %d files, want %d (%v)", st.New, len(captures), err)
 	}
 	catalog, err := store.Catalog()
 	if err != nil {

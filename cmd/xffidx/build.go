@@ -1,55 +1,221 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
+	"github.com/xffidx/xffidx/index"
 	"github.com/xffidx/xffidx/ingest"
 )
 
+const exitBusy = 3
+
+// buildFlags are the options build and prune share.
+type buildFlags struct {
+	workers int
+	noWait  bool
+	prune   bool
+	quiet   bool
+}
+
 func newBuild(g *globals) *cobra.Command {
-	var workers int
+	var f buildFlags
 	cmd := &cobra.Command{
 		Use:   "build [flags] PATH...",
 		Short: "Index the X-Forwarded-For addresses of capture files and directories",
 		Long: `Index every capture among PATH (files, and directories walked recursively).
 Captures are recognised by magic number (pcap, pcapng), not by name; other files
-in a directory are passed over. A file already indexed and unchanged is skipped.
+in a directory are passed over.
 
-A summary goes to stderr. Exit status: 0 all files indexed (warnings, such as a
-last record cut short by a capture still being written, are not failures);
-2 some file failed or is corrupt in places (its other records are indexed).`,
+Builds are incremental: a new file is indexed whole; a file that grew (a capture
+still being written) from its last complete record on; an unchanged file costs
+a stat; a file renamed or moved (a rotated capture) keeps its hits under its new
+path without being read again; a file whose start changed is indexed again from
+scratch. A last record cut short is not an error: the next build reads it.
+
+One build runs at a time per index: a second one waits for the first (or, with
+--no-wait, exits 3). Queries run at any time.
+
+On a terminal a progress line is shown; otherwise only problems and one summary
+line are printed (on stderr).
+
+Exit status: 0 all well; 2 a file failed or is corrupt in places (every record
+around the corruption is indexed); 3 another build holds the index (--no-wait).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b := &ingest.Builder{Store: g.store(), Opts: ingest.Options{Workers: workers, Logger: g.logger()}}
-			st := b.Build(args, func(r ingest.FileResult) {
-				for _, w := range r.Warnings {
-					fmt.Fprintf(g.stderr, "xffidx: warning: %s: %s\n", r.Path, w)
-				}
-				if r.Err != nil {
-					fmt.Fprintln(g.stderr, "xffidx:", r.Err)
-				}
+			return runBuild(g, f, func(b *ingest.Builder, report func(ingest.FileResult)) (ingest.Stats, error) {
+				return b.Build(args, report)
 			})
-			printSummary(g.stderr, st)
-			if st.Failed+st.Corrupt > 0 {
-				return &exitError{code: exitTrouble}
-			}
-			return nil
 		},
 	}
-	cmd.Flags().IntVar(&workers, "workers", runtime.NumCPU(), "parallel workers per file")
+	cmd.Flags().IntVar(&f.workers, "workers", runtime.NumCPU(), "parallel workers per file")
+	cmd.Flags().BoolVar(&f.noWait, "no-wait", false, "exit 3 at once if another build holds the index, instead of waiting")
+	cmd.Flags().BoolVar(&f.prune, "prune", false, "also drop the hits of indexed files that no longer exist")
+	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print errors only: no progress, warnings or summary")
 	return cmd
 }
 
-func printSummary(w io.Writer, st ingest.Stats) {
+func newPrune(g *globals) *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Drop the hits of indexed files that no longer exist",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBuild(g, f, func(b *ingest.Builder, report func(ingest.FileResult)) (ingest.Stats, error) {
+				return b.Prune(report)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&f.noWait, "no-wait", false, "exit 3 at once if a build holds the index")
+	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print errors only")
+	return cmd
+}
+
+func runBuild(g *globals, f buildFlags, do func(*ingest.Builder, func(ingest.FileResult)) (ingest.Stats, error)) error {
+	log := g.logger()
+	rep := &reporter{g: g, log: log, quiet: f.quiet}
+	if file, ok := g.stderr.(*os.File); ok && !f.quiet && g.logFormat != "json" && term.IsTerminal(int(file.Fd())) {
+		rep.bar = g.stderr
+	}
+	b := &ingest.Builder{Store: g.store(), Opts: ingest.Options{
+		Workers: f.workers, Logger: log, NoWait: f.noWait, Prune: f.prune, Progress: rep.progress,
+	}}
+	st, err := do(b, rep.file)
+	rep.clearBar()
+	if errors.Is(err, index.ErrBusy) {
+		return &exitError{code: exitBusy, err: fmt.Errorf("%w (exit 3; drop --no-wait to wait for it)", err)}
+	}
+	if err != nil {
+		return &exitError{code: exitTrouble, err: err}
+	}
+	if !f.quiet {
+		rep.summary(st)
+	}
+	if st.Failed+st.Corrupt > 0 {
+		return &exitError{code: exitTrouble}
+	}
+	return nil
+}
+
+// reporter prints a build's problems, progress and summary.
+type reporter struct {
+	g        *globals
+	log      *slog.Logger
+	quiet    bool
+	bar      io.Writer // the terminal, when a progress line is shown
+	lastDraw time.Time
+	drawn    bool
+}
+
+func (r *reporter) json() bool { return r.g.logFormat == "json" }
+
+func (r *reporter) file(res ingest.FileResult) {
+	r.clearBar()
+	for _, w := range res.Warnings {
+		if r.quiet {
+			break
+		}
+		if r.json() {
+			r.log.Warn(w, "file", res.Path)
+		} else {
+			fmt.Fprintf(r.g.stderr, "xffidx: warning: %s: %s\n", safe(res.Path), safe(w))
+		}
+	}
+	if res.Err != nil {
+		if r.json() {
+			r.log.Error(res.Err.Error(), "file", res.Path, "action", string(res.Action))
+		} else {
+			fmt.Fprintln(r.g.stderr, "xffidx:", safe(res.Err.Error()))
+		}
+	}
+	if res.Renamed != "" && !r.quiet {
+		r.log.Info("renamed", "from", res.Renamed, "to", res.Path)
+	}
+}
+
+// progress draws the progress line at most ten times a second.
+func (r *reporter) progress(p ingest.Progress) {
+	if r.bar == nil || time.Since(r.lastDraw) < 100*time.Millisecond {
+		return
+	}
+	r.lastDraw = time.Now()
+	elapsed := time.Since(p.Started).Seconds()
+	rate := float64(p.TotalDone) / max(elapsed, 1e-3)
+	eta := "?"
+	if rate > 0 && p.TotalSize >= p.TotalDone {
+		eta = (time.Duration(float64(p.TotalSize-p.TotalDone) / rate * float64(time.Second))).Round(time.Second).String()
+	}
+	name := filepath.Base(p.File)
+	if len(name) > 40 {
+		name = name[:37] + "..."
+	}
+	fmt.Fprintf(r.bar, "\r\033[K%s  %s / %s  %s/s  ETA %s", safe(name), humanBytes(p.TotalDone), humanBytes(p.TotalSize), humanBytes(int64(rate)), eta)
+	r.drawn = true
+}
+
+func (r *reporter) clearBar() {
+	if r.drawn {
+		fmt.Fprint(r.bar, "\r\033[K")
+		r.drawn = false
+	}
+}
+
+func (r *reporter) summary(st ingest.Stats) {
 	secs := st.Duration.Seconds()
 	mbps := 0.0
 	if secs > 0 {
 		mbps = float64(st.Bytes) / 1e6 / secs
 	}
-	fmt.Fprintf(w, "indexed %d files (%d with corrupt regions), %d unchanged, %d failed: %.1f MB, %d packets, %d XFF lines, %d addresses, %d non-address elements, %d corrupt bytes skipped, %.2f s, %.1f MB/s\n",
-		st.Files, st.Corrupt, st.Unchanged, st.Failed, float64(st.Bytes)/1e6, st.Packets, st.XFFLines, st.Addresses, st.NonAddresses, st.SkippedBytes, secs, mbps)
+	if r.json() {
+		r.log.Info("build done", "new", st.New, "grown", st.Grown, "unchanged", st.Unchanged, "renamed", st.Renamed,
+			"changed", st.Changed, "pruned", st.Pruned, "failed", st.Failed, "corrupt", st.Corrupt, "bytes", st.Bytes,
+			"packets", st.Packets, "xff_lines", st.XFFLines, "hits", st.Hits, "addresses", st.Addresses,
+			"non_addresses", st.NonAddresses, "skipped_bytes", st.SkippedBytes, "seconds", secs, "mb_per_s", mbps)
+		return
+	}
+	fmt.Fprintf(r.g.stderr, "files: %d new, %d grown, %d unchanged, %d renamed, %d changed, %d pruned, %d failed (%d with corrupt regions); read %.1f MB: %d packets, %d XFF lines, %d hits, %d addresses, %d non-address elements, %d corrupt bytes skipped; %.2f s, %.1f MB/s\n",
+		st.New, st.Grown, st.Unchanged, st.Renamed, st.Changed, st.Pruned, st.Failed, st.Corrupt,
+		float64(st.Bytes)/1e6, st.Packets, st.XFFLines, st.Hits, st.Addresses, st.NonAddresses, st.SkippedBytes, secs, mbps)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, suffix := float64(n), "kMGTPE"
+	i := -1
+	for v >= unit && i < len(suffix)-1 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %cB", v, suffix[i])
+}
+
+// safe escapes control characters in file names and messages before they
+// reach a terminal.
+func safe(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			fmt.Fprintf(&b, `\x%02x`, r)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

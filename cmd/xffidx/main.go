@@ -148,6 +148,6 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 			profile.Close()
 		}
 	}
-	root.AddCommand(newBuild(g), newQuery(g), newStats(g), newCompact(g))
+	root.AddCommand(newBuild(g), newQuery(g), newFiles(g), newPrune(g), newStats(g), newCompact(g), newTop(g))
 	return root
 }

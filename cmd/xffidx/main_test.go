@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/xffidx/xffidx/index"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -67,7 +68,7 @@ func TestBuildQueryExitStatuses(t *testing.T) {
 	dir, ix := t.TempDir(), t.TempDir()
 	copyFile(t, corpus+"xff_two_ips_small.pcap", filepath.Join(dir, "a.pcap"))
 	code, _, stderr := xffx(t, ix, "build", dir)
-	if code != 0 || !strings.Contains(stderr, "indexed 1 files") {
+	if code != 0 || !strings.Contains(stderr, "files: 1 new") {
 		t.Fatalf("build: exit %d, stderr %q", code, stderr)
 	}
 	code, out, _ := xffx(t, ix, "query", "--ip", "10.3.3.3", "--format", "json")
@@ -133,7 +134,7 @@ func TestBadInput(t *testing.T) {
 	if code != 2 {
 		t.Errorf("build: exit %d, want 2", code)
 	}
-	for _, want := range []string{"notes.txt: not a pcap or pcapng", "spliced.pcap: corrupt", "growing.pcap: last record cut short", "indexed 3 files"} {
+	for _, want := range []string{"notes.txt: not a pcap or pcapng", "spliced.pcap: corrupt", "growing.pcap: last record cut short", "files: 3 new", "1 failed (1 with corrupt regions)"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
@@ -166,5 +167,90 @@ func TestBadInput(t *testing.T) {
 	code, _, stderr = xffx(t, ix2, "build", filepath.Join(dir, "growing.pcap"))
 	if code != 0 || !strings.Contains(stderr, "warning") {
 		t.Errorf("truncated capture: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestBuildLock: a second build waits for the first, or with --no-wait
+// exits 3; queries go on meanwhile.
+func TestBuildLock(t *testing.T) {
+	dir, ix := t.TempDir(), t.TempDir()
+	copyFile(t, corpus+"xff_two_ips_small.pcap", filepath.Join(dir, "a.pcap"))
+	if code, _, stderr := xffx(t, ix, "build", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	copyFile(t, corpus+"xff_leading_zeros.pcap", filepath.Join(dir, "b.pcap"))
+	unlock, err := (&index.Store{Dir: ix}).LockBuild(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := xffx(t, ix, "build", "--no-wait", dir)
+	if code != 3 || !strings.Contains(stderr, "another build") {
+		t.Errorf("--no-wait while locked: exit %d, %q", code, stderr)
+	}
+	if code, out, _ := xffx(t, ix, "query", "--ip", "10.3.3.3", "--format", "json"); code != 0 || len(parseHits(t, out)) != 1 {
+		t.Errorf("query during a build: exit %d %q", code, out)
+	}
+	done := make(chan int)
+	go func() {
+		code, _, _ := xffx(t, ix, "build", dir)
+		done <- code
+	}()
+	select {
+	case <-done:
+		t.Fatal("a second build did not wait for the lock")
+	case <-time.After(300 * time.Millisecond):
+	}
+	unlock()
+	if code := <-done; code != 0 {
+		t.Errorf("waiting build: exit %d", code)
+	}
+	if code, _, _ := xffx(t, ix, "query", "--ip", "10.0.0.3", "--format", "json"); code != 0 {
+		t.Errorf("the waiting build did not index the new file: exit %d", code)
+	}
+}
+
+// TestFilesStates: files reports ok, grown, changed and missing.
+func TestFilesStates(t *testing.T) {
+	dir, ix := t.TempDir(), t.TempDir()
+	names := []string{"ok.pcap", "grown.pcap", "changed.pcap", "missing.pcap"}
+	data := map[string][]byte{}
+	for _, n := range names {
+		data[n] = copyFile(t, corpus+"xff_erspan_gre_mixed.pcap", filepath.Join(dir, n))
+	}
+	os.WriteFile(filepath.Join(dir, "grown.pcap"), data["grown.pcap"][:len(data["grown.pcap"])/2], 0o644)
+	if code, _, stderr := xffx(t, ix, "build", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	os.WriteFile(filepath.Join(dir, "grown.pcap"), data["grown.pcap"], 0o644)
+	changed := data["changed.pcap"]
+	changed[100] ^= 0xff
+	os.WriteFile(filepath.Join(dir, "changed.pcap"), changed, 0o644)
+	os.Remove(filepath.Join(dir, "missing.pcap"))
+	code, out, _ := xffx(t, ix, "files", "--format", "json")
+	if code != 0 {
+		t.Fatalf("files: exit %d", code)
+	}
+	states := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var row struct{ Path, State string }
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatal(err)
+		}
+		states[filepath.Base(row.Path)] = row.State
+	}
+	want := map[string]string{"ok.pcap": "ok", "grown.pcap": "grown", "changed.pcap": "changed", "missing.pcap": "missing"}
+	for n, s := range want {
+		if states[n] != s {
+			t.Errorf("%s: state %q, want %q", n, states[n], s)
+		}
+	}
+	// An incremental build with --prune brings everything back to ok.
+	code, _, stderr := xffx(t, ix, "build", "--prune", dir)
+	if code != 0 || !strings.Contains(stderr, "1 grown") || !strings.Contains(stderr, "1 changed") || !strings.Contains(stderr, "1 pruned") {
+		t.Errorf("build --prune: exit %d, %q", code, stderr)
+	}
+	_, out, _ = xffx(t, ix, "files", "--format", "json")
+	if strings.Count(out, `"state":"ok"`) != 3 {
+		t.Errorf("after build --prune: %s", out)
 	}
 }

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xffidx/xffidx/ingest"
+	"github.com/xffidx/xffidx/query"
+)
+
+// fileRow fixes the NDJSON fields of `xffidx files`.
+type fileRow struct {
+	Path      string   `json:"path"`
+	Size      int64    `json:"size"`
+	Format    string   `json:"format"`
+	LinkTypes []uint32 `json:"link_types"`
+	Packets   int64    `json:"packets"`
+	Hits      int64    `json:"hits"`
+	FirstTS   string   `json:"first_ts"`
+	LastTS    string   `json:"last_ts"`
+	State     string   `json:"state"`
+}
+
+func newFiles(g *globals) *cobra.Command {
+	var outFormat string
+	cmd := &cobra.Command{
+		Use:   "files [--format table|json]",
+		Short: "List the indexed captures and whether each is still as indexed",
+		Long: `List the indexed captures, one per line, with their state on disk now:
+ok (as indexed), grown (records appended since: run build), changed (not the
+file that was indexed: run build), missing (gone: run prune).
+
+JSON is NDJSON: {"path","size","format","link_types","packets","hits",
+"first_ts","last_ts","state"}.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			files, err := g.store().Catalog()
+			if err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
+			w := bufio.NewWriter(g.stdout)
+			defer w.Flush()
+			ts := func(t time.Time) string { return query.FormatTS(t, 9) }
+			switch outFormat {
+			case "json":
+				enc := json.NewEncoder(w)
+				enc.SetEscapeHTML(false)
+				for _, f := range files {
+					enc.Encode(fileRow{f.Path, f.Size, f.Format, f.LinkTypes, f.Packets, f.Hits, ts(f.FirstTS), ts(f.LastTS), string(ingest.State(&f))})
+				}
+			case "table", "":
+				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "STATE\tSIZE\tPACKETS\tHITS\tFIRST\tLAST\tFORMAT\tPATH")
+				for _, f := range files {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", ingest.State(&f), f.Size, f.Packets, f.Hits,
+						ts(f.FirstTS), ts(f.LastTS), f.Format, query.Sanitize([]byte(f.Path), 512))
+				}
+				tw.Flush()
+			default:
+				return &exitError{code: exitTrouble, err: fmt.Errorf("files: unknown --format %q (want table or json)", outFormat)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&outFormat, "format", "table", "output: table or json")
+	return cmd
+}

@@ -1,0 +1,587 @@
+package ingest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/index"
+)
+
+// Options tune a build.
+type Options struct {
+	Workers   int   // parallel chunk walkers; 0 means one per CPU
+	ChunkSize int64 // bytes per chunk; 0 means DefaultChunkSize
+	Logger    *slog.Logger
+	// NoWait makes a build fail with index.ErrBusy instead of waiting while
+	// another build holds the index.
+	NoWait bool
+	// Prune drops the files that no longer exist from the index.
+	Prune bool
+	// Progress, if set, is called as the build advances (from the
+	// building goroutine; keep it quick).
+	Progress func(Progress)
+}
+
+// Progress is a build's position.
+type Progress struct {
+	File                 string
+	FileDone, FileBytes  int64 // bytes of this file to read, and read so far
+	TotalDone, TotalSize int64 // the same over the build (files to read only)
+	Started              time.Time
+}
+
+// DefaultChunkSize balances parallelism on small files against per-chunk
+// overhead (a resync and reading past the chunk's end).
+const DefaultChunkSize = 16 << 20
+
+// Action says what a build did with a file.
+type Action string
+
+const (
+	ActionNew       Action = "new"       // indexed whole for the first time
+	ActionGrown     Action = "grown"     // its new records were indexed
+	ActionUnchanged Action = "unchanged" // nothing to do (one stat)
+	ActionRenamed   Action = "renamed"   // known under another path: path updated, not rescanned
+	ActionChanged   Action = "changed"   // its start changed: indexed again from scratch
+	ActionPruned    Action = "pruned"    // no longer exists: dropped from the index
+	ActionFailed    Action = "failed"    // could not be indexed
+)
+
+// FileResult reports one file of a build.
+type FileResult struct {
+	Path    string
+	Action  Action
+	Renamed string // for a rename, the old path
+	// Info is the catalog entry after the build; Delta counts what this
+	// build added (Size: bytes read).
+	Info, Delta index.FileInfo
+	Warnings    []string
+	// Err: the file could not be indexed, or is corrupt in places (then
+	// Committed is true: every record around the corruption is indexed).
+	Err       error
+	Committed bool
+}
+
+// Stats sums a build.
+type Stats struct {
+	New, Grown, Unchanged, Renamed, Changed, Pruned, Failed int
+	// Corrupt files were indexed with regions skipped.
+	Corrupt                 int
+	Bytes, Packets          int64 // read by this build
+	XFFLines, Hits          int64
+	Addresses, NonAddresses int64
+	SkippedBytes            int64
+	Duration                time.Duration
+}
+
+// Files is the number of files this build read.
+func (s *Stats) Files() int { return s.New + s.Grown + s.Changed }
+
+// Add folds one file's result in.
+func (s *Stats) Add(r FileResult) {
+	switch r.Action {
+	case ActionNew:
+		s.New++
+	case ActionGrown:
+		s.Grown++
+	case ActionUnchanged:
+		s.Unchanged++
+	case ActionRenamed:
+		s.Renamed++
+	case ActionChanged:
+		s.Changed++
+	case ActionPruned:
+		s.Pruned++
+	case ActionFailed:
+		s.Failed++
+	}
+	if r.Committed && r.Err != nil {
+		s.Corrupt++
+	}
+	d := r.Delta
+	s.Bytes += d.Size
+	s.Packets += d.Packets
+	s.XFFLines += d.XFFLines
+	s.Hits += d.Hits
+	s.Addresses += d.Addresses
+	s.NonAddresses += d.NonAddresses
+	s.SkippedBytes += d.SkippedBytes
+}
+
+// Builder indexes capture files into a store.
+type Builder struct {
+	Store *index.Store
+	Opts  Options
+}
+
+func (b *Builder) logger() *slog.Logger {
+	if b.Opts.Logger != nil {
+		return b.Opts.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// session is one build: the catalog as the build goes, and progress.
+type session struct {
+	b       *Builder
+	files   []index.FileInfo // current catalog entries
+	claimed map[uint32]bool  // entries matched to a path seen by this build
+	started time.Time
+	total   int64 // bytes to read, for progress
+	done    int64
+}
+
+// Build indexes every capture among paths: files, and directories walked
+// recursively. In a directory, files that are not captures (by magic number)
+// are passed over; a named file that is not a capture is an error. report is
+// called for each file as it is done. The error is for the build as a
+// whole: the index is busy (index.ErrBusy) or cannot be opened.
+func (b *Builder) Build(paths []string, report func(FileResult)) (Stats, error) {
+	var st Stats
+	unlock, err := b.Store.LockBuild(!b.Opts.NoWait)
+	if err != nil {
+		return st, err
+	}
+	defer unlock()
+	s, err := b.newSession()
+	if err != nil {
+		return st, err
+	}
+	done := func(r FileResult) {
+		st.Add(r)
+		if report != nil {
+			report(r)
+		}
+	}
+	var captures []string
+	for _, p := range paths {
+		captures = append(captures, b.expand(p, done)...)
+	}
+	s.plan(captures)
+	for _, c := range captures {
+		done(s.indexFile(c))
+	}
+	if b.Opts.Prune {
+		for _, r := range s.prune() {
+			done(r)
+		}
+	}
+	st.Duration = time.Since(s.started)
+	return st, nil
+}
+
+// IndexFile indexes one capture (an absolute path) as Build does.
+func (b *Builder) IndexFile(path string) FileResult {
+	unlock, err := b.Store.LockBuild(true)
+	if err != nil {
+		return FileResult{Path: path, Action: ActionFailed, Err: err}
+	}
+	defer unlock()
+	s, err := b.newSession()
+	if err != nil {
+		return FileResult{Path: path, Action: ActionFailed, Err: err}
+	}
+	return s.indexFile(path)
+}
+
+// Prune drops the files that no longer exist from the index.
+func (b *Builder) Prune(report func(FileResult)) (Stats, error) {
+	var st Stats
+	unlock, err := b.Store.LockBuild(!b.Opts.NoWait)
+	if err != nil {
+		return st, err
+	}
+	defer unlock()
+	s, err := b.newSession()
+	if err != nil {
+		return st, err
+	}
+	for _, r := range s.prune() {
+		st.Add(r)
+		if report != nil {
+			report(r)
+		}
+	}
+	st.Duration = time.Since(s.started)
+	return st, nil
+}
+
+func (b *Builder) newSession() (*session, error) {
+	s := &session{b: b, claimed: map[uint32]bool{}, started: time.Now()}
+	if !b.Store.Exists() {
+		return s, nil
+	}
+	files, err := b.Store.Catalog()
+	if errors.Is(err, index.ErrNoIndex) {
+		return s, nil // a first build died creating the database
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Two entries for one path are left by a build that died between
+	// ingesting a file's new entry and removing its old one: finish that.
+	newest := map[string]uint32{}
+	for _, f := range files {
+		newest[f.Path] = max(newest[f.Path], f.ID)
+	}
+	var stale []uint32
+	for _, f := range files {
+		if f.ID != newest[f.Path] {
+			stale = append(stale, f.ID)
+		} else {
+			s.files = append(s.files, f)
+		}
+	}
+	if err := b.Store.Delete(stale...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// identity is what a stat says about a file.
+type identity struct {
+	size, dev, inode int64
+	mtime            time.Time
+}
+
+func statIdentity(path string) (identity, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return identity{}, err
+	}
+	id := identity{size: fi.Size(), mtime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.inode = int64(st.Dev), int64(st.Ino)
+	}
+	return id, nil
+}
+
+func (id identity) sameFile(f *index.FileInfo) bool {
+	return f.Inode != 0 && uint64(id.dev) == f.Dev && uint64(id.inode) == f.Inode
+}
+
+// fingerprint hashes n bytes of path from offset from.
+func fingerprint(path string, from, n int64) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, from, n)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sameStart reports whether the file at path starts as the indexed one did.
+func sameStart(path string, f *index.FileInfo) bool {
+	if f.Fingerprint == "" {
+		return false
+	}
+	fp, err := fingerprint(path, f.FingerprintFrom, f.FingerprintLen)
+	return err == nil && fp == f.Fingerprint
+}
+
+// FileState says how a capture on disk relates to its catalog entry.
+type FileState string
+
+const (
+	StateOK      FileState = "ok"
+	StateGrown   FileState = "grown"   // records were appended since the build
+	StateChanged FileState = "changed" // not the file that was indexed
+	StateMissing FileState = "missing"
+)
+
+// State compares the file at f.Path with its catalog entry.
+func State(f *index.FileInfo) FileState {
+	id, err := statIdentity(f.Path)
+	if err != nil {
+		return StateMissing
+	}
+	switch {
+	case f.Inode != 0 && !id.sameFile(f):
+		return StateChanged
+	case id.size == f.Size && id.mtime.Equal(f.ModTime):
+		return StateOK
+	case id.size > f.Size && sameStart(f.Path, f):
+		return StateGrown
+	}
+	return StateChanged
+}
+
+// plan sums the bytes the build will read, for progress.
+func (s *session) plan(captures []string) {
+	for _, c := range captures {
+		if id, err := statIdentity(c); err == nil {
+			s.total += id.size
+		}
+	}
+}
+
+// entryFor finds the catalog entry of path: by path, or, for a file moved
+// here, by identity and fingerprint among entries whose path is gone.
+func (s *session) entryFor(path string, id identity) (f *index.FileInfo, renamedFrom string) {
+	for i := range s.files {
+		if s.files[i].Path == path {
+			return &s.files[i], ""
+		}
+	}
+	for i := range s.files {
+		c := &s.files[i]
+		if s.claimed[c.ID] || id.size < c.Size {
+			continue
+		}
+		if !id.sameFile(c) && !(id.size == c.Size && id.mtime.Equal(c.ModTime)) {
+			continue
+		}
+		if old, err := statIdentity(c.Path); err == nil && old.sameFile(c) {
+			continue // the old path still holds that file: this is a copy
+		}
+		if sameStart(path, c) {
+			return c, c.Path
+		}
+	}
+	return nil, ""
+}
+
+func (s *session) indexFile(path string) FileResult {
+	r := FileResult{Path: path, Action: ActionFailed}
+	id, err := statIdentity(path)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	entry, oldPath := s.entryFor(path, id)
+	if entry != nil {
+		s.claimed[entry.ID] = true
+	}
+	if oldPath != "" {
+		moved := *entry
+		moved.Path = path
+		if err := s.b.Store.Update(moved); err != nil {
+			r.Err = fmt.Errorf("%s: %w", path, err)
+			return r
+		}
+		*entry = moved
+		r.Renamed = oldPath
+	}
+	switch {
+	case entry != nil && id.sameFileOrUnknown(entry) && id.size == entry.Size && id.mtime.Equal(entry.ModTime):
+		r.Action, r.Info, r.Committed = ActionUnchanged, *entry, true
+		if oldPath != "" {
+			r.Action = ActionRenamed
+		}
+		s.progress(path, id.size, id.size, id.size)
+		return r
+	case entry != nil && id.sameFileOrUnknown(entry) && id.size > entry.Size && sameStart(path, entry):
+		r = s.scan(path, id, entry, false)
+		if r.Action == ActionNew {
+			r.Action = ActionGrown
+		}
+	case entry != nil:
+		r = s.scan(path, id, entry, true)
+		r.Action = ActionChanged
+	default:
+		r = s.scan(path, id, nil, true)
+	}
+	if oldPath != "" {
+		r.Renamed = oldPath
+	}
+	if !r.Committed {
+		r.Action = ActionFailed
+	}
+	return r
+}
+
+func (id identity) sameFileOrUnknown(f *index.FileInfo) bool {
+	return f.Inode == 0 || id.sameFile(f)
+}
+
+// scan reads a file, whole (from scratch, replacing entry if any) or from
+// entry.ResumeAt on, and commits its hits.
+func (s *session) scan(path string, id identity, entry *index.FileInfo, fromScratch bool) FileResult {
+	r := FileResult{Path: path, Action: ActionNew}
+	fid := index.NextID(s.files)
+	var replaces []index.FileInfo
+	info := index.FileInfo{Path: path}
+	if entry != nil {
+		if fromScratch {
+			replaces = []index.FileInfo{*entry}
+		} else {
+			fid, info = entry.ID, *entry
+		}
+	}
+	info.ID, info.Size, info.ModTime = fid, id.size, id.mtime
+	info.Dev, info.Inode = uint64(id.dev), uint64(id.inode)
+	f, err := os.Open(path)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	defer f.Close()
+	table, err := s.b.Store.NewTable(fid)
+	if err != nil {
+		r.Err = fmt.Errorf("%s: %w", path, err)
+		return r
+	}
+	defer table.Discard()
+	before := info
+	fsc := &fileScan{b: s.b, s: s, f: f, path: path, size: id.size, table: table, info: &info}
+	if !fromScratch {
+		fsc.resume = entry
+	}
+	t0 := time.Now()
+	if err := fsc.run(); err != nil {
+		r.Err = err
+		return r
+	}
+	if fromScratch || info.Fingerprint == "" {
+		info.FingerprintFrom = fsc.headerEnd
+		info.FingerprintLen = min(64<<10, id.size-fsc.headerEnd)
+		if info.Fingerprint, err = fingerprint(path, info.FingerprintFrom, info.FingerprintLen); err != nil {
+			r.Err = fmt.Errorf("%s: %w", path, err)
+			return r
+		}
+	}
+	r.Warnings = fsc.warnings
+	info.Addresses += table.Entries
+	info.IndexedAt = time.Now().UTC()
+	t1 := time.Now()
+	tables, err := table.Finish(info)
+	t2 := time.Now()
+	if err == nil {
+		err = s.b.Store.Commit(tables, info, replaces)
+	}
+	s.b.logger().Debug("indexed", "file", path, "scan", t1.Sub(t0), "table", t2.Sub(t1), "commit", time.Since(t2))
+	if err != nil {
+		r.Err = fmt.Errorf("%s: %w", path, err)
+		return r
+	}
+	if entry == nil || fromScratch {
+		s.files = slices.DeleteFunc(s.files, func(f index.FileInfo) bool { return entry != nil && f.ID == entry.ID })
+		s.files = append(s.files, info)
+	} else {
+		*entry = info
+	}
+	s.claimed[info.ID] = true
+	r.Committed, r.Info = true, info
+	r.Delta = index.FileInfo{
+		Size: id.size - fsc.dataStart, Packets: info.Packets - before.Packets, XFFLines: info.XFFLines - before.XFFLines,
+		Hits: info.Hits - before.Hits, Addresses: table.Entries, NonAddresses: info.NonAddresses - before.NonAddresses,
+		SkippedBytes: info.SkippedBytes - before.SkippedBytes,
+	}
+	if fromScratch {
+		r.Delta.Size = id.size
+	}
+	if r.Delta.SkippedBytes > 0 {
+		r.Err = fmt.Errorf("%s: corrupt: %d bytes are not packet records and were skipped (see the warnings for where); every record around them is indexed", path, r.Delta.SkippedBytes)
+	}
+	return r
+}
+
+// progress reports a file's progress; fileDone bytes of fileBytes, of which
+// delta are new since the last call.
+func (s *session) progress(file string, fileDone, fileBytes, delta int64) {
+	s.done += delta
+	if s.b.Opts.Progress != nil {
+		s.b.Opts.Progress(Progress{File: file, FileDone: fileDone, FileBytes: fileBytes, TotalDone: s.done, TotalSize: s.total, Started: s.started})
+	}
+}
+
+// prune drops catalog entries whose file is gone.
+func (s *session) prune() []FileResult {
+	var out []FileResult
+	var gone []uint32
+	for _, f := range s.files {
+		if s.claimed[f.ID] {
+			continue
+		}
+		if _, err := os.Stat(f.Path); errors.Is(err, fs.ErrNotExist) {
+			gone = append(gone, f.ID)
+			out = append(out, FileResult{Path: f.Path, Action: ActionPruned, Info: f, Committed: true})
+		}
+	}
+	if err := s.b.Store.Delete(gone...); err != nil {
+		return []FileResult{{Action: ActionFailed, Err: err}}
+	}
+	s.files = slices.DeleteFunc(s.files, func(f index.FileInfo) bool { return slices.Contains(gone, f.ID) })
+	return out
+}
+
+// expand lists the captures named by path, in lexical order.
+func (b *Builder) expand(path string, fail func(FileResult)) []string {
+	failed := func(p string, err error) { fail(FileResult{Path: p, Action: ActionFailed, Err: err}) }
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		failed(path, err)
+		return nil
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		failed(abs, err)
+		return nil
+	}
+	if !fi.IsDir() {
+		if err := checkMagic(abs); err != nil {
+			failed(abs, err)
+			return nil
+		}
+		return []string{abs}
+	}
+	var out []string
+	err = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			failed(p, err)
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		if err := checkMagic(p); err != nil {
+			if errors.Is(err, format.ErrNotCapture) {
+				b.logger().Debug("not a capture, passed over", "file", p)
+			} else {
+				failed(p, err)
+			}
+			return nil
+		}
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		failed(abs, err)
+	}
+	return out
+}
+
+func checkMagic(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, 12)
+	n, err := io.ReadFull(f, head)
+	if err != nil && n == 0 {
+		if err == io.EOF {
+			return fmt.Errorf("%s: empty file: %w", path, format.ErrNotCapture)
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if format.Detect(head[:n]) == format.KindUnknown {
+		return fmt.Errorf("%s: %w", path, format.ErrNotCapture)
+	}
+	return nil
+}

@@ -1,0 +1,185 @@
+package ingest
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xffidx/xffidx/format/capgen"
+	"github.com/xffidx/xffidx/index"
+)
+
+// answers is everything a query can see: every hit, by path and offset,
+// and every catalog entry's totals.
+func answers(t *testing.T, store *index.Store) []string {
+	t.Helper()
+	if !store.Exists() {
+		return nil
+	}
+	hits, files, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, h := range hits {
+		out = append(out, fmt.Sprintf("hit %s %s@%d pos %d raw %q", h.Addr, h.File.Path, h.Offset, h.Pos, h.Raw))
+	}
+	for _, f := range files {
+		out = append(out, fmt.Sprintf("file %s size %d packets %d hits %d lines %d addrs %d nonaddr %d skipped %d first %v last %v resume %d",
+			f.Path, f.Size, f.Packets, f.Hits, f.XFFLines, f.Addresses, f.NonAddresses, f.SkippedBytes, f.FirstTS, f.LastTS, f.ResumeAt))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func genCapture(t *testing.T, seed int64, size int64) []byte {
+	var buf bytes.Buffer
+	if _, err := capgen.Write(&buf, capgen.Config{Seed: seed, Format: capgen.FormatPcap, LinkType: capgen.LinkEthernet, TargetBytes: size, XFFRate: 0.05, NoTruth: true}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestIncrementalEqualsFresh is the property of incremental builds: after
+// any sequence of grow / rename / delete / new file / corrupt file /
+// overwrite and incremental builds with --prune, every answer equals that of
+// a fresh full build of the same directory.
+func TestIncrementalEqualsFresh(t *testing.T) {
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 77))
+			dir := t.TempDir()
+			os.Mkdir(filepath.Join(dir, "archive"), 0o755)
+			store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+			inc := &Builder{Store: store, Opts: Options{Prune: true, Workers: 2, ChunkSize: 64 << 10}}
+			// growing files: name -> full content and how much is written
+			type growing struct {
+				data    []byte
+				written int
+			}
+			live := map[string]*growing{}
+			next := 0
+			newFile := func() {
+				name := filepath.Join(dir, fmt.Sprintf("cap%02d.pcap", next))
+				g := &growing{data: genCapture(t, int64(seed)*100+int64(next), 300<<10)}
+				g.written = 24 + rng.IntN(len(g.data)-24)
+				next++
+				live[name] = g
+				if err := os.WriteFile(name, g.data[:g.written], 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pick := func() string {
+				var names []string
+				for n := range live {
+					names = append(names, n)
+				}
+				if len(names) == 0 {
+					return ""
+				}
+				slices.Sort(names)
+				return names[rng.IntN(len(names))]
+			}
+			var log []string
+			newFile()
+			for step := range 14 {
+				op := rng.IntN(7)
+				name := pick()
+				switch {
+				case op == 0 || name == "":
+					newFile()
+					log = append(log, "new")
+				case op <= 2: // grow
+					g := live[name]
+					if g.written < len(g.data) {
+						from := g.written
+						g.written += 1 + rng.IntN(len(g.data)-g.written)
+						f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						f.Write(g.data[from:g.written])
+						f.Close()
+					}
+					log = append(log, "grow "+filepath.Base(name))
+				case op == 3: // rotate: rename, maybe into the archive
+					to := name + ".1"
+					if rng.IntN(2) == 0 {
+						to = filepath.Join(dir, "archive", filepath.Base(name))
+					}
+					if _, err := os.Stat(to); err == nil {
+						continue
+					}
+					os.Rename(name, to)
+					live[to] = live[name]
+					delete(live, name)
+					log = append(log, "rename "+filepath.Base(name))
+				case op == 4:
+					os.Remove(name)
+					delete(live, name)
+					log = append(log, "delete "+filepath.Base(name))
+				case op == 5: // garbage spliced into a copy: a corrupt new file
+					g := live[name]
+					mid := 24 + rng.IntN(g.written-24)
+					junk := make([]byte, 3000)
+					for i := range junk {
+						junk[i] = byte(rng.Uint32())
+					}
+					bad := append(append(append([]byte{}, g.data[:mid]...), junk...), g.data[mid:g.written]...)
+					os.WriteFile(filepath.Join(dir, fmt.Sprintf("bad%02d.pcap", step)), bad, 0o644)
+					log = append(log, "corrupt copy of "+filepath.Base(name))
+				case op == 6: // overwritten with another capture: its start changes
+					g := &growing{data: genCapture(t, int64(seed)*100+50+int64(step), 200<<10)}
+					g.written = len(g.data)
+					live[name] = g
+					os.WriteFile(name, g.data, 0o644)
+					log = append(log, "overwrite "+filepath.Base(name))
+				}
+				actions := map[Action]int{}
+				if _, err := inc.Build([]string{dir}, func(r FileResult) { actions[r.Action]++ }); err != nil {
+					t.Fatal(err)
+				}
+				// The build must have recognised what happened, not just
+				// reached the same answers by reading everything again.
+				expect := map[string]Action{"rename": ActionRenamed, "delete": ActionPruned, "overwrite": ActionChanged, "new": ActionNew}
+				if a, ok := expect[strings.Fields(log[len(log)-1])[0]]; ok && actions[a] == 0 {
+					t.Fatalf("after %v: no file %s (actions %v)", log, a, actions)
+				}
+				if actions[ActionNew]+actions[ActionChanged] > 2 {
+					t.Fatalf("after %v: read %d files from scratch", log, actions[ActionNew]+actions[ActionChanged])
+				}
+				fresh := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+				if _, err := (&Builder{Store: fresh, Opts: Options{Workers: 1}}).Build([]string{dir}, nil); err != nil {
+					t.Fatal(err)
+				}
+				got, want := answers(t, store), answers(t, fresh)
+				if !slices.Equal(got, want) {
+					t.Fatalf("after %v:\nincremental has %d answers, fresh %d; first difference:\n%s", log, len(got), len(want), firstDiff(got, want))
+				}
+			}
+			t.Logf("steps: %v", log)
+		})
+	}
+}
+
+func firstDiff(a, b []string) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return fmt.Sprintf(" incremental: %s\n fresh:       %s", a[i], b[i])
+		}
+	}
+	if len(a) > len(b) {
+		return " incremental has more: " + a[len(b)]
+	}
+	if len(b) > len(a) {
+		return " fresh has more: " + b[len(a)]
+	}
+	return ""
+}
