@@ -1,8 +1,6 @@
 package ingest
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/xffidx/xffidx/format"
@@ -249,90 +246,18 @@ func (b *Builder) newSession() (*session, error) {
 	return s, nil
 }
 
-// identity is what a stat says about a file.
-type identity struct {
-	size, dev, inode int64
-	mtime            time.Time
-}
-
-func statIdentity(path string) (identity, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return identity{}, err
-	}
-	id := identity{size: fi.Size(), mtime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.inode = int64(st.Dev), int64(st.Ino)
-	}
-	return id, nil
-}
-
-func (id identity) sameFile(f *index.FileInfo) bool {
-	return f.Inode != 0 && uint64(id.dev) == f.Dev && uint64(id.inode) == f.Inode
-}
-
-// fingerprint hashes n bytes of path from offset from.
-func fingerprint(path string, from, n int64) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, from, n)); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// sameStart reports whether the file at path starts as the indexed one did.
-func sameStart(path string, f *index.FileInfo) bool {
-	if f.Fingerprint == "" {
-		return false
-	}
-	fp, err := fingerprint(path, f.FingerprintFrom, f.FingerprintLen)
-	return err == nil && fp == f.Fingerprint
-}
-
-// FileState says how a capture on disk relates to its catalog entry.
-type FileState string
-
-const (
-	StateOK      FileState = "ok"
-	StateGrown   FileState = "grown"   // records were appended since the build
-	StateChanged FileState = "changed" // not the file that was indexed
-	StateMissing FileState = "missing"
-)
-
-// State compares the file at f.Path with its catalog entry.
-func State(f *index.FileInfo) FileState {
-	id, err := statIdentity(f.Path)
-	if err != nil {
-		return StateMissing
-	}
-	switch {
-	case f.Inode != 0 && !id.sameFile(f):
-		return StateChanged
-	case id.size == f.Size && id.mtime.Equal(f.ModTime):
-		return StateOK
-	case id.size > f.Size && sameStart(f.Path, f):
-		return StateGrown
-	}
-	return StateChanged
-}
-
 // plan sums the bytes the build will read, for progress.
 func (s *session) plan(captures []string) {
 	for _, c := range captures {
-		if id, err := statIdentity(c); err == nil {
-			s.total += id.size
+		if id, err := index.StatIdentity(c); err == nil {
+			s.total += id.Size
 		}
 	}
 }
 
 // entryFor finds the catalog entry of path: by path, or, for a file moved
 // here, by identity and fingerprint among entries whose path is gone.
-func (s *session) entryFor(path string, id identity) (f *index.FileInfo, renamedFrom string) {
+func (s *session) entryFor(path string, id index.Identity) (f *index.FileInfo, renamedFrom string) {
 	for i := range s.files {
 		if s.files[i].Path == path {
 			return &s.files[i], ""
@@ -340,16 +265,16 @@ func (s *session) entryFor(path string, id identity) (f *index.FileInfo, renamed
 	}
 	for i := range s.files {
 		c := &s.files[i]
-		if s.claimed[c.ID] || id.size < c.Size {
+		if s.claimed[c.ID] || id.Size < c.Size {
 			continue
 		}
-		if !id.sameFile(c) && !(id.size == c.Size && id.mtime.Equal(c.ModTime)) {
+		if !id.SameFile(c) && !(id.Size == c.Size && id.ModTime.Equal(c.ModTime)) {
 			continue
 		}
-		if old, err := statIdentity(c.Path); err == nil && old.sameFile(c) {
+		if old, err := index.StatIdentity(c.Path); err == nil && old.SameFile(c) {
 			continue // the old path still holds that file: this is a copy
 		}
-		if sameStart(path, c) {
+		if index.SameStart(path, c) {
 			return c, c.Path
 		}
 	}
@@ -358,7 +283,7 @@ func (s *session) entryFor(path string, id identity) (f *index.FileInfo, renamed
 
 func (s *session) indexFile(path string) FileResult {
 	r := FileResult{Path: path, Action: ActionFailed}
-	id, err := statIdentity(path)
+	id, err := index.StatIdentity(path)
 	if err != nil {
 		r.Err = err
 		return r
@@ -378,14 +303,14 @@ func (s *session) indexFile(path string) FileResult {
 		r.Renamed = oldPath
 	}
 	switch {
-	case entry != nil && id.sameFileOrUnknown(entry) && id.size == entry.Size && id.mtime.Equal(entry.ModTime):
+	case entry != nil && sameFileOrUnknown(id, entry) && id.Size == entry.Size && id.ModTime.Equal(entry.ModTime):
 		r.Action, r.Info, r.Committed = ActionUnchanged, *entry, true
 		if oldPath != "" {
 			r.Action = ActionRenamed
 		}
-		s.progress(path, id.size, id.size, id.size)
+		s.progress(path, id.Size, id.Size, id.Size)
 		return r
-	case entry != nil && id.sameFileOrUnknown(entry) && id.size > entry.Size && sameStart(path, entry):
+	case entry != nil && sameFileOrUnknown(id, entry) && id.Size > entry.Size && index.SameStart(path, entry):
 		r = s.scan(path, id, entry, false)
 		if r.Action == ActionNew {
 			r.Action = ActionGrown
@@ -405,13 +330,13 @@ func (s *session) indexFile(path string) FileResult {
 	return r
 }
 
-func (id identity) sameFileOrUnknown(f *index.FileInfo) bool {
-	return f.Inode == 0 || id.sameFile(f)
+func sameFileOrUnknown(id index.Identity, f *index.FileInfo) bool {
+	return f.Inode == 0 || id.SameFile(f)
 }
 
 // scan reads a file, whole (from scratch, replacing entry if any) or from
 // entry.ResumeAt on, and commits its hits.
-func (s *session) scan(path string, id identity, entry *index.FileInfo, fromScratch bool) FileResult {
+func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fromScratch bool) FileResult {
 	r := FileResult{Path: path, Action: ActionNew}
 	fid := index.NextID(s.files)
 	var replaces []index.FileInfo
@@ -423,8 +348,8 @@ func (s *session) scan(path string, id identity, entry *index.FileInfo, fromScra
 			fid, info = entry.ID, *entry
 		}
 	}
-	info.ID, info.Size, info.ModTime = fid, id.size, id.mtime
-	info.Dev, info.Inode = uint64(id.dev), uint64(id.inode)
+	info.ID, info.Size, info.ModTime = fid, id.Size, id.ModTime
+	info.Dev, info.Inode = uint64(id.Dev), uint64(id.Inode)
 	f, err := os.Open(path)
 	if err != nil {
 		r.Err = err
@@ -438,7 +363,7 @@ func (s *session) scan(path string, id identity, entry *index.FileInfo, fromScra
 	}
 	defer table.Discard()
 	before := info
-	fsc := &fileScan{b: s.b, s: s, f: f, path: path, size: id.size, table: table, info: &info}
+	fsc := &fileScan{b: s.b, s: s, f: f, path: path, size: id.Size, table: table, info: &info}
 	if !fromScratch {
 		fsc.resume = entry
 	}
@@ -449,8 +374,8 @@ func (s *session) scan(path string, id identity, entry *index.FileInfo, fromScra
 	}
 	if fromScratch || info.Fingerprint == "" {
 		info.FingerprintFrom = fsc.headerEnd
-		info.FingerprintLen = min(64<<10, id.size-fsc.headerEnd)
-		if info.Fingerprint, err = fingerprint(path, info.FingerprintFrom, info.FingerprintLen); err != nil {
+		info.FingerprintLen = min(64<<10, id.Size-fsc.headerEnd)
+		if info.Fingerprint, err = index.Fingerprint(path, info.FingerprintFrom, info.FingerprintLen); err != nil {
 			r.Err = fmt.Errorf("%s: %w", path, err)
 			return r
 		}
@@ -478,12 +403,12 @@ func (s *session) scan(path string, id identity, entry *index.FileInfo, fromScra
 	s.claimed[info.ID] = true
 	r.Committed, r.Info = true, info
 	r.Delta = index.FileInfo{
-		Size: id.size - fsc.dataStart, Packets: info.Packets - before.Packets, XFFLines: info.XFFLines - before.XFFLines,
+		Size: id.Size - fsc.dataStart, Packets: info.Packets - before.Packets, XFFLines: info.XFFLines - before.XFFLines,
 		Hits: info.Hits - before.Hits, Addresses: table.Entries, NonAddresses: info.NonAddresses - before.NonAddresses,
 		SkippedBytes: info.SkippedBytes - before.SkippedBytes,
 	}
 	if fromScratch {
-		r.Delta.Size = id.size
+		r.Delta.Size = id.Size
 	}
 	if r.Delta.SkippedBytes > 0 {
 		r.Err = fmt.Errorf("%s: corrupt: %d bytes are not packet records and were skipped (see the warnings for where); every record around them is indexed", path, r.Delta.SkippedBytes)

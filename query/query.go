@@ -27,6 +27,7 @@ type Row struct {
 	TS      time.Time
 	TSDigit int // fractional second digits the capture records
 	FiveTuple
+	Request // the request that carried the XFF line (query time)
 }
 
 // FileProblem says why the hits of one file could not be read.
@@ -44,6 +45,9 @@ func (p FileProblem) Error() string {
 type Result struct {
 	Rows     []Row
 	Problems []FileProblem // files that vanished or changed since indexing
+	// Undecided counts hits --client-only left out because their request's
+	// XFF list could not be read whole (see Options.ClientOnly).
+	Undecided int
 }
 
 // ErrChanged says a capture is not the file that was indexed.
@@ -51,35 +55,7 @@ var ErrChanged = errors.New("changed since it was indexed (size or modification 
 
 // Lookup finds every packet whose XFF values hold an address in prefixes.
 func Lookup(store *index.Store, prefixes []netip.Prefix) (Result, error) {
-	hits, _, err := store.Lookup(prefixes)
-	if err != nil {
-		return Result{}, err
-	}
-	var res Result
-	r := &recordReader{}
-	defer r.close()
-	for i := 0; i < len(hits); {
-		// Hits are sorted by file: read each file's in one go.
-		j := i
-		for j < len(hits) && hits[j].File == hits[i].File {
-			j++
-		}
-		if err := r.open(hits[i].File); err != nil {
-			res.Problems = append(res.Problems, FileProblem{Path: hits[i].File.Path, Hits: j - i, Err: err})
-			i = j
-			continue
-		}
-		for _, h := range hits[i:j] {
-			row, err := r.row(h)
-			if err != nil {
-				res.Problems = append(res.Problems, FileProblem{Path: h.File.Path, Hits: 1, Err: err})
-				continue
-			}
-			res.Rows = append(res.Rows, row)
-		}
-		i = j
-	}
-	return res, nil
+	return Search(store, Options{Prefixes: prefixes})
 }
 
 // recordReader reads single packet records of one file at stored offsets.
@@ -111,7 +87,9 @@ func (r *recordReader) open(info *index.FileInfo) error {
 		f.Close()
 		return err
 	}
-	if st.Size() != info.Size || !st.ModTime().Equal(info.ModTime) {
+	if (st.Size() != info.Size || !st.ModTime().Equal(info.ModTime)) && index.State(info) != index.StateGrown {
+		// A grown capture (records appended, the start unchanged) still
+		// holds every indexed record where it was.
 		f.Close()
 		return ErrChanged
 	}
@@ -168,28 +146,6 @@ func (r *recordReader) record(off int64) (format.Record, error) {
 		}
 		return format.Record{}, fmt.Errorf("no packet record at offset %d", off)
 	}
-}
-
-func (r *recordReader) row(h index.Hit) (Row, error) {
-	rec, err := r.record(h.Offset)
-	if err != nil {
-		return Row{}, err
-	}
-	ft, payload, err := DecodeFrame(rec.LinkType, rec.Data)
-	if err != nil {
-		return Row{}, fmt.Errorf("record at offset %d: %w", h.Offset, err)
-	}
-	row := Row{XFFIP: h.Addr, File: h.File.Path, Offset: h.Offset, FiveTuple: ft}
-	if rec.TS != 0 {
-		row.TS = time.Unix(0, rec.TS).UTC()
-	}
-	row.TSDigit = tsDigits(r.info, h.Offset, rec)
-	if h.Raw != nil {
-		row.XFF = h.Raw
-	} else {
-		row.XFF = joinedValues(payload)
-	}
-	return row, nil
 }
 
 // joinedValues re-reads the XFF lines of a packet the way the build did.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xffidx/xffidx/ingest"
+	"github.com/xffidx/xffidx/index"
 	"github.com/xffidx/xffidx/query"
 )
 
@@ -51,13 +51,13 @@ JSON is NDJSON: {"path","size","format","link_types","packets","hits",
 				enc := json.NewEncoder(w)
 				enc.SetEscapeHTML(false)
 				for _, f := range files {
-					enc.Encode(fileRow{f.Path, f.Size, f.Format, f.LinkTypes, f.Packets, f.Hits, ts(f.FirstTS), ts(f.LastTS), string(ingest.State(&f))})
+					enc.Encode(fileRow{f.Path, f.Size, f.Format, f.LinkTypes, f.Packets, f.Hits, ts(f.FirstTS), ts(f.LastTS), string(index.State(&f))})
 				}
 			case "table", "":
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "STATE\tSIZE\tPACKETS\tHITS\tFIRST\tLAST\tFORMAT\tPATH")
 				for _, f := range files {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", ingest.State(&f), f.Size, f.Packets, f.Hits,
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", index.State(&f), f.Size, f.Packets, f.Hits,
 						ts(f.FirstTS), ts(f.LastTS), f.Format, query.Sanitize([]byte(f.Path), 512))
 				}
 				tw.Flush()

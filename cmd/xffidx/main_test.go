@@ -244,8 +244,18 @@ func TestFilesStates(t *testing.T) {
 			t.Errorf("%s: state %q, want %q", n, states[n], s)
 		}
 	}
+	// A query reads the grown file as before, and names the others.
+	code, out, stderr := xffx(t, ix, "query", "--ip", "106.113.55.163", "--format", "json")
+	per := map[string]int{}
+	for _, h := range parseHits(t, out) {
+		per[filepath.Base(h.File)]++
+	}
+	if code != 2 || per["ok.pcap"] != 2 || per["grown.pcap"] != 2 || per["changed.pcap"]+per["missing.pcap"] != 0 ||
+		!strings.Contains(stderr, "changed.pcap") || !strings.Contains(stderr, "missing.pcap") {
+		t.Errorf("query over stale files: exit %d, hits %v, stderr %q", code, per, stderr)
+	}
 	// An incremental build with --prune brings everything back to ok.
-	code, _, stderr := xffx(t, ix, "build", "--prune", dir)
+	code, _, stderr = xffx(t, ix, "build", "--prune", dir)
 	if code != 0 || !strings.Contains(stderr, "1 grown") || !strings.Contains(stderr, "1 changed") || !strings.Contains(stderr, "1 pruned") {
 		t.Errorf("build --prune: exit %d, %q", code, stderr)
 	}
