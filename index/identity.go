@@ -82,4 +82,3 @@ func State(f *FileInfo) FileState {
 	}
 	return StateChanged
 }
-
