@@ -36,6 +36,10 @@ type jsonRow struct {
 	DstIP   string `json:"dst_ip"`
 	DstPort uint16 `json:"dst_port"`
 	Proto   string `json:"proto"`
+	// The request that carried the XFF line, after the original fields.
+	Method string `json:"method"`
+	Host   string `json:"host"`
+	Path   string `json:"path"`
 }
 
 // FormatTS renders a timestamp in RFC 3339 UTC with digits fractional digits.
@@ -106,6 +110,7 @@ func write(w io.Writer, format string, rows []Row) error {
 				XFFIP: r.XFFIP.String(), XFF: string(r.XFF), File: r.File, Offset: r.Offset,
 				TS: FormatTS(r.TS, r.TSDigit), SrcIP: r.SrcIP.String(), SrcPort: r.SrcPort,
 				DstIP: r.DstIP.String(), DstPort: r.DstPort, Proto: r.Proto,
+				Method: string(r.Method), Host: string(r.Host), Path: string(r.Path),
 			}); err != nil {
 				return err
 			}
@@ -114,23 +119,24 @@ func write(w io.Writer, format string, rows []Row) error {
 	case FormatCSV:
 		cw := csv.NewWriter(w)
 		cw.UseCRLF = true // RFC 4180
-		cw.Write([]string{"xff_ip", "xff", "file", "offset", "ts", "src_ip", "src_port", "dst_ip", "dst_port", "proto"})
+		cw.Write([]string{"xff_ip", "xff", "file", "offset", "ts", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "method", "host", "path"})
 		for _, r := range rows {
 			cw.Write([]string{
 				r.XFFIP.String(), Sanitize(r.XFF, 1<<20), r.File, strconv.FormatInt(r.Offset, 10),
 				FormatTS(r.TS, r.TSDigit), r.SrcIP.String(), strconv.Itoa(int(r.SrcPort)),
 				r.DstIP.String(), strconv.Itoa(int(r.DstPort)), r.Proto,
+				Sanitize(r.Method, 1<<20), Sanitize(r.Host, 1<<20), Sanitize(r.Path, 1<<20),
 			})
 		}
 		cw.Flush()
 		return cw.Error()
 	case FormatTable:
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tSRC\tDST\tPROTO\tXFF\tFILE\tOFFSET")
+		fmt.Fprintln(tw, "TIME\tSRC\tDST\tPROTO\tXFF\tREQUEST\tFILE\tOFFSET")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n",
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n",
 				FormatTS(r.TS, r.TSDigit), addrPort(r.SrcIP.String(), r.SrcPort), addrPort(r.DstIP.String(), r.DstPort),
-				r.Proto, Sanitize(r.XFF, tableValueMax), Sanitize([]byte(r.File), 256), r.Offset)
+				r.Proto, Sanitize(r.XFF, tableValueMax), Sanitize(r.Request.text(), tableValueMax), Sanitize([]byte(r.File), 256), r.Offset)
 		}
 		return tw.Flush()
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -14,62 +15,202 @@ import (
 )
 
 func newQuery(g *globals) *cobra.Command {
-	var ips []string
-	var outFormat string
+	var ips, cidrs, files, trusted []string
+	var from, to, outFormat string
+	var flows, wsFilter, clientOnly bool
 	cmd := &cobra.Command{
-		Use:   "query --ip ADDR [flags]",
+		Use:   "query (--ip ADDR | --cidr PREFIX)... [flags]",
 		Short: "Print the connections whose X-Forwarded-For values held an address",
 		Long: `Print one row per packet whose X-Forwarded-For values hold ADDR (at any
-position in the list), with its innermost TCP 5-tuple and timestamp, reading
-only those packet records.
+position in the list), or any address in PREFIX, with its innermost TCP
+5-tuple, timestamp and the request that carried the header, reading only
+those packet records. --ip and --cidr may be repeated and combined; a packet
+is reported once per matching address even where prefixes overlap.
 
 Formats: table (the default on a terminal), json (the default otherwise; NDJSON,
 one object per hit: xff_ip, xff, file, offset, ts, src_ip, src_port, dst_ip,
-dst_port, proto), csv (RFC 4180 with a header row).
+dst_port, proto, method, host, path), csv (RFC 4180 with a header row).
+method, host and path are the request line and Host header of the request
+that carried the XFF line; they are empty for a packet that continues a
+header block begun in an earlier TCP segment.
+
+--flows prints one row per connection instead (json: src_ip, src_port,
+dst_ip, dst_port, proto, first_ts, last_ts, hits, files, xff_ips).
+--wireshark-filter prints only a display filter selecting every packet of
+those connections, for wireshark -Y or tshark -Y.
+
+--client-only keeps a hit only when ADDR is the right-most entry of its
+request's X-Forwarded-For list (all XFF lines of the request, in order) that
+is not in a --trusted-proxy range: the address the last trusted proxy saw
+the connection come from. Entries left of it can be written by anyone. Only
+the list counts, not the packet's own source address; a non-address entry
+("unknown") as the right-most untrusted one matches nothing. A header block
+that goes on in later TCP segments is followed there (as the build does); a
+hit whose list cannot be read whole is left out and counted on stderr.
 
 Exit status, as grep's: 0 hits found, 1 none, 2 error (including a capture that
 vanished or changed since it was indexed; its hits are reported, not decoded).`,
+		Example: `  xffidx query --ip 203.0.113.7
+  xffidx query --cidr 203.0.113.0/24 --cidr 2001:db8::/32 --from -2h --flows
+  xffidx query --ip 203.0.113.7 --file 'edge-*.pcap' --from 2026-01-02T10:00:00Z --to 2026-01-02T11:00:00Z
+  tshark -r edge-1.pcap -Y "$(xffidx query --ip 203.0.113.7 --wireshark-filter)"
+  xffidx query --ip 203.0.113.7 --client-only --trusted-proxy 10.0.0.0/8`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(ips) == 0 {
-				return &exitError{code: exitTrouble, err: errors.New("query: --ip ADDR is required")}
+			fail := func(err error) error { return &exitError{code: exitTrouble, err: fmt.Errorf("query: %w", err)} }
+			if len(ips) == 0 && len(cidrs) == 0 {
+				return fail(errors.New("--ip ADDR or --cidr PREFIX is required"))
 			}
-			var prefixes []netip.Prefix
+			opt := query.Options{Files: files, ClientOnly: clientOnly}
 			for _, s := range ips {
-				a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+				a, err := parseAddr(s)
 				if err != nil {
-					return &exitError{code: exitTrouble, err: fmt.Errorf("query: --ip %q: not an IP address", s)}
+					return fail(fmt.Errorf("--ip %q: not an IP address", s))
 				}
-				a = a.WithZone("").Unmap()
-				prefixes = append(prefixes, netip.PrefixFrom(a, a.BitLen()))
+				opt.Prefixes = append(opt.Prefixes, netip.PrefixFrom(a, a.BitLen()))
 			}
-			if outFormat == "" {
-				// People get the table; pipes and scripts get NDJSON.
-				outFormat = query.FormatJSON
-				if f, ok := g.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-					outFormat = query.FormatTable
+			for _, s := range cidrs {
+				p, err := parsePrefix(s)
+				if err != nil {
+					return fail(fmt.Errorf("--cidr %q: %v", s, err))
 				}
+				opt.Prefixes = append(opt.Prefixes, p)
 			}
-			res, err := query.Lookup(g.store(), prefixes)
+			if len(trusted) > 0 && !clientOnly {
+				return fail(errors.New("--trusted-proxy applies only with --client-only"))
+			}
+			for _, s := range trusted {
+				p, err := parsePrefix(s)
+				if err != nil {
+					return fail(fmt.Errorf("--trusted-proxy %q: %v", s, err))
+				}
+				opt.Trusted = append(opt.Trusted, p)
+			}
+			var err error
+			if opt.From, opt.To, err = parseWindow(from, to); err != nil {
+				return fail(err)
+			}
+			if err := opt.Validate(); err != nil {
+				return fail(err)
+			}
+			if wsFilter && outFormat != "" {
+				return fail(errors.New("--wireshark-filter prints a display filter: it takes no --format"))
+			}
+			if outFormat, err = checkFormat(g, outFormat); err != nil {
+				return fail(err)
+			}
+
+			res, err := query.Search(g.store(), opt)
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
-			if err := query.Write(g.stdout, outFormat, res.Rows); err != nil {
+			found := len(res.Rows) > 0
+			switch {
+			case wsFilter:
+				if found {
+					_, err = fmt.Fprintln(g.stdout, query.WiresharkFilter(query.Flows(res.Rows)))
+				}
+			case flows:
+				err = query.WriteFlows(g.stdout, outFormat, query.Flows(res.Rows))
+			default:
+				err = query.Write(g.stdout, outFormat, res.Rows)
+			}
+			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
-			for _, p := range res.Problems {
-				fmt.Fprintln(g.stderr, "xffidx:", query.Sanitize([]byte(p.Error()), 1024))
+			if res.Undecided > 0 {
+				fmt.Fprintf(g.stderr, "xffidx: note: --client-only left out %d hits whose request's X-Forwarded-For list could not be read whole (header block continued beyond the capture's reach, or cut by the snap length)\n", res.Undecided)
 			}
-			switch {
-			case len(res.Problems) > 0:
-				return &exitError{code: exitTrouble}
-			case len(res.Rows) == 0:
-				return &exitError{code: exitNone}
-			}
-			return nil
+			return problemsExit(g, res.Problems, found)
 		},
 	}
-	cmd.Flags().StringArrayVar(&ips, "ip", nil, "client address to look for (IPv4 or IPv6, any spelling)")
-	cmd.Flags().StringVar(&outFormat, "format", "", "output: table, json or csv (default: table on a terminal, else json)")
+	f := cmd.Flags()
+	f.StringArrayVar(&ips, "ip", nil, "client address to look for (IPv4 or IPv6, any spelling); repeatable")
+	f.StringArrayVar(&cidrs, "cidr", nil, "look for every address in this prefix (203.0.113.0/24, 2001:db8::/32); repeatable, combines with --ip")
+	f.StringVar(&from, "from", "", "only packets at or after this time: RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or relative to now (-30m, -2h, -7d)")
+	f.StringVar(&to, "to", "", "only packets at or before this time (same forms as --from)")
+	f.StringArrayVar(&files, "file", nil, "only captures whose absolute path or base name matches this glob (path.Match: *, ?, [...]; * does not cross /); repeatable")
+	f.BoolVar(&flows, "flows", false, "one row per connection (innermost 5-tuple) instead of per packet")
+	f.BoolVar(&wsFilter, "wireshark-filter", false, "print only a Wireshark display filter selecting every packet of the matched connections")
+	f.BoolVar(&clientOnly, "client-only", false, "keep a hit only if ADDR is the right-most XFF entry not in a --trusted-proxy range (spoof-proof attribution)")
+	f.StringArrayVar(&trusted, "trusted-proxy", nil, "address or prefix of a proxy you trust to append the true peer address (with --client-only); repeatable")
+	f.StringVar(&outFormat, "format", "", "output: table, json or csv (default: table on a terminal, else json)")
 	return cmd
+}
+
+// parseAddr reads an address in any spelling, brackets and zone dropped,
+// IPv4-mapped IPv6 as IPv4 (as the index stores it).
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return a.WithZone("").Unmap(), nil
+}
+
+// parsePrefix reads a CIDR prefix, or a single address as a full-length one.
+// Host bits are cleared (10.1.2.3/8 is 10.0.0.0/8); an IPv4-mapped IPv6
+// prefix of at least 96 bits is the IPv4 prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := parseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, errors.New("not an address or CIDR prefix")
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, errors.New("not a CIDR prefix (want ADDR/BITS)")
+	}
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
+
+// parseWindow reads --from and --to against one "now".
+func parseWindow(from, to string) (f, t time.Time, err error) {
+	now := time.Now()
+	if from != "" {
+		if f, err = query.ParseTime(from, now); err != nil {
+			return f, t, fmt.Errorf("--from: %w", err)
+		}
+	}
+	if to != "" {
+		if t, err = query.ParseTime(to, now); err != nil {
+			return f, t, fmt.Errorf("--to: %w", err)
+		}
+	}
+	return f, t, nil
+}
+
+// checkFormat checks --format, or picks the default: people get the table;
+// pipes and scripts get NDJSON.
+func checkFormat(g *globals, outFormat string) (string, error) {
+	switch outFormat {
+	case query.FormatTable, query.FormatJSON, query.FormatCSV:
+		return outFormat, nil
+	case "":
+		if f, ok := g.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			return query.FormatTable, nil
+		}
+		return query.FormatJSON, nil
+	}
+	return "", fmt.Errorf("--format %q: want table, json or csv", outFormat)
+}
+
+// problemsExit names the captures that could not be read and picks the exit
+// status: 2 for any problem, else 0 when something was found, else 1.
+func problemsExit(g *globals, problems []query.FileProblem, found bool) error {
+	for _, p := range problems {
+		fmt.Fprintln(g.stderr, "xffidx:", query.Sanitize([]byte(p.Error()), 1024))
+	}
+	switch {
+	case len(problems) > 0:
+		return &exitError{code: exitTrouble}
+	case !found:
+		return &exitError{code: exitNone}
+	}
+	return nil
 }

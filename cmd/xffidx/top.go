@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xffidx/xffidx/query"
+)
+
+func newTop(g *globals) *cobra.Command {
+	var n int
+	var from, to, outFormat string
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "top [--n 20] [flags]",
+		Short: "Print the X-Forwarded-For addresses with the most hits",
+		Long: `Print the N addresses found most often in X-Forwarded-For values, most first
+(ties: lower address first), with hits (packets whose XFF list held the
+address), flows (distinct innermost TCP 5-tuples among those packets), and
+the first and last time they were seen.
+
+Without --from/--to the ranking is by indexed hits over the whole index: one
+scan of the index, no capture read; only the N winners' packets are read,
+for flows and times. With a time window the ranking is exact for the window:
+captures wholly inside it count all their hits and captures wholly outside
+count none, both without being read; in a capture that straddles an edge,
+the hits of the addresses that could still make the top N are read and
+counted by packet timestamp.
+
+Formats: table (the default on a terminal), json (the default otherwise;
+NDJSON: addr, hits, flows, first_ts, last_ts), csv (RFC 4180 with a header row).
+
+Exit status: 0 addresses found, 1 none, 2 error (including a capture that
+vanished or changed since it was indexed).`,
+		Example: `  xffidx top
+  xffidx top --n 5 --from -1d --format csv`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fail := func(err error) error { return &exitError{code: exitTrouble, err: fmt.Errorf("top: %w", err)} }
+			if n < 1 {
+				return fail(errors.New("--n must be at least 1"))
+			}
+			opt := query.TopOptions{N: n, Files: files}
+			var err error
+			if opt.From, opt.To, err = parseWindow(from, to); err != nil {
+				return fail(err)
+			}
+			if outFormat, err = checkFormat(g, outFormat); err != nil {
+				return fail(err)
+			}
+			res, err := query.Top(g.store(), opt)
+			if err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
+			if err := query.WriteTop(g.stdout, outFormat, res.Rows); err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
+			return problemsExit(g, res.Problems, len(res.Rows) > 0)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&n, "n", 20, "how many addresses")
+	f.StringVar(&from, "from", "", "only packets at or after this time: RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or relative to now (-30m, -2h, -7d)")
+	f.StringVar(&to, "to", "", "only packets at or before this time (same forms as --from)")
+	f.StringArrayVar(&files, "file", nil, "only captures whose absolute path or base name matches this glob; repeatable")
+	f.StringVar(&outFormat, "format", "", "output: table, json or csv (default: table on a terminal, else json)")
+	return cmd
+}

@@ -1,0 +1,234 @@
+package query
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"path"
+	"path/filepath"
+	"time"
+
+	"github.com/xffidx/xffidx/index"
+)
+
+// Request is the HTTP request that carried a hit's X-Forwarded-For line, read
+// from the same packet at query time: method, Host header and request target.
+// All three are empty when the packet continues a header block begun in an
+// earlier TCP segment (the request line is not in it), and Host is empty
+// when it is not in the packet.
+type Request struct {
+	Method, Host, Path []byte
+}
+
+// Options select what Search reports.
+type Options struct {
+	// Prefixes to look up (a single address is a /32 or /128 prefix).
+	// Overlapping prefixes give each hit once.
+	Prefixes []netip.Prefix
+	// From and To bound the packet timestamp, both inclusive; a zero value
+	// leaves that side open. Files whose indexed time span lies outside the
+	// window are not read at all. A packet without a timestamp (a pcapng
+	// Simple Packet Block) is in the window when its file's span overlaps it.
+	From, To time.Time
+	// Files restricts the search to captures whose absolute path, or base
+	// name, matches one of these path.Match patterns. Empty: every capture.
+	Files []string
+	// ClientOnly keeps a hit only when the address is the right-most entry
+	// of its request's XFF list that is not in Trusted (see ClientAddr).
+	ClientOnly bool
+	Trusted    []netip.Prefix
+}
+
+// Validate checks the patterns and the window.
+func (o *Options) Validate() error {
+	for _, g := range o.Files {
+		if _, err := path.Match(g, ""); err != nil {
+			return fmt.Errorf("file pattern %q: %w", g, err)
+		}
+	}
+	if !o.From.IsZero() && !o.To.IsZero() && o.From.After(o.To) {
+		return fmt.Errorf("time window: from %s is after to %s", o.From.Format(time.RFC3339Nano), o.To.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+func (o *Options) windowed() bool { return !o.From.IsZero() || !o.To.IsZero() }
+
+// fileMatches reports whether a capture passes the Files patterns.
+func (o *Options) fileMatches(f *index.FileInfo) bool {
+	if len(o.Files) == 0 {
+		return true
+	}
+	for _, g := range o.Files {
+		if ok, _ := path.Match(g, f.Path); ok {
+			return true
+		}
+		if ok, _ := path.Match(g, filepath.Base(f.Path)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Where a capture's indexed time span lies against the window.
+const (
+	spanOutside = iota
+	spanStraddles
+	spanInside
+)
+
+// fileSpan places a capture's [FirstTS, LastTS] against the window. A file
+// without any timestamp is outside every window.
+func (o *Options) fileSpan(f *index.FileInfo) int {
+	if !o.windowed() {
+		return spanInside
+	}
+	if f.FirstTS.IsZero() || f.LastTS.IsZero() {
+		return spanOutside
+	}
+	if (!o.From.IsZero() && f.LastTS.Before(o.From)) || (!o.To.IsZero() && f.FirstTS.After(o.To)) {
+		return spanOutside
+	}
+	if (o.From.IsZero() || !f.FirstTS.Before(o.From)) && (o.To.IsZero() || !f.LastTS.After(o.To)) {
+		return spanInside
+	}
+	return spanStraddles
+}
+
+// selected reports whether a capture may hold hits for these options,
+// judged from its catalog entry alone.
+func (o *Options) selected(f *index.FileInfo) bool {
+	return o.fileMatches(f) && o.fileSpan(f) != spanOutside
+}
+
+// inWindow reports whether a packet timestamp is in the window; a packet
+// without one is (its file was already found to overlap the window).
+func (o *Options) inWindow(ts time.Time) bool {
+	if ts.IsZero() {
+		return true
+	}
+	return (o.From.IsZero() || !ts.Before(o.From)) && (o.To.IsZero() || !ts.After(o.To))
+}
+
+// searcher carries one Search's state.
+type searcher struct {
+	opt   Options
+	r     *recordReader
+	ahead []byte // records after a hit, for following a header block
+}
+
+// Search finds every packet whose XFF values hold an address in the
+// prefixes, restricted by the options: one Row per (address, packet), in
+// file, offset and address order.
+func Search(store *index.Store, opt Options) (Result, error) {
+	if err := opt.Validate(); err != nil {
+		return Result{}, err
+	}
+	hits, _, err := store.Lookup(opt.Prefixes)
+	if err != nil {
+		return Result{}, err
+	}
+	// Overlapping prefixes find a hit once per prefix; hits are sorted by
+	// file, offset and address, so repeats are neighbours.
+	kept := hits[:0]
+	for i, h := range hits {
+		if i > 0 && hits[i-1].File.Path == h.File.Path && hits[i-1].Offset == h.Offset && hits[i-1].Addr == h.Addr {
+			continue
+		}
+		if !opt.selected(h.File) {
+			continue
+		}
+		kept = append(kept, h)
+	}
+	hits = kept
+
+	var res Result
+	s := &searcher{opt: opt, r: &recordReader{}}
+	defer s.r.close()
+	for i := 0; i < len(hits); {
+		j := i
+		for j < len(hits) && hits[j].File == hits[i].File {
+			j++
+		}
+		if err := s.r.open(hits[i].File); err != nil {
+			res.Problems = append(res.Problems, FileProblem{Path: hits[i].File.Path, Hits: j - i, Err: err})
+			i = j
+			continue
+		}
+		for k := i; k < j; {
+			// The hits of one packet (one per address) share its decoding.
+			l := k
+			for l < j && hits[l].Offset == hits[k].Offset {
+				l++
+			}
+			if err := s.packet(hits[k:l], &res); err != nil {
+				res.Problems = append(res.Problems, FileProblem{Path: hits[k].File.Path, Hits: l - k, Err: err})
+			}
+			k = l
+		}
+		i = j
+	}
+	return res, nil
+}
+
+// packet reads and decodes one packet record and appends a row for each of
+// its hits that passes the options.
+func (s *searcher) packet(hits []index.Hit, res *Result) error {
+	h := hits[0]
+	rec, err := s.r.record(h.Offset)
+	if err != nil {
+		return err
+	}
+	ft, payload, err := DecodeFrame(rec.LinkType, rec.Data)
+	if err != nil {
+		return fmt.Errorf("record at offset %d: %w", h.Offset, err)
+	}
+	var ts time.Time
+	if rec.TS != 0 {
+		ts = time.Unix(0, rec.TS).UTC()
+	}
+	if !s.opt.inWindow(ts) {
+		return nil
+	}
+	var value []byte
+	if h.Raw != nil {
+		value = h.Raw
+	} else {
+		value = joinedValues(payload)
+	}
+	pi := parsePacket(payload, h.Raw)
+	digits := tsDigits(s.r.info, h.Offset, rec)
+	for _, h := range hits {
+		if s.opt.ClientOnly {
+			switch s.clientVerdict(&pi, h.Addr, rec) {
+			case clientNo:
+				continue
+			case clientUndecided:
+				res.Undecided++
+				continue
+			}
+		}
+		row := Row{XFFIP: h.Addr, XFF: value, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft}
+		if req := pi.requestOf(h.Addr); req != nil && !req.Cont {
+			row.Request = Request{Method: bytes.Clone(req.Method), Host: bytes.Clone(req.Host), Path: bytes.Clone(req.Target)}
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	return nil
+}
+
+// text renders the request for the table: "GET host/path", the target alone
+// when it is not a path (absolute form, "*", CONNECT's authority).
+func (q Request) text() []byte {
+	if len(q.Method) == 0 && len(q.Host) == 0 && len(q.Path) == 0 {
+		return nil
+	}
+	b := append([]byte(nil), q.Method...)
+	if len(b) > 0 {
+		b = append(b, ' ')
+	}
+	if len(q.Path) == 0 || q.Path[0] == '/' {
+		b = append(b, q.Host...)
+	}
+	return append(b, q.Path...)
+}
