@@ -230,7 +230,12 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 		})
 	}
 	wg.Wait()
-	return paths, errors.Join(errs...)
+	for _, err := range errs {
+		if err != nil {
+			return nil, err // the tables fail alike (a full disk): one says it
+		}
+	}
+	return paths, nil
 }
 
 // writeTable writes one SSTable: the catalog key if cat is set, the hits
