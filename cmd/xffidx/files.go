@@ -45,20 +45,20 @@ JSON is NDJSON: {"path","size","format","link_types","packets","hits",
 			}
 			w := bufio.NewWriter(g.stdout)
 			defer w.Flush()
-			ts := func(t time.Time) string { return query.FormatTS(t, 9) }
+			ts := func(t time.Time, f *index.FileInfo) string { return query.FormatTS(t, tsDigits(f)) }
 			switch outFormat {
 			case "json":
 				enc := json.NewEncoder(w)
 				enc.SetEscapeHTML(false)
 				for _, f := range files {
-					enc.Encode(fileRow{f.Path, f.Size, f.Format, f.LinkTypes, f.Packets, f.Hits, ts(f.FirstTS), ts(f.LastTS), string(index.State(&f))})
+					enc.Encode(fileRow{f.Path, f.Size, f.Format, f.LinkTypes, f.Packets, f.Hits, ts(f.FirstTS, &f), ts(f.LastTS, &f), string(index.State(&f))})
 				}
 			case "table", "":
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "STATE\tSIZE\tPACKETS\tHITS\tFIRST\tLAST\tFORMAT\tPATH")
 				for _, f := range files {
 					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", index.State(&f), f.Size, f.Packets, f.Hits,
-						ts(f.FirstTS), ts(f.LastTS), f.Format, query.Sanitize([]byte(f.Path), 512))
+						ts(f.FirstTS, &f), ts(f.LastTS, &f), f.Format, query.Sanitize([]byte(f.Path), 512))
 				}
 				tw.Flush()
 			default:
@@ -69,4 +69,20 @@ JSON is NDJSON: {"path","size","format","link_types","packets","hits",
 	}
 	cmd.Flags().StringVar(&outFormat, "format", "table", "output: table or json")
 	return cmd
+}
+
+// tsDigits is the finest timestamp resolution of a capture's interfaces, in
+// fractional-second digits.
+func tsDigits(f *index.FileInfo) int {
+	digits := 0
+	for _, sec := range f.Sections {
+		for _, iface := range sec.Ifaces {
+			d := int(iface.TSResol)
+			if iface.TSResol&0x80 != 0 || d > 9 {
+				d = 9
+			}
+			digits = max(digits, d)
+		}
+	}
+	return digits
 }
