@@ -1,0 +1,81 @@
+package query
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/capgen"
+	"github.com/xffidx/xffidx/format/xff"
+)
+
+// TestParseRequestsMatchesScanner: the query's request parser finds the
+// same XFF lines, numbered into the same requests, and the same open/cut
+// state as format/xff's scanner, on every TCP payload of synthetic captures
+// with every variant (pipelining, bodies, splits, decoys), from a request
+// start and as a header continuation.
+func TestParseRequestsMatchesScanner(t *testing.T) {
+	compared := 0
+	for _, cfg := range []capgen.Config{
+		{Seed: 61, Variants: true, TargetBytes: 1 << 20, Format: capgen.FormatPcap, LinkType: capgen.LinkEthernet},
+		{Seed: 62, Variants: true, TargetBytes: 1 << 20, Format: capgen.FormatPcap, LinkType: capgen.LinkEthernet, SnapLen: 200},
+	} {
+		var buf bytes.Buffer
+		if _, err := capgen.Write(&buf, cfg); err != nil {
+			t.Fatal(err)
+		}
+		data := buf.Bytes()
+		w := format.Walker{Kind: format.KindPcap}
+		var err error
+		if w.Sec, err = format.ParsePcapHeader(data); err != nil {
+			t.Fatal(err)
+		}
+		for pos := 24; pos < len(data); {
+			rec, n, st := w.Next(data, 0, pos)
+			if st != format.Packet {
+				break
+			}
+			pos += n
+			_, payload, err := DecodeFrame(rec.LinkType, rec.Data)
+			if err != nil || len(payload) == 0 {
+				continue
+			}
+			for _, cont := range []bool{false, true} {
+				var want xff.Result
+				if cont {
+					want = xff.ScanHeaders(payload, nil)
+				} else {
+					want = xff.ScanRequests(payload, nil)
+				}
+				reqs, malformed := parseRequests(payload, cont)
+				var got []string
+				open, lastCut := false, false
+				var tail []byte
+				for i, r := range reqs {
+					for _, l := range r.Lines {
+						got = append(got, fmt.Sprintf("%d:%q:%v", i, l.Value, l.Cut))
+					}
+					if i == len(reqs)-1 {
+						open, lastCut, tail = r.Open, r.LastCut, r.Tail
+					}
+				}
+				var exp []string
+				for _, l := range want.Lines {
+					exp = append(exp, fmt.Sprintf("%d:%q:%v", l.Request, l.Value, l.Cut))
+				}
+				if fmt.Sprint(got) != fmt.Sprint(exp) || open != want.Open || lastCut != want.LastCut ||
+					!bytes.Equal(tail, want.Tail) || malformed != want.Malformed || (len(reqs) > 0) != want.Request {
+					t.Fatalf("offset %d (continuation %v): parser %v open %v cut %v tail %q malformed %v; scanner %v open %v cut %v tail %q malformed %v request %v",
+						rec.Offset, cont, got, open, lastCut, tail, malformed, exp, want.Open, want.LastCut, want.Tail, want.Malformed, want.Request)
+				}
+				if len(exp) > 0 {
+					compared++
+				}
+			}
+		}
+	}
+	if compared < 100 {
+		t.Errorf("only %d payloads with XFF lines compared", compared)
+	}
+}
