@@ -95,7 +95,12 @@ func (g *globals) store() *index.Store {
 }
 
 func (g *globals) logger() *slog.Logger {
+	// Text mode prints its own lines and logs only warnings; JSON mode is
+	// for log shippers and carries the summary as an Info record.
 	level := slog.LevelWarn
+	if g.logFormat == "json" {
+		level = slog.LevelInfo
+	}
 	if g.verbose {
 		level = slog.LevelDebug
 	}
