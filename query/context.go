@@ -69,11 +69,16 @@ func reconcile(reqs []httpRequest, raw []byte) packetInfo {
 		return b
 	}
 	joined := join(all)
+	n := len(all)
 	if bytes.Equal(joined, raw) {
+		if n > 0 && all[n-1].Cut {
+			// The build completed the cut line from the next segment and
+			// found nothing more (a line split between CR and LF).
+			all[n-1].Cut, all[n-1].Joined = false, true
+		}
 		pi.exact = true
 		return pi
 	}
-	n := len(all)
 	if n > 0 && all[n-1].Cut {
 		// The last value goes on in the next segment: the stored value is
 		// the earlier lines, then the whole of that one.

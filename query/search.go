@@ -199,17 +199,20 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 	pi := parsePacket(payload, h.Raw)
 	digits := tsDigits(s.r.info, h.Offset, rec)
 	for _, h := range hits {
+		req := pi.requestOf(h.Addr)
 		if s.opt.ClientOnly {
-			switch s.clientVerdict(&pi, h.Addr, rec) {
+			verdict, of := s.clientVerdict(&pi, h.Addr, rec)
+			switch verdict {
 			case clientNo:
 				continue
 			case clientUndecided:
 				res.Undecided++
 				continue
 			}
+			req = of // the request where it is the client
 		}
 		row := Row{XFFIP: h.Addr, XFF: value, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft}
-		if req := pi.requestOf(h.Addr); req != nil && !req.Cont {
+		if req != nil && !req.Cont {
 			row.Request = Request{Method: bytes.Clone(req.Method), Host: bytes.Clone(req.Host), Path: bytes.Clone(req.Target)}
 		}
 		res.Rows = append(res.Rows, row)

@@ -61,9 +61,9 @@ const (
 )
 
 // clientVerdict decides whether a is the client of some request of the
-// packet whose XFF list holds it. rec is the packet's record, for following
-// a header block into later segments.
-func (s *searcher) clientVerdict(pi *packetInfo, a netip.Addr, rec format.Record) int {
+// packet whose XFF list holds it, and returns that request. rec is the
+// packet's record, for following a header block into later segments.
+func (s *searcher) clientVerdict(pi *packetInfo, a netip.Addr, rec format.Record) (int, *httpRequest) {
 	verdict := clientNo
 	found := false
 	for i := range pi.reqs {
@@ -90,13 +90,13 @@ func (s *searcher) clientVerdict(pi *packetInfo, a netip.Addr, rec format.Record
 			}
 		}
 		if c, ok := ClientAddr(values, s.opt.Trusted); ok && c == a {
-			return clientYes
+			return clientYes, req
 		}
 	}
 	if !found {
-		return clientUndecided
+		return clientUndecided, nil
 	}
-	return verdict
+	return verdict, nil
 }
 
 // Bounds of following a header block, as the build's look-ahead: the next
