@@ -10,8 +10,8 @@ import (
 
 // scanHold bounds how long ScanHits keeps the database open at a time, so
 // that a build waiting to commit (it waits up to its LockWait) gets a turn
-// during a long scan.
-const scanHold = 200 * time.Millisecond
+// during a long scan. A variable for tests.
+var scanHold = 200 * time.Millisecond
 
 // ScanHits calls fn for every hit of the index, in key order: by address
 // (IPv4 before IPv6, then numerically), then file id, then offset, so all
@@ -50,7 +50,7 @@ func (s *Store) ScanHits(fn func(a netip.Addr, f *FileInfo, off int64) error) er
 						return err
 					}
 				}
-				if n++; n%4096 == 0 && time.Now().After(deadline) {
+				if n++; n%256 == 0 && time.Now().After(deadline) {
 					resume = bytes.Clone(it.Key())
 					return it.Close()
 				}

@@ -1,0 +1,96 @@
+package index
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// TestScanHits: every hit of a current catalog entry, in key order, once,
+// also when the scan releases the database every 256 keys and resumes;
+// hits of a replaced entry (an older id of the same path) are left out, as
+// Lookup leaves them out.
+func TestScanHits(t *testing.T) {
+	s := &Store{Dir: t.TempDir(), LockWait: time.Second}
+	files := []FileInfo{{ID: 1, Path: "/c/a.pcap"}, {ID: 2, Path: "/c/b.pcap"}, {ID: 3, Path: "/c/a.pcap"}} // 1 replaced by 3
+	type hit struct {
+		a   netip.Addr
+		fid uint32
+		off int64
+	}
+	var all []hit
+	for i := range 3000 {
+		var a netip.Addr
+		if i%3 == 0 {
+			a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i % 7)})
+		} else {
+			a = netip.AddrFrom4([4]byte{203, 0, byte(i % 5), byte(i % 11)})
+		}
+		all = append(all, hit{a, uint32(1 + i%3), int64(24 + i*100)})
+	}
+	err := s.withDB(false, func(db *pebble.DB) error {
+		b := db.NewBatch()
+		for _, f := range files {
+			v, _ := json.Marshal(f)
+			b.Set(fileKey(f.ID), v, nil)
+		}
+		for _, h := range all {
+			b.Set(HitKey(nil, h.a, h.fid, h.off), binary.AppendUvarint(nil, 0), nil)
+		}
+		return b.Commit(pebble.Sync)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []hit
+	for _, h := range all {
+		if h.fid != 1 {
+			want = append(want, h)
+		}
+	}
+	slices.SortFunc(want, func(x, y hit) int {
+		return bytes.Compare(HitKey(nil, x.a, x.fid, x.off), HitKey(nil, y.a, y.fid, y.off))
+	})
+	for _, hold := range []time.Duration{time.Hour, 0} {
+		scanHold = hold
+		var got []hit
+		err := s.ScanHits(func(a netip.Addr, f *FileInfo, off int64) error {
+			got = append(got, hit{a, f.ID, off})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("hold %v: %d hits, want %d (first difference at %d)", hold, len(got), len(want), firstDiff(got, want))
+		}
+	}
+	scanHold = 200 * time.Millisecond
+	// The same hits as a look-up of everything.
+	hits, _, err := s.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
+	if err != nil || len(hits) != len(want) {
+		t.Errorf("lookup: %d hits, scan %d (%v)", len(hits), len(want), err)
+	}
+	// fn's error stops the scan.
+	stop := fmt.Errorf("stop")
+	n := 0
+	if err := s.ScanHits(func(netip.Addr, *FileInfo, int64) error { n++; return stop }); err != stop || n != 1 {
+		t.Errorf("stop: err %v after %d calls", err, n)
+	}
+}
+
+func firstDiff[T comparable](a, b []T) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
