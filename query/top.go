@@ -137,30 +137,48 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	var ranked []scored
 	better := func(a, b scored) int { return cmp.Or(cmp.Compare(b.hits, a.hits), a.addr.Compare(b.addr)) }
 	var res TopResult
-	for _, c := range cands {
-		if len(ranked) == opt.N {
-			nth := ranked[opt.N-1]
-			if c.upper < nth.hits || (c.upper == nth.hits && c.addr.Compare(nth.addr) > 0) {
-				break // neither it nor any later candidate can beat the N-th
-			}
-		}
-		n := c.upper
-		if c.lower != c.upper {
-			var probs []FileProblem
-			var err error
-			if n, probs, err = countInWindow(store, c.addr, so); err != nil {
-				return TopResult{}, err
-			}
-			res.Problems = append(res.Problems, probs...)
-		}
+	add := func(a netip.Addr, n int) {
 		if n == 0 {
-			continue
+			return
 		}
-		sc := scored{c.addr, n}
+		sc := scored{a, n}
 		i, _ := slices.BinarySearchFunc(ranked, sc, better)
 		ranked = slices.Insert(ranked, i, sc)
 		if len(ranked) > opt.N {
 			ranked = ranked[:opt.N]
+		}
+	}
+	for i := 0; i < len(cands); {
+		if len(ranked) == opt.N {
+			c, nth := cands[i], ranked[opt.N-1]
+			if c.upper < nth.hits || (c.upper == nth.hits && c.addr.Compare(nth.addr) > 0) {
+				break // neither it nor any later candidate can beat the N-th
+			}
+		}
+		// Candidates whose count needs timestamps are looked up together,
+		// a batch of addresses (up to a bound on their hits) in one
+		// opening of the index.
+		var batch []netip.Addr
+		hits := 0
+		for ; i < len(cands) && len(batch) < topBatchAddrs && (len(batch) == 0 || hits+cands[i].upper <= topBatchHits); i++ {
+			c := cands[i]
+			if c.lower == c.upper {
+				add(c.addr, c.upper) // certain without reading
+				continue
+			}
+			batch = append(batch, c.addr)
+			hits += c.upper
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		counts, probs, err := countInWindow(store, batch, so)
+		if err != nil {
+			return TopResult{}, err
+		}
+		res.Problems = append(res.Problems, probs...)
+		for _, a := range batch {
+			add(a, counts[a])
 		}
 	}
 
@@ -188,19 +206,29 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	return res, nil
 }
 
-// countInWindow counts the hits of one address in the window without
+// Bounds of one batch of countInWindow (variables for tests).
+var (
+	topBatchAddrs = 1024
+	topBatchHits  = 1 << 18
+)
+
+// countInWindow counts the hits of each address in the window without
 // decoding packets: all of a capture wholly inside it, and in a capture that
 // straddles an edge, those whose record timestamp is inside (or that have
 // none).
-func countInWindow(store *index.Store, a netip.Addr, so Options) (int, []FileProblem, error) {
-	hits, _, err := store.Lookup([]netip.Prefix{netip.PrefixFrom(a, a.BitLen())})
-	if err != nil {
-		return 0, nil, err
+func countInWindow(store *index.Store, addrs []netip.Addr, so Options) (map[netip.Addr]int, []FileProblem, error) {
+	ps := make([]netip.Prefix, len(addrs))
+	for i, a := range addrs {
+		ps[i] = netip.PrefixFrom(a, a.BitLen())
 	}
+	hits, _, err := store.Lookup(ps)
+	if err != nil {
+		return nil, nil, err
+	}
+	counts := map[netip.Addr]int{}
 	var probs []FileProblem
 	r := &recordReader{}
 	defer r.close()
-	n := 0
 	for i := 0; i < len(hits); {
 		j := i
 		for j < len(hits) && hits[j].File == hits[i].File {
@@ -210,16 +238,24 @@ func countInWindow(store *index.Store, a netip.Addr, so Options) (int, []FilePro
 		switch {
 		case !so.fileMatches(f):
 		case so.fileSpan(f) == spanInside:
-			n += j - i
+			for _, h := range hits[i:j] {
+				counts[h.Addr]++
+			}
 		case so.fileSpan(f) == spanStraddles:
 			if err := r.open(f); err != nil {
 				probs = append(probs, FileProblem{Path: f.Path, Hits: j - i, Err: err})
 				break
 			}
-			for _, h := range hits[i:j] {
-				rec, err := r.record(h.Offset)
+			for k := i; k < j; {
+				// Hits are in offset order: one read per packet.
+				l := k
+				for l < j && hits[l].Offset == hits[k].Offset {
+					l++
+				}
+				rec, err := r.record(hits[k].Offset)
 				if err != nil {
-					probs = append(probs, FileProblem{Path: f.Path, Hits: 1, Err: err})
+					probs = append(probs, FileProblem{Path: f.Path, Hits: l - k, Err: err})
+					k = l
 					continue
 				}
 				var ts time.Time
@@ -227,13 +263,16 @@ func countInWindow(store *index.Store, a netip.Addr, so Options) (int, []FilePro
 					ts = time.Unix(0, rec.TS).UTC()
 				}
 				if so.inWindow(ts) {
-					n++
+					for _, h := range hits[k:l] {
+						counts[h.Addr]++
+					}
 				}
+				k = l
 			}
 		}
 		i = j
 	}
-	return n, probs, nil
+	return counts, probs, nil
 }
 
 // mergeProblems reports each file (and error) once, with the hits of all

@@ -143,6 +143,10 @@ func TestTopWindow(t *testing.T) {
 			want := truthTop(paths, truths, keep)
 			for _, n := range []int{3, 25} {
 				sameTop(t, fmt.Sprint("N=", n), top(t, store, query.TopOptions{N: n, From: w.from, To: w.to}), want[:min(n, len(want))])
+				// Counted in many small batches.
+				restore := query.SetTopBatch(3, 20)
+				sameTop(t, fmt.Sprint("N=", n, " small batches"), top(t, store, query.TopOptions{N: n, From: w.from, To: w.to}), want[:min(n, len(want))])
+				restore()
 			}
 		})
 	}

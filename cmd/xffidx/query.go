@@ -39,6 +39,12 @@ dst_ip, dst_port, proto, first_ts, last_ts, hits, files, xff_ips).
 --wireshark-filter prints only a display filter selecting every packet of
 those connections, for wireshark -Y or tshark -Y.
 
+--from and --to are inclusive and compare the packet's timestamp. Captures
+whose indexed time span lies outside the window, or that no --file glob
+matches, are not read at all. A packet without a timestamp (a pcapng simple
+packet block) is kept when its capture's span overlaps the window. A flow is
+a 5-tuple: a connection whose ports were reused later counts as one.
+
 --client-only keeps a hit only when ADDR is the right-most entry of its
 request's X-Forwarded-For list (all XFF lines of the request, in order) that
 is not in a --trusted-proxy range: the address the last trusted proxy saw
