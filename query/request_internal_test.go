@@ -3,6 +3,7 @@ package query
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/xffidx/xffidx/format"
@@ -78,4 +79,41 @@ func TestParseRequestsMatchesScanner(t *testing.T) {
 	if compared < 100 {
 		t.Errorf("only %d payloads with XFF lines compared", compared)
 	}
+}
+
+// FuzzParseRequests: on any payload the query's parser agrees with
+// format/xff's scanner on the XFF lines and their requests, and
+// parsePacket never panics, whatever the stored raw value.
+func FuzzParseRequests(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n"), []byte(nil))
+	f.Add([]byte("POST /x HTTP/1.1\r\nContent-Length: 3\r\nX-Forwarded-For: 1.2.3.4,\r\n\r\nabcGET /y HTTP/1.0\r\nX-Forwarded-For: 5.6.7.8\r\n\r\n"), []byte("1.2.3.4,, 5.6.7.8"))
+	f.Add([]byte("X-Forwarded-For: 2001:db8::1\r\n\r\n"), []byte("2001:db8::1"))
+	f.Add([]byte("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nX-Forwar"), []byte("9.9.9.9"))
+	f.Fuzz(func(t *testing.T, payload, raw []byte) {
+		for _, cont := range []bool{false, true} {
+			var want xff.Result
+			if cont {
+				want = xff.ScanHeaders(payload, nil)
+			} else {
+				want = xff.ScanRequests(payload, nil)
+			}
+			reqs, malformed := parseRequests(payload, cont)
+			var got, exp []string
+			for i, r := range reqs {
+				for _, l := range r.Lines {
+					got = append(got, fmt.Sprintf("%d:%q:%v", i, l.Value, l.Cut))
+				}
+			}
+			for _, l := range want.Lines {
+				exp = append(exp, fmt.Sprintf("%d:%q:%v", l.Request, l.Value, l.Cut))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(exp) || malformed != want.Malformed {
+				t.Fatalf("continuation %v: parser %v malformed %v; scanner %v malformed %v", cont, got, malformed, exp, want.Malformed)
+			}
+		}
+		pi := parsePacket(payload, raw)
+		for i := range pi.reqs {
+			pi.reqs[i].holds(netip.MustParseAddr("1.2.3.4"))
+		}
+	})
 }

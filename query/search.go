@@ -179,16 +179,16 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 	if err != nil {
 		return err
 	}
-	ft, payload, err := DecodeFrame(rec.LinkType, rec.Data)
-	if err != nil {
-		return fmt.Errorf("record at offset %d: %w", h.Offset, err)
-	}
 	var ts time.Time
 	if rec.TS != 0 {
 		ts = time.Unix(0, rec.TS).UTC()
 	}
 	if !s.opt.inWindow(ts) {
-		return nil
+		return nil // decided by the record header: no decoding
+	}
+	ft, payload, err := DecodeFrame(rec.LinkType, rec.Data)
+	if err != nil {
+		return fmt.Errorf("record at offset %d: %w", h.Offset, err)
 	}
 	var value []byte
 	if h.Raw != nil {
