@@ -106,8 +106,8 @@ type chunkScanner struct {
 	ringLen int
 	ringAt  int
 
-	lines   []xff.Line
-	lines2  []xff.Line
+	scanned xff.Result // reused by the candidate path
+	before  xff.Result // reused by the look-back
 	joined  []byte
 	seen    []netip.Addr
 	rawJoin []byte
@@ -357,7 +357,8 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 		return
 	}
 	snapCut := rec.CapLen < rec.OrigLen
-	res := xff.ScanRequests(seg.Payload, s.lines[:0])
+	res := &s.scanned
+	xff.Scan(res, seg.Payload, false)
 	fromPacketAlone, joinedCut := true, false
 	if !res.Request {
 		open, lastCut, guessed := s.headerStateBefore(&seg, pos, 0)
@@ -373,7 +374,7 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 			}
 			p = p[nl+1:]
 		}
-		res = xff.ScanHeaders(p, s.lines[:0])
+		xff.Scan(res, p, true)
 		if res.Malformed || (guessed && res.Open) {
 			// A true continuation holds header lines up to the blank line;
 			// anything else is a body that happens to start like one. When
@@ -383,7 +384,6 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 		}
 		fromPacketAlone = false
 	}
-	s.lines = res.Lines
 	if res.Tail != nil && !snapCut && xff.IsNamePrefix(res.Tail) {
 		// A header name split across segments: join it with the start of
 		// the next segment to see whether it is ours.
@@ -395,7 +395,6 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 				request = res.Lines[len(res.Lines)-1].Request
 			}
 			res.Lines = append(res.Lines, xff.Line{Value: value, Start: len(seg.Payload) - len(res.Tail), Request: request})
-			s.lines = res.Lines
 			fromPacketAlone, joinedCut = false, !terminated
 		}
 	}
@@ -488,7 +487,8 @@ func (s *chunkScanner) headerStateBefore(seg *packet.Segment, pos int, depth int
 			continue
 		}
 		cut := rec.CapLen < rec.OrigLen
-		r := xff.ScanRequests(prev.Payload, s.lines2[:0])
+		r := &s.before
+		xff.Scan(r, prev.Payload, false)
 		if !r.Request {
 			o, lc, g := s.headerStateBefore(&prev, p, depth+1)
 			if !o || g {
@@ -502,9 +502,8 @@ func (s *chunkScanner) headerStateBefore(seg *packet.Segment, pos int, depth int
 				}
 				pl = pl[nl+1:]
 			}
-			r = xff.ScanHeaders(pl, s.lines2[:0])
+			xff.Scan(r, pl, true)
 		}
-		s.lines2 = r.Lines[:0]
 		if cut {
 			// What the snap length cut off is unknown. A block still open
 			// where the capture stops is taken as going on into this segment

@@ -152,13 +152,13 @@ func (s *searcher) completeBlock(rec format.Record, req *httpRequest, values [][
 			line := bytes.TrimRight(append(cutLine, p[:nl]...), "\r")
 			switch {
 			case cutIsXFF && len(line) > 0 && (line[0] == ' ' || line[0] == '\t'):
-				values[len(values)-1] = trimSpace(line)
+				values[len(values)-1] = bytes.Trim(line, " \t\r")
 			case cutIsXFF:
-				if v, isXFF := xffHeaderValue(line); isXFF {
+				if v, isXFF := xff.HasName(line); isXFF {
 					values[len(values)-1] = v
 				}
 			default:
-				if v, isXFF := xffHeaderValue(line); isXFF {
+				if v, isXFF := xff.HasName(line); isXFF {
 					values = append(values, v)
 				}
 			}
@@ -192,15 +192,6 @@ func (s *searcher) completeBlock(rec format.Record, req *httpRequest, values [][
 		seg, from = next, after
 	}
 	return nil, false
-}
-
-// xffHeaderValue returns the value of a complete X-Forwarded-For header line.
-func xffHeaderValue(line []byte) ([]byte, bool) {
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 || !isToken(line[:colon]) || !asciiEqualFold(line[:colon], "x-forwarded-for") {
-		return nil, false
-	}
-	return trimSpace(line[colon+1:]), true
 }
 
 // nextSegment finds, among the lookRecords packet records starting at file

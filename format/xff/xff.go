@@ -54,24 +54,50 @@ type Result struct {
 	// Malformed: the scan stopped at a line inside a header block that is
 	// not a header line.
 	Malformed bool
+	// CutLine is the whole cut last line (name included) when LastCut.
+	CutLine []byte
+	// Requests describes each header block, in order; Line.Request indexes it.
+	Requests []RequestInfo
+}
+
+// RequestInfo is one request header block of a scanned payload.
+type RequestInfo struct {
+	// Method and Target come from the request line, Host from the first
+	// Host header; Method and Target are empty for a block begun in an
+	// earlier segment (Cont).
+	Method, Target, Host []byte
+	Cont                 bool
 }
 
 // ScanRequests scans a TCP payload that starts at a request boundary: one or
 // more pipelined requests. Lines are appended to lines (pass a reused slice).
 func ScanRequests(payload []byte, lines []Line) Result {
-	return scan(payload, false, lines)
+	res := Result{Lines: lines}
+	Scan(&res, payload, false)
+	return res
 }
 
 // ScanHeaders scans a payload that continues an open header block, then any
 // requests that follow it.
 func ScanHeaders(payload []byte, lines []Line) Result {
-	return scan(payload, true, lines)
+	res := Result{Lines: lines}
+	Scan(&res, payload, true)
+	return res
+}
+
+// Scan scans payload into res, reusing the memory of its Lines and
+// Requests. With inHeaders the payload continues a header block begun in an
+// earlier segment.
+func Scan(res *Result, payload []byte, inHeaders bool) {
+	*res = Result{Lines: res.Lines[:0], Requests: res.Requests[:0]}
+	scan(res, payload, inHeaders)
 }
 
 // StartsRequest reports whether payload starts with an HTTP request line.
 func StartsRequest(payload []byte) bool {
 	p := skipEmptyLines(payload)
-	return requestLine(payload[p:]) > 0
+	n, _, _ := requestLine(payload[p:])
+	return n > 0
 }
 
 func skipEmptyLines(p []byte) int {
@@ -82,32 +108,34 @@ func skipEmptyLines(p []byte) int {
 	return i
 }
 
-func scan(p []byte, inHeaders bool, lines []Line) Result {
-	res := Result{Lines: lines, Request: inHeaders}
+func scan(res *Result, p []byte, inHeaders bool) {
+	res.Request = inHeaders
+	if inHeaders {
+		res.Requests = append(res.Requests, RequestInfo{Cont: true})
+	}
 	pos := 0
-	request := 0
 	// A payload holds at most len(p)/16 requests; the bound makes the loop's
 	// termination obvious even on hostile framing.
 	for round := 0; round <= len(p)/16; round++ {
 		if !inHeaders {
 			pos += skipEmptyLines(p[pos:])
-			n := requestLine(p[pos:])
+			n, method, target := requestLine(p[pos:])
 			if n <= 0 {
-				return res
+				return
 			}
-			if res.Request {
-				request++
-			}
+			res.Requests = append(res.Requests, RequestInfo{Method: method, Target: target})
 			res.Request = true
 			pos += n
 		}
+		request := len(res.Requests) - 1
+		req := &res.Requests[request]
 		var contentLength int64 = -1
 		chunked := false
 		lastXFF := false
 		for {
 			if pos >= len(p) {
 				res.Open, res.BodyDeclared = true, contentLength > 0 || chunked
-				return res
+				return
 			}
 			eol := bytes.IndexByte(p[pos:], '\n')
 			cut := eol < 0
@@ -133,18 +161,22 @@ func scan(p []byte, inHeaders bool, lines []Line) Result {
 				if colon < 0 {
 					if cut && isToken(line) {
 						// A header name cut by the end of the payload.
-						res.Open, res.LastCut, res.Tail = true, true, line
+						res.Open, res.LastCut, res.Tail, res.CutLine = true, true, line, line
 						res.BodyDeclared = contentLength > 0 || chunked
 					} else {
 						res.Malformed = true
 					}
-					return res
+					return
 				}
 				name, value := line[:colon], line[colon+1:]
 				lastXFF = equalFold(name, Name[:len(Name)-1])
 				switch {
 				case lastXFF:
 					res.Lines = append(res.Lines, Line{Value: trimValue(value), Start: pos, Cut: cut, Request: request})
+				case equalFold(name, "host"):
+					if req.Host == nil {
+						req.Host = trimValue(value)
+					}
 				case equalFold(name, "content-length"):
 					contentLength = parseLength(trimValue(value))
 				case equalFold(name, "transfer-encoding"):
@@ -152,9 +184,9 @@ func scan(p []byte, inHeaders bool, lines []Line) Result {
 				}
 			}
 			if cut {
-				res.Open, res.LastCut = true, true
+				res.Open, res.LastCut, res.CutLine = true, true, line
 				res.BodyDeclared = contentLength > 0 || chunked
-				return res
+				return
 			}
 			pos = end + 1
 		}
@@ -163,25 +195,25 @@ func scan(p []byte, inHeaders bool, lines []Line) Result {
 		case chunked:
 			n, ok := skipChunked(p[pos:])
 			if !ok {
-				return res
+				return
 			}
 			pos += n
 		case contentLength > 0:
 			if contentLength > int64(len(p)-pos) {
-				return res
+				return
 			}
 			pos += int(contentLength)
 		}
 	}
-	return res
 }
 
 // requestLine returns the length of the request line (with its end of line)
-// at the start of p, or 0 if p does not start with one.
-func requestLine(p []byte) int {
+// at the start of p, with its method and request target; n is 0 if p does not
+// start with one.
+func requestLine(p []byte) (n int, method, target []byte) {
 	eol := bytes.IndexByte(p, '\n')
 	if eol < 0 {
-		return 0
+		return 0, nil, nil
 	}
 	line := p[:eol]
 	if len(line) > 0 && line[len(line)-1] == '\r' {
@@ -189,22 +221,23 @@ func requestLine(p []byte) int {
 	}
 	sp := bytes.IndexByte(line, ' ')
 	if sp <= 0 || sp > 32 || !isToken(line[:sp]) {
-		return 0
+		return 0, nil, nil
 	}
 	// HTTP/d.d at the end, after a space and a non-empty target.
 	if len(line) < sp+2+8 {
-		return 0
+		return 0, nil, nil
 	}
 	v := line[len(line)-8:]
 	if line[len(line)-9] != ' ' || string(v[:5]) != "HTTP/" || !isDigit(v[5]) || v[6] != '.' || !isDigit(v[7]) {
-		return 0
+		return 0, nil, nil
 	}
-	for _, c := range line[sp+1 : len(line)-9] {
+	target = line[sp+1 : len(line)-9]
+	for _, c := range target {
 		if c <= ' ' || c == 0x7f {
-			return 0
+			return 0, nil, nil
 		}
 	}
-	return eol + 1
+	return eol + 1, line[:sp], target
 }
 
 // headerName returns the index of the colon ending a valid field name, or -1.
