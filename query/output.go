@@ -132,10 +132,10 @@ func write(w io.Writer, format string, rows []Row) error {
 		return cw.Error()
 	case FormatTable:
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tSRC\tDST\tPROTO\tXFF\tREQUEST\tFILE\tOFFSET")
+		fmt.Fprintln(tw, "TIME\tCLIENT\tSRC\tDST\tPROTO\tXFF\tREQUEST\tFILE\tOFFSET")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n",
-				FormatTS(r.TS, r.TSDigit), addrPort(r.SrcIP.String(), r.SrcPort), addrPort(r.DstIP.String(), r.DstPort),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n",
+				FormatTS(r.TS, r.TSDigit), r.XFFIP, addrPort(r.SrcIP.String(), r.SrcPort), addrPort(r.DstIP.String(), r.DstPort),
 				r.Proto, Sanitize(r.XFF, tableValueMax), Sanitize(r.Request.text(), tableValueMax), Sanitize([]byte(r.File), 256), r.Offset)
 		}
 		return tw.Flush()
