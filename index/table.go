@@ -77,7 +77,7 @@ type rawEntry struct {
 }
 
 // DefaultSpillEntries bounds the in-memory hit buffer (about 40 MiB).
-const DefaultSpillEntries = 1 << 20
+const DefaultSpillEntries = 1 << 15
 
 // NewTable starts the table of file fid in the store's scratch directory.
 func (s *Store) NewTable(fid uint32) (*TableBuilder, error) {
@@ -190,7 +190,7 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 				return nil, err
 			}
 			defer f.Close()
-			sources = append(sources, &runEntries{r: bufio.NewReaderSize(f, 256<<10)})
+			sources = append(sources, &runEntries{r: bufio.NewReaderSize(f, 32<<10)})
 		}
 		err := t.writeTable(path, cat, t.raws, func(emit func(hitEntry) error) error {
 			return mergeEntries(sources, emit)
