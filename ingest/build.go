@@ -145,55 +145,45 @@ type session struct {
 // called for each file as it is done. The error is for the build as a
 // whole: the index is busy (index.ErrBusy) or cannot be opened.
 func (b *Builder) Build(paths []string, report func(FileResult)) (Stats, error) {
-	var st Stats
-	unlock, err := b.Store.LockBuild(!b.Opts.NoWait)
-	if err != nil {
-		return st, err
-	}
-	defer unlock()
-	s, err := b.newSession()
-	if err != nil {
-		return st, err
-	}
-	done := func(r FileResult) {
-		st.Add(r)
-		if report != nil {
-			report(r)
+	return b.run(report, func(s *session, done func(FileResult)) {
+		var captures []string
+		for _, p := range paths {
+			captures = append(captures, b.expand(p, done)...)
 		}
-	}
-	var captures []string
-	for _, p := range paths {
-		captures = append(captures, b.expand(p, done)...)
-	}
-	s.plan(captures)
-	for _, c := range captures {
-		done(s.indexFile(c))
-	}
-	if b.Opts.Prune {
-		for _, r := range s.prune() {
-			done(r)
+		s.plan(captures)
+		for _, c := range captures {
+			done(s.indexFile(c))
 		}
-	}
-	st.Duration = time.Since(s.started)
-	return st, nil
+		if b.Opts.Prune {
+			for _, r := range s.prune() {
+				done(r)
+			}
+		}
+	})
 }
 
 // IndexFile indexes one capture (an absolute path) as Build does.
 func (b *Builder) IndexFile(path string) FileResult {
-	unlock, err := b.Store.LockBuild(true)
+	r := FileResult{Path: path, Action: ActionFailed}
+	_, err := b.run(nil, func(s *session, _ func(FileResult)) { r = s.indexFile(path) })
 	if err != nil {
-		return FileResult{Path: path, Action: ActionFailed, Err: err}
+		r.Err = err
 	}
-	defer unlock()
-	s, err := b.newSession()
-	if err != nil {
-		return FileResult{Path: path, Action: ActionFailed, Err: err}
-	}
-	return s.indexFile(path)
+	return r
 }
 
 // Prune drops the files that no longer exist from the index.
 func (b *Builder) Prune(report func(FileResult)) (Stats, error) {
+	return b.run(report, func(s *session, done func(FileResult)) {
+		for _, r := range s.prune() {
+			done(r)
+		}
+	})
+}
+
+// run holds the build lock and a session for work, which reports each file
+// through done.
+func (b *Builder) run(report func(FileResult), work func(s *session, done func(FileResult))) (Stats, error) {
 	var st Stats
 	unlock, err := b.Store.LockBuild(!b.Opts.NoWait)
 	if err != nil {
@@ -204,12 +194,12 @@ func (b *Builder) Prune(report func(FileResult)) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	for _, r := range s.prune() {
+	work(s, func(r FileResult) {
 		st.Add(r)
 		if report != nil {
 			report(r)
 		}
-	}
+	})
 	st.Duration = time.Since(s.started)
 	return st, nil
 }

@@ -1,7 +1,6 @@
 package query
 
 import (
-	"bufio"
 	"cmp"
 	"encoding/csv"
 	"encoding/json"
@@ -160,11 +159,7 @@ const listSep = ";"
 // WriteFlows prints flows in the given format: NDJSON with the fields of
 // jsonFlow; CSV with the same columns (the lists joined with ";"); a table.
 func WriteFlows(out io.Writer, format string, flows []Flow) error {
-	w := bufio.NewWriterSize(out, 64<<10)
-	if err := writeFlows(w, format, flows); err != nil {
-		return err
-	}
-	return w.Flush()
+	return buffered(out, func(w io.Writer) error { return writeFlows(w, format, flows) })
 }
 
 func writeFlows(w io.Writer, format string, flows []Flow) error {

@@ -93,8 +93,13 @@ func isFormatChar(r rune) bool {
 // encoder escapes control characters and replaces bytes that are not UTF-8);
 // CSV and the table, read by people in terminals, get Sanitize.
 func Write(out io.Writer, format string, rows []Row) error {
+	return buffered(out, func(w io.Writer) error { return write(w, format, rows) })
+}
+
+// buffered runs print with a buffered out: one write per 64 KiB, not per row.
+func buffered(out io.Writer, print func(io.Writer) error) error {
 	w := bufio.NewWriterSize(out, 64<<10)
-	if err := write(w, format, rows); err != nil {
+	if err := print(w); err != nil {
 		return err
 	}
 	return w.Flush()

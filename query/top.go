@@ -1,7 +1,6 @@
 package query
 
 import (
-	"bufio"
 	"cmp"
 	"container/heap"
 	"encoding/csv"
@@ -339,11 +338,7 @@ type jsonTop struct {
 
 // WriteTop prints top rows: NDJSON, CSV with a header row, or a table.
 func WriteTop(out io.Writer, format string, rows []TopRow) error {
-	w := bufio.NewWriterSize(out, 64<<10)
-	if err := writeTop(w, format, rows); err != nil {
-		return err
-	}
-	return w.Flush()
+	return buffered(out, func(w io.Writer) error { return writeTop(w, format, rows) })
 }
 
 func writeTop(w io.Writer, format string, rows []TopRow) error {
