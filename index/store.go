@@ -179,26 +179,6 @@ func NextID(files []FileInfo) uint32 {
 	return id
 }
 
-// Prepare looks up path in the catalog and returns its entries (normally at
-// most one; two if a build died between ingest and clean-up) and the id a new
-// build of it should use.
-func (s *Store) Prepare(path string) (old []FileInfo, newID uint32, err error) {
-	err = s.withDB(false, func(db *pebble.DB) error {
-		files, err := readCatalog(db)
-		if err != nil {
-			return err
-		}
-		for i := range files {
-			newID = max(newID, files[i].ID+1)
-			if files[i].Path == path {
-				old = append(old, files[i])
-			}
-		}
-		newID = max(newID, 1)
-		return nil
-	})
-	return old, newID, err
-}
 
 // Commit ingests the tables built for info, in one atomic Ingest, and
 // deletes the keys of the older entries it replaces.

@@ -300,7 +300,7 @@ func (s *session) indexFile(path string) FileResult {
 		}
 		s.progress(path, id.Size, id.Size, id.Size)
 		return r
-	case entry != nil && sameFileOrUnknown(id, entry) && id.Size > entry.Size && index.SameStart(path, entry):
+	case entry != nil && sameFileOrUnknown(id, entry) && id.Size > entry.Size && entry.ResumeAt >= entry.FingerprintFrom && index.SameStart(path, entry):
 		r = s.scan(path, id, entry, false)
 		if r.Action == ActionNew {
 			r.Action = ActionGrown
