@@ -264,3 +264,19 @@ func TestFilesStates(t *testing.T) {
 		t.Errorf("after build --prune: %s", out)
 	}
 }
+
+func TestQueryWrite(t *testing.T) {
+	ix := t.TempDir()
+	xffx(t, ix, "build", corpus+"xff_two_ips_small.pcap")
+	out := filepath.Join(t.TempDir(), "conv.pcap")
+	code, stdout, stderr := xffx(t, ix, "query", "--ip", "10.3.3.3", "--write", out)
+	if code != 0 || stdout != "" || !strings.Contains(stderr, "wrote 10 packets of 1 conversations") {
+		t.Fatalf("--write: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if st, err := os.Stat(out); err != nil || st.Size() < 24+10*16 {
+		t.Errorf("output: %v %v", st, err)
+	}
+	if code, _, _ := xffx(t, ix, "query", "--ip", "192.0.2.1", "--write", out); code != 1 {
+		t.Errorf("--write with no hit: exit %d", code)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/xffidx/xffidx/index"
 	"github.com/xffidx/xffidx/query"
 )
 
@@ -18,6 +19,7 @@ func newQuery(g *globals) *cobra.Command {
 	var ips, cidrs, files, trusted []string
 	var from, to, outFormat string
 	var flows, wsFilter, clientOnly bool
+	var writeOut string
 	cmd := &cobra.Command{
 		Use:   "query (--ip ADDR | --cidr PREFIX)... [flags]",
 		Short: "Print the connections whose X-Forwarded-For values held an address",
@@ -112,6 +114,19 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 			}
 			found := len(res.Rows) > 0
 			switch {
+			case writeOut != "" && found:
+				var files []index.FileInfo
+				if files, err = g.store().Catalog(); err == nil {
+					var st query.ExportStats
+					st, err = query.Export(writeOut, res.Rows, files)
+					if err == nil {
+						fmt.Fprintf(g.stderr, "xffidx: wrote %d packets of %d conversations to %s\n", st.Packets, st.Conversations, safe(writeOut))
+						if st.Partial > 0 {
+							fmt.Fprintf(g.stderr, "xffidx: note: %d conversations were not found whole (open longer than the capture, or than 256 MB of it, around their hits)\n", st.Partial)
+						}
+					}
+				}
+			case writeOut != "":
 			case wsFilter:
 				if found {
 					_, err = fmt.Fprintln(g.stdout, query.WiresharkFilter(query.Flows(res.Rows)))
@@ -138,6 +153,7 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 	f.StringArrayVar(&files, "file", nil, "only captures whose absolute path or base name matches this glob (path.Match: *, ?, [...]; * does not cross /); repeatable")
 	f.BoolVar(&flows, "flows", false, "one row per connection (innermost 5-tuple) instead of per packet")
 	f.BoolVar(&wsFilter, "wireshark-filter", false, "print only a Wireshark display filter selecting every packet of the matched connections")
+	f.StringVar(&writeOut, "write", "", "write the matched conversations (every packet of each matched connection, both directions) to this capture file: pcap, or pcapng when the packets have several link types or the name ends in .pcapng")
 	f.BoolVar(&clientOnly, "client-only", false, "keep a hit only if ADDR is the right-most XFF entry not in a --trusted-proxy range (spoof-proof attribution)")
 	f.StringArrayVar(&trusted, "trusted-proxy", nil, "address or prefix of a proxy you trust to append the true peer address (with --client-only); repeatable")
 	f.StringVar(&outFormat, "format", "", "output: table, json or csv (default: table on a terminal, else json)")
