@@ -179,7 +179,6 @@ func NextID(files []FileInfo) uint32 {
 	return id
 }
 
-
 // Commit ingests the tables built for info, in one atomic Ingest, and
 // deletes the keys of the older entries it replaces.
 func (s *Store) Commit(tables []string, info FileInfo, replaces []FileInfo) error {
