@@ -11,7 +11,7 @@ import (
 // scanHold bounds how long ScanHits keeps the database open at a time, so
 // that a build waiting to commit (it waits up to its LockWait) gets a turn
 // during a long scan. A variable for tests.
-var scanHold = 200 * time.Millisecond
+const scanHold = 200 * time.Millisecond
 
 // ScanHits calls fn for every hit of the index, in key order: by address
 // (IPv4 before IPv6, then numerically), then file id, then offset, so all
@@ -40,7 +40,11 @@ func (s *Store) ScanHits(fn func(a netip.Addr, f *FileInfo, off int64) error) er
 			if err != nil {
 				return err
 			}
-			deadline := time.Now().Add(scanHold)
+			hold := scanHold
+			if s.ScanHold != 0 {
+				hold = s.ScanHold
+			}
+			deadline := time.Now().Add(hold)
 			n := 0
 			for it.First(); it.Valid(); it.Next() {
 				a, fid, off, ok := decodeHitKey(it.Key())

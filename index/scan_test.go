@@ -58,8 +58,8 @@ func TestScanHits(t *testing.T) {
 	slices.SortFunc(want, func(x, y hit) int {
 		return bytes.Compare(HitKey(nil, x.a, x.fid, x.off), HitKey(nil, y.a, y.fid, y.off))
 	})
-	for _, hold := range []time.Duration{time.Hour, 0} {
-		scanHold = hold
+	for _, hold := range []time.Duration{time.Hour, time.Nanosecond} {
+		s.ScanHold = hold
 		var got []hit
 		err := s.ScanHits(func(a netip.Addr, f *FileInfo, off int64) error {
 			got = append(got, hit{a, f.ID, off})
@@ -72,7 +72,7 @@ func TestScanHits(t *testing.T) {
 			t.Errorf("hold %v: %d hits, want %d (first difference at %d)", hold, len(got), len(want), firstDiff(got, want))
 		}
 	}
-	scanHold = 200 * time.Millisecond
+	s.ScanHold = 0
 	// The same hits as a look-up of everything.
 	hits, _, err := s.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
 	if err != nil || len(hits) != len(want) {

@@ -78,6 +78,9 @@ type Store struct {
 	// LockWait bounds how long a call waits for another process's short hold
 	// on the database.
 	LockWait time.Duration
+	// ScanHold bounds how long ScanHits keeps the database open at a time
+	// (0: 200 ms), so that a build waiting to commit gets its turn.
+	ScanHold time.Duration
 }
 
 // ErrNoIndex says the index directory holds no index yet.

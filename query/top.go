@@ -21,6 +21,9 @@ type TopOptions struct {
 	N        int // how many addresses
 	From, To time.Time
 	Files    []string
+	// BatchAddrs and BatchHits bound one batch of windowed counting (the
+	// addresses looked up in one opening of the index); 0: 1024 and 2^18.
+	BatchAddrs, BatchHits int
 }
 
 // TopRow is one of the most frequent XFF addresses.
@@ -56,6 +59,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 		return TopResult{}, fmt.Errorf("top: N must be at least 1")
 	}
 	so := Options{From: opt.From, To: opt.To, Files: opt.Files}
+	batchAddrs, batchHits := cmp.Or(opt.BatchAddrs, 1024), cmp.Or(opt.BatchHits, 1<<18)
 	if err := so.Validate(); err != nil {
 		return TopResult{}, err
 	}
@@ -159,7 +163,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 		// opening of the index.
 		var batch []netip.Addr
 		hits := 0
-		for ; i < len(cands) && len(batch) < topBatchAddrs && (len(batch) == 0 || hits+cands[i].upper <= topBatchHits); i++ {
+		for ; i < len(cands) && len(batch) < batchAddrs && (len(batch) == 0 || hits+cands[i].upper <= batchHits); i++ {
 			c := cands[i]
 			if c.lower == c.upper {
 				add(c.addr, c.upper) // certain without reading
@@ -204,12 +208,6 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	}
 	return res, nil
 }
-
-// Bounds of one batch of countInWindow (variables for tests).
-var (
-	topBatchAddrs = 1024
-	topBatchHits  = 1 << 18
-)
 
 // countInWindow counts the hits of each address in the window without
 // decoding packets: all of a capture wholly inside it, and in a capture that

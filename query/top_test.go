@@ -144,9 +144,7 @@ func TestTopWindow(t *testing.T) {
 			for _, n := range []int{3, 25} {
 				sameTop(t, fmt.Sprint("N=", n), top(t, store, query.TopOptions{N: n, From: w.from, To: w.to}), want[:min(n, len(want))])
 				// Counted in many small batches.
-				restore := query.SetTopBatch(3, 20)
-				sameTop(t, fmt.Sprint("N=", n, " small batches"), top(t, store, query.TopOptions{N: n, From: w.from, To: w.to}), want[:min(n, len(want))])
-				restore()
+				sameTop(t, fmt.Sprint("N=", n, " small batches"), top(t, store, query.TopOptions{N: n, From: w.from, To: w.to, BatchAddrs: 3, BatchHits: 20}), want[:min(n, len(want))])
 			}
 		})
 	}
