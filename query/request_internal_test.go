@@ -43,27 +43,12 @@ func TestParseRequestsMatchesScanner(t *testing.T) {
 				continue
 			}
 			for _, cont := range []bool{false, true} {
-				var want xff.Result
-				if cont {
-					want = xff.ScanHeaders(payload, nil)
-				} else {
-					want = xff.ScanRequests(payload, nil)
-				}
-				reqs, malformed := parseRequests(payload, cont)
-				var got []string
+				reqs, malformed, want, got, exp := againstScanner(payload, cont)
 				open, lastCut := false, false
 				var tail []byte
-				for i, r := range reqs {
-					for _, l := range r.Lines {
-						got = append(got, fmt.Sprintf("%d:%q:%v", i, l.Value, l.Cut))
-					}
-					if i == len(reqs)-1 {
-						open, lastCut, tail = r.Open, r.LastCut, r.Tail
-					}
-				}
-				var exp []string
-				for _, l := range want.Lines {
-					exp = append(exp, fmt.Sprintf("%d:%q:%v", l.Request, l.Value, l.Cut))
+				if len(reqs) > 0 {
+					last := reqs[len(reqs)-1]
+					open, lastCut, tail = last.Open, last.LastCut, last.Tail
 				}
 				if fmt.Sprint(got) != fmt.Sprint(exp) || open != want.Open || lastCut != want.LastCut ||
 					!bytes.Equal(tail, want.Tail) || malformed != want.Malformed || (len(reqs) > 0) != want.Request {
@@ -91,22 +76,7 @@ func FuzzParseRequests(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nX-Forwar"), []byte("9.9.9.9"))
 	f.Fuzz(func(t *testing.T, payload, raw []byte) {
 		for _, cont := range []bool{false, true} {
-			var want xff.Result
-			if cont {
-				want = xff.ScanHeaders(payload, nil)
-			} else {
-				want = xff.ScanRequests(payload, nil)
-			}
-			reqs, malformed := parseRequests(payload, cont)
-			var got, exp []string
-			for i, r := range reqs {
-				for _, l := range r.Lines {
-					got = append(got, fmt.Sprintf("%d:%q:%v", i, l.Value, l.Cut))
-				}
-			}
-			for _, l := range want.Lines {
-				exp = append(exp, fmt.Sprintf("%d:%q:%v", l.Request, l.Value, l.Cut))
-			}
+			_, malformed, want, got, exp := againstScanner(payload, cont)
 			if fmt.Sprint(got) != fmt.Sprint(exp) || malformed != want.Malformed {
 				t.Fatalf("continuation %v: parser %v malformed %v; scanner %v malformed %v", cont, got, malformed, exp, want.Malformed)
 			}
@@ -116,4 +86,24 @@ func FuzzParseRequests(f *testing.F) {
 			pi.reqs[i].holds(netip.MustParseAddr("1.2.3.4"))
 		}
 	})
+}
+
+// againstScanner runs the query's request parser and format/xff's scanner on
+// one payload and lists both results' XFF lines as "request:value:cut".
+func againstScanner(payload []byte, cont bool) (reqs []httpRequest, malformed bool, want xff.Result, got, exp []string) {
+	if cont {
+		want = xff.ScanHeaders(payload, nil)
+	} else {
+		want = xff.ScanRequests(payload, nil)
+	}
+	reqs, malformed = parseRequests(payload, cont)
+	for i, r := range reqs {
+		for _, l := range r.Lines {
+			got = append(got, fmt.Sprintf("%d:%q:%v", i, l.Value, l.Cut))
+		}
+	}
+	for _, l := range want.Lines {
+		exp = append(exp, fmt.Sprintf("%d:%q:%v", l.Request, l.Value, l.Cut))
+	}
+	return reqs, malformed, want, got, exp
 }

@@ -124,7 +124,7 @@ func Search(store *index.Store, opt Options) (Result, error) {
 	if err := opt.Validate(); err != nil {
 		return Result{}, err
 	}
-	hits, _, err := store.Lookup(opt.Prefixes)
+	hits, files, err := store.Lookup(opt.Prefixes)
 	if err != nil {
 		return Result{}, err
 	}
@@ -142,7 +142,7 @@ func Search(store *index.Store, opt Options) (Result, error) {
 	}
 	hits = kept
 
-	var res Result
+	res := Result{Files: files}
 	s := &searcher{opt: opt, r: &recordReader{}}
 	defer s.r.close()
 	for i := 0; i < len(hits); {

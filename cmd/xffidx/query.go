@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/xffidx/xffidx/index"
 	"github.com/xffidx/xffidx/query"
 )
 
@@ -115,15 +114,11 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 			found := len(res.Rows) > 0
 			switch {
 			case writeOut != "" && found:
-				var files []index.FileInfo
-				if files, err = g.store().Catalog(); err == nil {
-					var st query.ExportStats
-					st, err = query.Export(writeOut, res.Rows, files)
-					if err == nil {
-						fmt.Fprintf(g.stderr, "xffidx: wrote %d packets of %d conversations to %s\n", st.Packets, st.Conversations, safe(writeOut))
-						if st.Partial > 0 {
-							fmt.Fprintf(g.stderr, "xffidx: note: %d conversations were not found whole (open longer than the capture, or than 256 MB of it, around their hits)\n", st.Partial)
-						}
+				var st query.ExportStats
+				if st, err = query.Export(writeOut, res.Rows, res.Files); err == nil {
+					fmt.Fprintf(g.stderr, "xffidx: wrote %d packets of %d conversations to %s\n", st.Packets, st.Conversations, safe(writeOut))
+					if st.Partial > 0 {
+						fmt.Fprintf(g.stderr, "xffidx: note: %d conversations were not found whole (open longer than the capture, or than 256 MB of it, around their hits)\n", st.Partial)
 					}
 				}
 			case writeOut != "":
