@@ -82,9 +82,6 @@ type Stats struct {
 	Duration                time.Duration
 }
 
-// Files is the number of files this build read.
-func (s *Stats) Files() int { return s.New + s.Grown + s.Changed }
-
 // Add folds one file's result in.
 func (s *Stats) Add(r FileResult) {
 	switch r.Action {
