@@ -3,6 +3,8 @@ package index
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/xffidx/xffidx/format/xff"
 )
 
 func BenchmarkHitKey(b *testing.B) {
@@ -11,16 +13,16 @@ func BenchmarkHitKey(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		key = HitKey(key[:0], addrs[i&1], 7, int64(i)*1514)
+		key = HitKey(key[:0], addrs[i&1], 7, int64(i)*1514, xff.XForwardedFor)
 		i++
 	}
 }
 
 func BenchmarkDecodeHitKey(b *testing.B) {
-	key := HitKey(nil, netip.MustParseAddr("2001:db8::1"), 7, 123456789)
+	key := HitKey(nil, netip.MustParseAddr("2001:db8::1"), 7, 123456789, xff.Forwarded)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, _, ok := decodeHitKey(key); !ok {
+		if _, ok := decodeHitKey(key); !ok {
 			b.Fatal("bad key")
 		}
 	}

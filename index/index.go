@@ -1,46 +1,60 @@
-// Package index stores where X-Forwarded-For addresses occur in capture files,
-// in a Pebble key-value store, and answers look-ups by address.
+// Package index stores where forwarding-header addresses (X-Forwarded-For
+// and the others package xff knows) occur in capture files, in a Pebble
+// key-value store, and answers look-ups by address.
 //
-// # Key schema
+// # Key schema (version 2)
 //
 // Every key starts with a one-byte tag naming its table. Integers are
 // big-endian so that byte order is numeric order.
 //
-//	'h' fam addr fid off   → pos       one hit: address addr was in the XFF
-//	                                    list of the packet record at byte
-//	                                    offset off of capture file fid
-//	'v' fid off            → raw       the raw XFF value(s) of that packet,
-//	                                    only where the packet alone does not
-//	                                    show them (a value continued in the
-//	                                    next TCP segment, or a header block
-//	                                    begun in an earlier segment)
-//	'f' fid                → FileInfo  catalog entry of one capture (JSON)
-//	'm' "schema"           → version   schema version ("1")
+//	'h' fam addr fid off hdr → pos       one hit: address addr was in the
+//	                                      list of header hdr of the packet
+//	                                      record at byte offset off of
+//	                                      capture file fid
+//	'v' fid off hdr          → raw       the raw value(s) of header hdr of
+//	                                      that packet, only where the packet
+//	                                      alone does not show them (a value
+//	                                      continued in the next TCP segment,
+//	                                      or a header block begun in an
+//	                                      earlier segment)
+//	'f' fid                  → FileInfo  catalog entry of one capture (JSON)
+//	'm' "schema"             → version   schema version ("2")
 //
 // fam is 4 or 6; addr is the 4- or 16-byte address (IPv4-mapped IPv6 is
-// stored as IPv4); fid is a uint32; off a uint64; pos the uvarint position of
-// the address's first occurrence in the list (0 = left-most, the client as the
-// first proxy saw it).
+// stored as IPv4); fid is a uint32; off a uint64; hdr one byte, the
+// xff.Header number (0 X-Forwarded-For, 1 Forwarded, 2 X-Real-IP,
+// 3 True-Client-IP, 4 CF-Connecting-IP); pos the uvarint position of the
+// address's first occurrence in that header's list (0 = left-most, the
+// client as the first proxy saw it).
 //
 // Hits are keyed address first so that one address, and a CIDR prefix, is one
 // contiguous range scan; file then offset after it so that a look-up reads
-// each capture front to back. An address that occurs twice in one packet is
-// one key: a hit is a packet.
+// each capture front to back. The header comes last: a packet whose
+// X-Forwarded-For and X-Real-IP both name the address is two adjacent keys,
+// and a look-up of X-Forwarded-For alone (the default) skips the others'
+// keys as it meets them. An address that occurs twice in one header of one
+// packet is one key: a hit is a packet and a header.
 //
-// A file's keys are written as one sorted SSTable and ingested in a single
-// Ingest call, catalog entry included, so a file is either wholly in the
-// index or not at all. Rebuilding a changed file gives it a new fid; its old
-// keys are then deleted, and until that delete lands a look-up ignores hits
-// of any entry but the newest (highest fid) of each path.
+// A file's keys are written as sorted SSTables and ingested in a single
+// Ingest call, catalog entry and schema key included, so a file is either
+// wholly in the index or not at all. Rebuilding a changed file gives it a new
+// fid; its old keys are then deleted, and until that delete lands a look-up
+// ignores hits of any entry but the newest (highest fid) of each path.
+//
+// Version 1 (xffidx before the other headers) had no hdr byte and no 'm'
+// key; Store.Upgrade rewrites such an index in place (migrate.go).
 package index
 
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/xffidx/xffidx/format/xff"
 )
 
-// SchemaVersion is stored under 'm' "schema"; bump it when keys change.
-const SchemaVersion = "1"
+// SchemaVersion is stored under 'm' "schema"; bump it when keys change, and
+// teach Store.Upgrade to rewrite the previous version.
+const SchemaVersion = "2"
 
 const (
 	tagFile  = 'f'
@@ -61,47 +75,69 @@ func AddrKey(dst []byte, a netip.Addr) []byte {
 }
 
 // HitKey appends the key of one hit to dst.
-func HitKey(dst []byte, a netip.Addr, fid uint32, off int64) []byte {
+func HitKey(dst []byte, a netip.Addr, fid uint32, off int64, h xff.Header) []byte {
 	dst = append(dst, tagHit)
 	dst = AddrKey(dst, a)
 	dst = binary.BigEndian.AppendUint32(dst, fid)
-	return binary.BigEndian.AppendUint64(dst, uint64(off))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(off))
+	return append(dst, byte(h))
 }
 
-// ValueKey appends the key of a stored raw XFF value to dst.
-func ValueKey(dst []byte, fid uint32, off int64) []byte {
+// ValueKey appends the key of a stored raw header value to dst.
+func ValueKey(dst []byte, fid uint32, off int64, h xff.Header) []byte {
 	dst = append(dst, tagValue)
 	dst = binary.BigEndian.AppendUint32(dst, fid)
-	return binary.BigEndian.AppendUint64(dst, uint64(off))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(off))
+	return append(dst, byte(h))
 }
+
+// Key lengths of version 2, by table and family.
+const (
+	hitKeyLen4  = 1 + 1 + 4 + 4 + 8 + 1
+	hitKeyLen6  = 1 + 1 + 16 + 4 + 8 + 1
+	valueKeyLen = 1 + 4 + 8 + 1
+)
+
+var schemaKey = []byte{tagMeta, 's', 'c', 'h', 'e', 'm', 'a'}
 
 func fileKey(fid uint32) []byte {
 	return binary.BigEndian.AppendUint32([]byte{tagFile}, fid)
 }
 
+// hitKey is a decoded hit key.
+type hitKey struct {
+	addr   netip.Addr
+	fid    uint32
+	off    int64
+	header xff.Header
+}
+
 // decodeHitKey splits a hit key; ok is false for a malformed key.
-func decodeHitKey(k []byte) (a netip.Addr, fid uint32, off int64, ok bool) {
+func decodeHitKey(k []byte) (hk hitKey, ok bool) {
 	if len(k) < 2 || k[0] != tagHit {
-		return a, 0, 0, false
+		return hk, false
 	}
 	var rest []byte
 	switch k[1] {
 	case 4:
-		if len(k) != 2+4+12 {
-			return a, 0, 0, false
+		if len(k) != hitKeyLen4 {
+			return hk, false
 		}
-		a = netip.AddrFrom4([4]byte(k[2:6]))
+		hk.addr = netip.AddrFrom4([4]byte(k[2:6]))
 		rest = k[6:]
 	case 6:
-		if len(k) != 2+16+12 {
-			return a, 0, 0, false
+		if len(k) != hitKeyLen6 {
+			return hk, false
 		}
-		a = netip.AddrFrom16([16]byte(k[2:18]))
+		hk.addr = netip.AddrFrom16([16]byte(k[2:18]))
 		rest = k[18:]
 	default:
-		return a, 0, 0, false
+		return hk, false
 	}
-	return a, binary.BigEndian.Uint32(rest), int64(binary.BigEndian.Uint64(rest[4:])), true
+	hk.fid = binary.BigEndian.Uint32(rest)
+	hk.off = int64(binary.BigEndian.Uint64(rest[4:]))
+	hk.header = xff.Header(rest[12])
+	return hk, true
 }
 
 // PrefixRange returns the key range [lo, hi) holding every hit of an address

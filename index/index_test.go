@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+
+	"github.com/xffidx/xffidx/format/xff"
 )
 
 // TestPrefixRange: a key is in a prefix's range exactly when its address is
@@ -18,7 +20,7 @@ func TestPrefixRange(t *testing.T) {
 		lo, hi := PrefixRange(p)
 		for _, as := range addrs {
 			a := netip.MustParseAddr(as)
-			k := HitKey(nil, a, 1, 1)
+			k := HitKey(nil, a, 1, 1, xff.CFConnectingIP)
 			in := bytes.Compare(k, lo) >= 0 && bytes.Compare(k, hi) < 0
 			want := p.Contains(a)
 			if p.Addr().Is4In6() {
@@ -34,10 +36,12 @@ func TestPrefixRange(t *testing.T) {
 func TestHitKeyRoundTrip(t *testing.T) {
 	for _, s := range []string{"203.0.113.7", "2001:db8::1", "::ffff:192.0.2.5"} {
 		a := netip.MustParseAddr(s)
-		k := HitKey(nil, a, 42, 1<<40+3)
-		got, fid, off, ok := decodeHitKey(k)
-		if !ok || got != a.Unmap() || fid != 42 || off != 1<<40+3 {
-			t.Errorf("%s: %v %d %d %v", s, got, fid, off, ok)
+		for h := range xff.NumHeaders {
+			k := HitKey(nil, a, 42, 1<<40+3, h)
+			got, ok := decodeHitKey(k)
+			if want := (hitKey{a.Unmap(), 42, 1<<40 + 3, h}); !ok || got != want {
+				t.Errorf("%s: %+v %v, want %+v", s, got, ok, want)
+			}
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/xffidx/xffidx/format/xff"
 )
 
 // scanHold bounds how long ScanHits keeps the database open at a time, so
@@ -13,14 +15,14 @@ import (
 // during a long scan. A variable for tests.
 const scanHold = 200 * time.Millisecond
 
-// ScanHits calls fn for every hit of the index, in key order: by address
-// (IPv4 before IPv6, then numerically), then file id, then offset, so all
-// hits of one address come together. Only hits of current catalog entries
+// ScanHits calls fn for every hit of the index in the given headers, in key
+// order: by address (IPv4 before IPv6, then numerically), then file id, then
+// offset, so all hits of one address come together. Only hits of current catalog entries
 // count (as in Lookup). The catalog is read once, at the start, and fn gets
 // entries of that snapshot; files a concurrent build adds meanwhile are left
 // out. The database is released every scanHold and the scan resumes after
 // the last key seen. fn returning an error stops the scan with it.
-func (s *Store) ScanHits(fn func(a netip.Addr, f *FileInfo, off int64) error) error {
+func (s *Store) ScanHits(headers xff.HeaderSet, fn func(a netip.Addr, f *FileInfo, off int64) error) error {
 	var current map[uint32]*FileInfo
 	var resume []byte
 	for done := false; !done; {
@@ -47,9 +49,9 @@ func (s *Store) ScanHits(fn func(a netip.Addr, f *FileInfo, off int64) error) er
 			deadline := time.Now().Add(hold)
 			n := 0
 			for it.First(); it.Valid(); it.Next() {
-				a, fid, off, ok := decodeHitKey(it.Key())
-				if f := current[fid]; ok && f != nil {
-					if err := fn(a, f, off); err != nil {
+				hk, ok := decodeHitKey(it.Key())
+				if f := current[hk.fid]; ok && f != nil && headers.Has(hk.header) {
+					if err := fn(hk.addr, f, hk.off); err != nil {
 						it.Close()
 						return err
 					}

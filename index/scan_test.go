@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/xffidx/xffidx/format/xff"
 )
 
 // TestScanHits: every hit of a current catalog entry, in key order, once,
@@ -24,6 +26,7 @@ func TestScanHits(t *testing.T) {
 		a   netip.Addr
 		fid uint32
 		off int64
+		h   xff.Header
 	}
 	var all []hit
 	for i := range 3000 {
@@ -33,7 +36,7 @@ func TestScanHits(t *testing.T) {
 		} else {
 			a = netip.AddrFrom4([4]byte{203, 0, byte(i % 5), byte(i % 11)})
 		}
-		all = append(all, hit{a, uint32(1 + i%3), int64(24 + i*100)})
+		all = append(all, hit{a, uint32(1 + i%3), int64(24 + i*100), xff.Header(i % 4)})
 	}
 	err := s.withDB(false, func(db *pebble.DB) error {
 		b := db.NewBatch()
@@ -41,28 +44,31 @@ func TestScanHits(t *testing.T) {
 			v, _ := json.Marshal(f)
 			b.Set(fileKey(f.ID), v, nil)
 		}
+		b.Set(schemaKey, []byte(SchemaVersion), nil)
 		for _, h := range all {
-			b.Set(HitKey(nil, h.a, h.fid, h.off), binary.AppendUvarint(nil, 0), nil)
+			b.Set(HitKey(nil, h.a, h.fid, h.off, h.h), binary.AppendUvarint(nil, 0), nil)
 		}
 		return b.Commit(pebble.Sync)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Of headers 0 (X-Forwarded-For) and 2 (X-Real-IP) only.
+	headers := xff.SetOf(xff.XForwardedFor, xff.XRealIP)
 	var want []hit
 	for _, h := range all {
-		if h.fid != 1 {
-			want = append(want, h)
+		if h.fid != 1 && headers.Has(h.h) {
+			want = append(want, hit{h.a, h.fid, h.off, 0})
 		}
 	}
 	slices.SortFunc(want, func(x, y hit) int {
-		return bytes.Compare(HitKey(nil, x.a, x.fid, x.off), HitKey(nil, y.a, y.fid, y.off))
+		return bytes.Compare(HitKey(nil, x.a, x.fid, x.off, 0), HitKey(nil, y.a, y.fid, y.off, 0))
 	})
 	for _, hold := range []time.Duration{time.Hour, time.Nanosecond} {
 		s.ScanHold = hold
 		var got []hit
-		err := s.ScanHits(func(a netip.Addr, f *FileInfo, off int64) error {
-			got = append(got, hit{a, f.ID, off})
+		err := s.ScanHits(headers, func(a netip.Addr, f *FileInfo, off int64) error {
+			got = append(got, hit{a, f.ID, off, 0})
 			return nil
 		})
 		if err != nil {
@@ -74,14 +80,14 @@ func TestScanHits(t *testing.T) {
 	}
 	s.ScanHold = 0
 	// The same hits as a look-up of everything.
-	hits, _, err := s.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
+	hits, _, err := s.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, headers)
 	if err != nil || len(hits) != len(want) {
 		t.Errorf("lookup: %d hits, scan %d (%v)", len(hits), len(want), err)
 	}
 	// fn's error stops the scan.
 	stop := fmt.Errorf("stop")
 	n := 0
-	if err := s.ScanHits(func(netip.Addr, *FileInfo, int64) error { n++; return stop }); err != stop || n != 1 {
+	if err := s.ScanHits(xff.AllHeaders, func(netip.Addr, *FileInfo, int64) error { n++; return stop }); err != stop || n != 1 {
 		t.Errorf("stop: err %v after %d calls", err, n)
 	}
 }

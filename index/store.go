@@ -20,6 +20,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/sstable"
 
 	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/xff"
 )
 
 // FileInfo is the catalog entry of one indexed capture.
@@ -31,9 +32,12 @@ type FileInfo struct {
 	Format    string    `json:"format"`
 	LinkTypes []uint32  `json:"link_types"`
 	Packets   int64     `json:"packets"`
-	// Hits counts packets with at least one address in their XFF values.
+	// Hits counts packets with at least one address in a forwarding header.
 	Hits     int64 `json:"hits"`
 	XFFLines int64 `json:"xff_lines"`
+	// OtherLines counts lines of the forwarding headers other than
+	// X-Forwarded-For (Forwarded, X-Real-IP, ...).
+	OtherLines int64 `json:"other_header_lines"`
 	// Addresses counts index entries: (address, packet) pairs.
 	Addresses    int64     `json:"addresses"`
 	NonAddresses int64     `json:"non_addresses"`
@@ -157,6 +161,9 @@ func (s *Store) Catalog() ([]FileInfo, error) {
 }
 
 func readCatalog(db pebble.Reader) ([]FileInfo, error) {
+	if err := checkSchema(db); err != nil {
+		return nil, err
+	}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagFile}, UpperBound: []byte{tagFile + 1}})
 	if err != nil {
 		return nil, err
@@ -241,7 +248,7 @@ func deleteFile(db *pebble.DB, fid uint32) error {
 		return err
 	}
 	for it.First(); it.Valid(); it.Next() {
-		if _, f, _, ok := decodeHitKey(it.Key()); ok && f == fid {
+		if hk, ok := decodeHitKey(it.Key()); ok && hk.fid == fid {
 			if err := b.Delete(it.Key(), nil); err != nil {
 				it.Close()
 				return err
@@ -265,21 +272,23 @@ func deleteFile(db *pebble.DB, fid uint32) error {
 	return b.Commit(pebble.Sync)
 }
 
-// Hit is one indexed packet whose XFF values hold an address.
+// Hit is one indexed packet whose values of one header hold an address.
 type Hit struct {
 	Addr   netip.Addr
 	File   *FileInfo
 	Offset int64
-	Pos    int // position of the address in the XFF list
-	// Raw is the stored raw XFF value, set only where the packet alone does
-	// not show it.
+	Header xff.Header
+	Pos    int // position of the address in the header's list
+	// Raw is the stored raw header value, set only where the packet alone
+	// does not show it.
 	Raw []byte
 }
 
-// Lookup returns the hits of every address in the given prefixes, in file
-// and offset order, with the catalog entries they refer to. Hits of files
-// whose catalog entry was replaced are left out.
-func (s *Store) Lookup(prefixes []netip.Prefix) ([]Hit, []FileInfo, error) {
+// Lookup returns the hits of every address in the given prefixes found in
+// the given headers, in file, offset and header order, with the catalog
+// entries they refer to. Hits of files whose catalog entry was replaced are
+// left out.
+func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, []FileInfo, error) {
 	var hits []Hit
 	var files []FileInfo
 	err := s.withDB(true, func(db *pebble.DB) error {
@@ -306,13 +315,13 @@ func (s *Store) Lookup(prefixes []netip.Prefix) ([]Hit, []FileInfo, error) {
 				return err
 			}
 			for it.First(); it.Valid(); it.Next() {
-				a, fid, off, ok := decodeHitKey(it.Key())
-				f := current[fid]
-				if !ok || f == nil {
+				hk, ok := decodeHitKey(it.Key())
+				f := current[hk.fid]
+				if !ok || f == nil || !headers.Has(hk.header) {
 					continue
 				}
 				pos, _ := binary.Uvarint(it.Value())
-				hits = append(hits, Hit{Addr: a, File: f, Offset: off, Pos: int(pos)})
+				hits = append(hits, Hit{Addr: hk.addr, File: f, Offset: hk.off, Header: hk.header, Pos: int(pos)})
 			}
 			if err := it.Close(); err != nil {
 				return err
@@ -326,7 +335,7 @@ func (s *Store) Lookup(prefixes []netip.Prefix) ([]Hit, []FileInfo, error) {
 
 func sortHits(hits []Hit) {
 	slices.SortFunc(hits, func(a, b Hit) int {
-		return cmp.Or(strings.Compare(a.File.Path, b.File.Path), cmp.Compare(a.Offset, b.Offset), a.Addr.Compare(b.Addr))
+		return cmp.Or(strings.Compare(a.File.Path, b.File.Path), cmp.Compare(a.Offset, b.Offset), cmp.Compare(a.Header, b.Header), a.Addr.Compare(b.Addr))
 	})
 }
 
@@ -342,7 +351,7 @@ func attachRaw(db *pebble.DB, hits []Hit) error {
 	defer it.Close()
 	var key []byte
 	for i := range hits {
-		key = ValueKey(key[:0], hits[i].File.ID, hits[i].Offset)
+		key = ValueKey(key[:0], hits[i].File.ID, hits[i].Offset, hits[i].Header)
 		if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
 			hits[i].Raw = bytes.Clone(it.Value())
 		}

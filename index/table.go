@@ -20,6 +20,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/xffidx/xffidx/format/xff"
 )
 
 // hitEntry is one hit key, as four big-endian words zero-padded past the
@@ -35,9 +37,9 @@ const hitEntrySize = 36 // on disk in a run file: 32 key bytes, 4 value bytes
 
 func (e *hitEntry) keyLen() int {
 	if byte(e.w[0]>>48) == 4 {
-		return 1 + 1 + 4 + 12
+		return hitKeyLen4
 	}
-	return 1 + 1 + 16 + 12
+	return hitKeyLen6
 }
 
 func (e *hitEntry) appendKey(dst []byte) []byte {
@@ -72,8 +74,9 @@ type TableBuilder struct {
 }
 
 type rawEntry struct {
-	off int64
-	raw []byte
+	off    int64
+	header xff.Header
+	raw    []byte
 }
 
 // DefaultSpillEntries bounds the in-memory hit buffer (about 40 MiB).
@@ -91,11 +94,11 @@ func (s *Store) NewTable(fid uint32) (*TableBuilder, error) {
 	return &TableBuilder{store: s, dir: dir, fid: fid, spillEntries: DefaultSpillEntries}, nil
 }
 
-// AddHit records that addr is at position pos of the XFF list of the packet
-// record at off.
-func (t *TableBuilder) AddHit(addr netip.Addr, off int64, pos int) error {
+// AddHit records that addr is at position pos of the list of header h of
+// the packet record at off.
+func (t *TableBuilder) AddHit(addr netip.Addr, off int64, h xff.Header, pos int) error {
 	var b [32]byte
-	t.key = HitKey(b[:0], addr, t.fid, off)
+	t.key = HitKey(b[:0], addr, t.fid, off, h)
 	e := hitEntry{pos: uint32(min(pos, 1<<31))}
 	for i := range e.w {
 		e.w[i] = binary.BigEndian.Uint64(b[8*i:])
@@ -108,9 +111,9 @@ func (t *TableBuilder) AddHit(addr netip.Addr, off int64, pos int) error {
 	return nil
 }
 
-// AddRaw stores the raw XFF value of the packet record at off.
-func (t *TableBuilder) AddRaw(off int64, raw []byte) error {
-	t.raws = append(t.raws, rawEntry{off, bytes.Clone(raw)})
+// AddRaw stores the raw value of header h of the packet record at off.
+func (t *TableBuilder) AddRaw(off int64, h xff.Header, raw []byte) error {
+	t.raws = append(t.raws, rawEntry{off, h, bytes.Clone(raw)})
 	return nil
 }
 
@@ -179,7 +182,7 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(t.raws, func(a, b rawEntry) int { return cmp.Compare(a.off, b.off) })
+	slices.SortFunc(t.raws, func(a, b rawEntry) int { return cmp.Or(cmp.Compare(a.off, b.off), cmp.Compare(a.header, b.header)) })
 	t.sortHits()
 	if len(t.runs) > 0 {
 		path := filepath.Join(t.dir, "table.sst")
@@ -192,7 +195,7 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 			defer f.Close()
 			sources = append(sources, &runEntries{r: bufio.NewReaderSize(f, 32<<10)})
 		}
-		err := t.writeTable(path, cat, t.raws, func(emit func(hitEntry) error) error {
+		err := t.writeTable(path, cat, true, t.raws, func(emit func(hitEntry) error) error {
 			return mergeEntries(sources, emit)
 		})
 		return []string{path}, err
@@ -211,15 +214,15 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 	var wg sync.WaitGroup
 	for i, part := range parts {
 		paths[i] = filepath.Join(t.dir, fmt.Sprintf("table%d.sst", i))
-		c, raws := cat, t.raws
+		c, raws, last := cat, t.raws, i == len(parts)-1
 		if i > 0 {
 			c = nil // the catalog key sorts first: it goes in the first table
 		}
-		if i < len(parts)-1 {
-			raws = nil // value keys sort last: they go in the last table
+		if !last {
+			raws = nil // schema and value keys sort last: they go in the last table
 		}
 		wg.Go(func() {
-			errs[i] = t.writeTable(paths[i], c, raws, func(emit func(hitEntry) error) error {
+			errs[i] = t.writeTable(paths[i], c, last, raws, func(emit func(hitEntry) error) error {
 				for _, e := range part {
 					if err := emit(e); err != nil {
 						return err
@@ -239,8 +242,9 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 }
 
 // writeTable writes one SSTable: the catalog key if cat is set, the hits
-// that each yields (sorted, duplicates dropped), then raw values.
-func (t *TableBuilder) writeTable(path string, cat []byte, raws []rawEntry, each func(func(hitEntry) error) error) error {
+// that each yields (sorted, duplicates dropped), then, in the last table
+// (last), the schema key and the raw values.
+func (t *TableBuilder) writeTable(path string, cat []byte, last bool, raws []rawEntry, each func(func(hitEntry) error) error) error {
 	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
@@ -253,23 +257,28 @@ func (t *TableBuilder) writeTable(path string, cat []byte, raws []rawEntry, each
 				return err
 			}
 		}
-		var last hitEntry
+		var prev hitEntry
 		first := true
 		var key []byte
 		var val [binary.MaxVarintLen32]byte
 		err := each(func(e hitEntry) error {
-			if !first && e.w == last.w {
-				return nil // the same address twice in one packet: one hit
+			if !first && e.w == prev.w {
+				return nil // the same address twice in one header of a packet: one hit
 			}
-			first, last = false, e
+			first, prev = false, e
 			key = e.appendKey(key[:0])
 			return w.Set(key, val[:binary.PutUvarint(val[:], uint64(e.pos))])
 		})
 		if err != nil {
 			return err
 		}
+		if last {
+			if err := w.Set(schemaKey, []byte(SchemaVersion)); err != nil {
+				return err
+			}
+		}
 		for _, r := range raws {
-			key = ValueKey(key[:0], t.fid, r.off)
+			key = ValueKey(key[:0], t.fid, r.off, r.header)
 			if err := w.Set(key, r.raw); err != nil {
 				return err
 			}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/xffidx/xffidx/format/xff"
 )
 
 // TestTableBuilder writes hits in random order, with duplicates, through
@@ -40,11 +42,11 @@ func TestTableBuilder(t *testing.T) {
 				if p, ok := want[k]; !ok || pos < p {
 					want[k] = pos
 				}
-				if err := tb.AddHit(a, off, pos); err != nil {
+				if err := tb.AddHit(a, off, xff.XForwardedFor, pos); err != nil {
 					t.Fatal(err)
 				}
 			}
-			tb.AddRaw(700, []byte("198.51.100.1, 198.51.100.2"))
+			tb.AddRaw(700, xff.XForwardedFor, []byte("198.51.100.1, 198.51.100.2"))
 			info := FileInfo{Path: "/x.pcap"}
 			tables, err := tb.Finish(info)
 			if err != nil {
@@ -54,7 +56,7 @@ func TestTableBuilder(t *testing.T) {
 				t.Fatal(err)
 			}
 			tb.Discard()
-			hits, files, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
+			hits, files, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, xff.AllHeaders)
 			if err != nil {
 				t.Fatal(err)
 			}

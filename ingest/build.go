@@ -187,6 +187,9 @@ func (b *Builder) run(report func(FileResult), work func(s *session, done func(F
 		return st, err
 	}
 	defer unlock()
+	if err := b.Store.Upgrade(b.logger()); err != nil {
+		return st, err
+	}
 	s, err := b.newSession()
 	if err != nil {
 		return st, err

@@ -339,6 +339,7 @@ func (fs *fileScan) absorb(r *chunkResult) error {
 	fs.covered += r.covered
 	info.Packets += r.packets
 	info.XFFLines += r.xffLines
+	info.OtherLines += r.others
 	info.Hits += r.hitPkts
 	info.NonAddresses += r.nonAddr
 	if r.minTS != 0 {
@@ -350,12 +351,12 @@ func (fs *fileScan) absorb(r *chunkResult) error {
 		}
 	}
 	for _, h := range r.hits {
-		if err := fs.table.AddHit(h.addr, h.off, h.pos); err != nil {
+		if err := fs.table.AddHit(h.addr, h.off, h.header, h.pos); err != nil {
 			return fmt.Errorf("%s: %w", fs.path, err)
 		}
 	}
 	for _, v := range r.raws {
-		if err := fs.table.AddRaw(v.off, v.raw); err != nil {
+		if err := fs.table.AddRaw(v.off, v.header, v.raw); err != nil {
 			return fmt.Errorf("%s: %w", fs.path, err)
 		}
 	}

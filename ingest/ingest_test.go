@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/xffidx/xffidx/index"
+
+	"github.com/xffidx/xffidx/format/xff"
 )
 
 func corpusFiles(t *testing.T) []string {
@@ -33,7 +35,7 @@ func hitsOf(t *testing.T, path string, chunk int64, workers int) ([]string, inde
 	if r.Err != nil || !r.Committed {
 		t.Fatalf("%s chunk %d: %v", path, chunk, r.Err)
 	}
-	hits, _, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
+	hits, _, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, xff.AllHeaders)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,14 +39,16 @@ const (
 )
 
 type hitRec struct {
-	addr netip.Addr
-	off  int64
-	pos  int
+	addr   netip.Addr
+	off    int64
+	pos    int
+	header xff.Header
 }
 
 type rawRec struct {
-	off int64
-	raw []byte
+	off    int64
+	header xff.Header
+	raw    []byte
 }
 
 type skipRange struct{ from, to int64 }
@@ -75,6 +77,7 @@ type chunkResult struct {
 	minTS     int64
 	maxTS     int64
 	xffLines  int64
+	others    int64 // lines of the other forwarding headers
 	hitPkts   int64
 	nonAddr   int64
 	hits      []hitRec
@@ -109,7 +112,7 @@ type chunkScanner struct {
 	scanned xff.Result // reused by the candidate path
 	before  xff.Result // reused by the look-back
 	joined  []byte
-	seen    []netip.Addr
+	seen    []seenAddr
 	rawJoin []byte
 }
 
@@ -361,7 +364,7 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 	xff.Scan(res, seg.Payload, false)
 	fromPacketAlone, joinedCut := true, false
 	if !res.Request {
-		open, lastCut, guessed := s.headerStateBefore(&seg, pos, 0)
+		open, lastCut, guessed := s.headerStateBefore(seg, pos, 0)
 		if !open {
 			return
 		}
@@ -389,12 +392,12 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 		// the next segment to see whether it is ours.
 		cont, terminated, found := s.continuation(&seg, pos)
 		s.joined = append(append(s.joined[:0], res.Tail...), cont[:min(len(cont), xff.MaxValue)]...)
-		if value, ok := xff.HasName(s.joined); found && ok {
+		if h, value, ok := xff.MatchName(s.joined); found && ok {
 			request := 0
 			if len(res.Lines) > 0 {
 				request = res.Lines[len(res.Lines)-1].Request
 			}
-			res.Lines = append(res.Lines, xff.Line{Value: value, Start: len(seg.Payload) - len(res.Tail), Request: request})
+			res.Lines = append(res.Lines, xff.Line{Value: value, Start: len(seg.Payload) - len(res.Tail), Request: request, Header: h})
 			fromPacketAlone, joinedCut = false, !terminated
 		}
 	}
@@ -418,46 +421,72 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 	s.emit(rec, lines, lastIsCut || joinedCut, fromPacketAlone)
 }
 
-// emit indexes the addresses of one packet's XFF lines.
+type seenAddr struct {
+	addr   netip.Addr
+	header xff.Header
+}
+
+// emit indexes the addresses of one packet's forwarding header lines.
+// Each request's lines of one header form one list, and positions count
+// in it.
 func (s *chunkScanner) emit(rec format.Record, lines []xff.Line, lastIsCut, fromPacketAlone bool) {
 	res := s.res
-	res.xffLines += int64(len(lines))
 	s.seen = s.seen[:0]
 	nHits := len(res.hits)
-	posInList := 0
+	var posInList [xff.NumHeaders]int
+	var withHits xff.HeaderSet
 	request := -1
 	for i := range lines {
-		if lines[i].Request != request {
-			request, posInList = lines[i].Request, 0
+		l := &lines[i]
+		if l.Header == xff.XForwardedFor {
+			res.xffLines++
+		} else {
+			res.others++
 		}
+		if l.Request != request {
+			request, posInList = l.Request, [xff.NumHeaders]int{}
+		}
+		h := l.Header
 		cut := lastIsCut && i == len(lines)-1
-		xff.Elements(lines[i].Value, cut, func(elem []byte) {
+		h.Elements(l.Value, cut, func(elem []byte) {
 			a, ok := xff.ParseAddr(elem)
 			if !ok {
 				res.nonAddr++
-				posInList++
+				posInList[h]++
 				return
 			}
-			if !slices.Contains(s.seen, a) {
-				s.seen = append(s.seen, a)
-				res.hits = append(res.hits, hitRec{addr: a, off: rec.Offset, pos: posInList})
+			if !slices.Contains(s.seen, seenAddr{a, h}) {
+				s.seen = append(s.seen, seenAddr{a, h})
+				res.hits = append(res.hits, hitRec{addr: a, off: rec.Offset, pos: posInList[h], header: h})
+				withHits |= xff.SetOf(h)
 			}
-			posInList++
+			posInList[h]++
 		})
 	}
-	if len(res.hits) > nHits {
-		res.hitPkts++
-		if !fromPacketAlone {
-			s.rawJoin = s.rawJoin[:0]
-			for i := range lines {
-				if i > 0 {
-					s.rawJoin = append(s.rawJoin, ", "...)
-				}
-				s.rawJoin = append(s.rawJoin, lines[i].Value...)
-			}
-			raw := bytes.Clone(s.rawJoin[:min(len(s.rawJoin), xff.MaxValue)])
-			res.raws = append(res.raws, rawRec{off: rec.Offset, raw: raw})
+	if len(res.hits) == nHits {
+		return
+	}
+	res.hitPkts++
+	if fromPacketAlone {
+		return
+	}
+	for h := range xff.NumHeaders {
+		if !withHits.Has(h) {
+			continue
 		}
+		s.rawJoin = s.rawJoin[:0]
+		n := 0
+		for i := range lines {
+			if lines[i].Header != h {
+				continue
+			}
+			if n++; n > 1 {
+				s.rawJoin = append(s.rawJoin, ", "...)
+			}
+			s.rawJoin = append(s.rawJoin, lines[i].Value...)
+		}
+		raw := bytes.Clone(s.rawJoin[:min(len(s.rawJoin), xff.MaxValue)])
+		res.raws = append(res.raws, rawRec{off: rec.Offset, header: h, raw: raw})
 	}
 }
 
@@ -465,8 +494,9 @@ func (s *chunkScanner) emit(rec format.Record, lines []xff.Line, lastIsCut, from
 // recent records and reports whether a request header block was still open
 // at its end, and whether its last line was cut.
 // guessed is true when the snap length cut the previous segment, so that
-// open is a guess.
-func (s *chunkScanner) headerStateBefore(seg *packet.Segment, pos int, depth int) (open, lastCut, guessed bool) {
+// open is a guess. seg is passed by value: a pointer would make every
+// segment the look-back decodes escape to the heap, through the recursion.
+func (s *chunkScanner) headerStateBefore(seg packet.Segment, pos int, depth int) (open, lastCut, guessed bool) {
 	if depth >= lookBackDepth {
 		return false, false, false
 	}
@@ -483,14 +513,14 @@ func (s *chunkScanner) headerStateBefore(seg *packet.Segment, pos int, depth int
 		// The bytes the snap length cut off were payload too: count them
 		// to find where the next segment starts.
 		wire := uint32(len(prev.Payload)) + rec.OrigLen - rec.CapLen
-		if !ok || wire == 0 || !sameFlow(&prev, seg) || prev.Seq+wire != seg.Seq {
+		if !ok || wire == 0 || !sameFlow(&prev, &seg) || prev.Seq+wire != seg.Seq {
 			continue
 		}
 		cut := rec.CapLen < rec.OrigLen
 		r := &s.before
 		xff.Scan(r, prev.Payload, false)
 		if !r.Request {
-			o, lc, g := s.headerStateBefore(&prev, p, depth+1)
+			o, lc, g := s.headerStateBefore(prev, p, depth+1)
 			if !o || g {
 				return false, false, false
 			}

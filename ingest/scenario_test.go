@@ -14,6 +14,8 @@ import (
 
 	"github.com/xffidx/xffidx/format/capgen"
 	"github.com/xffidx/xffidx/index"
+
+	"github.com/xffidx/xffidx/format/xff"
 )
 
 // answers is everything a query can see: every hit, by path and offset,
@@ -23,7 +25,7 @@ func answers(t *testing.T, store *index.Store) []string {
 	if !store.Exists() {
 		return nil
 	}
-	hits, files, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
+	hits, files, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, xff.AllHeaders)
 	if err != nil {
 		t.Fatal(err)
 	}

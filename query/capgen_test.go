@@ -99,7 +99,7 @@ func TestGeneratedAgainstTruth(t *testing.T) {
 			if r.Info.NonAddresses != int64(wantNonAddr) {
 				t.Errorf("non-address elements %d, truth %d", r.Info.NonAddresses, wantNonAddr)
 			}
-			hits, _, err := store.Lookup(everything)
+			hits, _, err := store.Lookup(everything, xff.SetOf(xff.XForwardedFor))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,23 +18,24 @@ type packetInfo struct {
 	exact bool
 }
 
-// parsePacket parses a hit packet's TCP payload. raw is the value the build
-// stored for it (index.Hit.Raw), nil when the packet alone shows its values.
-func parsePacket(payload, raw []byte) packetInfo {
+// parsePacket parses a hit packet's TCP payload for the lines of header h.
+// raw is the value the build stored for it (index.Hit.Raw), nil when the
+// packet alone shows its values.
+func parsePacket(payload, raw []byte, h xff.Header) packetInfo {
 	if xff.StartsRequest(payload) {
-		reqs, _ := parseRequests(payload, false)
+		reqs, _ := parseRequests(payload, false, h)
 		return reconcile(reqs, raw)
 	}
 	// A continuation of a header block begun in an earlier segment (the build
 	// checked that segment). When that segment ended inside a line, the build
 	// skipped the first line here; the stored value tells which it was.
-	reqs, _ := parseRequests(payload, true)
+	reqs, _ := parseRequests(payload, true, h)
 	pi := reconcile(reqs, raw)
 	if pi.exact {
 		return pi
 	}
 	if nl := bytes.IndexByte(payload, '\n'); nl >= 0 {
-		reqs, _ := parseRequests(payload[nl+1:], true)
+		reqs, _ := parseRequests(payload[nl+1:], true, h)
 		if pi2 := reconcile(reqs, raw); pi2.exact {
 			return pi2
 		}
@@ -94,7 +95,7 @@ func reconcile(reqs []httpRequest, raw []byte) packetInfo {
 	}
 	if len(reqs) > 0 {
 		last := &reqs[len(reqs)-1]
-		if last.Tail != nil && xff.IsNamePrefix(last.Tail) {
+		if last.Tail != nil && last.Header.IsNamePrefix(last.Tail) {
 			// "X-Forwar" | "ded-For: ...": the build added the joined line.
 			prefix := joined
 			if n > 0 {
@@ -132,7 +133,7 @@ func (pi *packetInfo) requestOf(a netip.Addr) *httpRequest {
 func (r *httpRequest) holds(a netip.Addr) bool {
 	found := false
 	for _, l := range r.Lines {
-		xff.Elements(l.Value, l.Cut, func(e []byte) {
+		r.Header.Elements(l.Value, l.Cut, func(e []byte) {
 			if b, ok := xff.ParseAddr(e); ok && b == a {
 				found = true
 			}

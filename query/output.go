@@ -40,6 +40,8 @@ type jsonRow struct {
 	Method string `json:"method"`
 	Host   string `json:"host"`
 	Path   string `json:"path"`
+	// The header the address was in: only when headers were asked for.
+	Header string `json:"header,omitempty"`
 }
 
 // FormatTS renders a timestamp in RFC 3339 UTC with digits fractional digits.
@@ -91,9 +93,12 @@ func isFormatChar(r rune) bool {
 
 // Write prints rows in the given format. JSON leaves the XFF value raw (its
 // encoder escapes control characters and replaces bytes that are not UTF-8);
-// CSV and the table, read by people in terminals, get Sanitize.
-func Write(out io.Writer, format string, rows []Row) error {
-	return buffered(out, func(w io.Writer) error { return write(w, format, rows) })
+// CSV and the table, read by people in terminals, get Sanitize. showHeader
+// adds the header each row's address was in (a "header" JSON field, a last
+// CSV column, a HEADER table column): for searches of other headers than
+// X-Forwarded-For, whose output must still tell them apart.
+func Write(out io.Writer, format string, rows []Row, showHeader bool) error {
+	return buffered(out, func(w io.Writer) error { return write(w, format, rows, showHeader) })
 }
 
 // buffered runs print with a buffered out: one write per 64 KiB, not per row.
@@ -105,7 +110,13 @@ func buffered(out io.Writer, print func(io.Writer) error) error {
 	return w.Flush()
 }
 
-func write(w io.Writer, format string, rows []Row) error {
+func write(w io.Writer, format string, rows []Row, showHeader bool) error {
+	header := func(r *Row) string {
+		if !showHeader {
+			return ""
+		}
+		return r.Header.String()
+	}
 	switch format {
 	case FormatJSON:
 		enc := json.NewEncoder(w)
@@ -116,6 +127,7 @@ func write(w io.Writer, format string, rows []Row) error {
 				TS: FormatTS(r.TS, r.TSDigit), SrcIP: r.SrcIP.String(), SrcPort: r.SrcPort,
 				DstIP: r.DstIP.String(), DstPort: r.DstPort, Proto: r.Proto,
 				Method: string(r.Method), Host: string(r.Host), Path: string(r.Path),
+				Header: header(&r),
 			}); err != nil {
 				return err
 			}
@@ -124,24 +136,40 @@ func write(w io.Writer, format string, rows []Row) error {
 	case FormatCSV:
 		cw := csv.NewWriter(w)
 		cw.UseCRLF = true // RFC 4180
-		cw.Write([]string{"xff_ip", "xff", "file", "offset", "ts", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "method", "host", "path"})
+		head := []string{"xff_ip", "xff", "file", "offset", "ts", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "method", "host", "path"}
+		if showHeader {
+			head = append(head, "header")
+		}
+		cw.Write(head)
 		for _, r := range rows {
-			cw.Write([]string{
+			rec := []string{
 				r.XFFIP.String(), Sanitize(r.XFF, 1<<20), r.File, strconv.FormatInt(r.Offset, 10),
 				FormatTS(r.TS, r.TSDigit), r.SrcIP.String(), strconv.Itoa(int(r.SrcPort)),
 				r.DstIP.String(), strconv.Itoa(int(r.DstPort)), r.Proto,
 				Sanitize(r.Method, 1<<20), Sanitize(r.Host, 1<<20), Sanitize(r.Path, 1<<20),
-			})
+			}
+			if showHeader {
+				rec = append(rec, header(&r))
+			}
+			cw.Write(rec)
 		}
 		cw.Flush()
 		return cw.Error()
 	case FormatTable:
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tCLIENT\tSRC\tDST\tPROTO\tXFF\tREQUEST\tFILE\tOFFSET")
+		if showHeader {
+			fmt.Fprintln(tw, "TIME\tCLIENT\tSRC\tDST\tPROTO\tHEADER\tVALUE\tREQUEST\tFILE\tOFFSET")
+		} else {
+			fmt.Fprintln(tw, "TIME\tCLIENT\tSRC\tDST\tPROTO\tXFF\tREQUEST\tFILE\tOFFSET")
+		}
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n",
-				FormatTS(r.TS, r.TSDigit), r.XFFIP, addrPort(r.SrcIP.String(), r.SrcPort), addrPort(r.DstIP.String(), r.DstPort),
-				r.Proto, Sanitize(r.XFF, tableValueMax), Sanitize(r.Request.text(), tableValueMax), Sanitize([]byte(r.File), 256), r.Offset)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t",
+				FormatTS(r.TS, r.TSDigit), r.XFFIP, addrPort(r.SrcIP.String(), r.SrcPort), addrPort(r.DstIP.String(), r.DstPort), r.Proto)
+			if showHeader {
+				fmt.Fprintf(tw, "%s\t", header(&r))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n",
+				Sanitize(r.XFF, tableValueMax), Sanitize(r.Request.text(), tableValueMax), Sanitize([]byte(r.File), 256), r.Offset)
 		}
 		return tw.Flush()
 	}

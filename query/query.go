@@ -18,10 +18,12 @@ import (
 	"github.com/xffidx/xffidx/index"
 )
 
-// Row is one packet whose X-Forwarded-For values hold a looked-up address.
+// Row is one packet whose values of one forwarding header hold a looked-up
+// address.
 type Row struct {
 	XFFIP   netip.Addr
-	XFF     []byte // raw value(s), several lines joined with ", "
+	XFF     []byte // raw value(s) of Header, several lines joined with ", "
+	Header  xff.Header
 	File    string
 	Offset  int64
 	TS      time.Time
@@ -149,12 +151,17 @@ func (r *recordReader) record(off int64) (format.Record, error) {
 	}
 }
 
-// joinedValues re-reads the XFF lines of a packet the way the build did.
-func joinedValues(payload []byte) []byte {
+// joinedValues re-reads the lines of header h of a packet the way the build
+// did.
+func joinedValues(payload []byte, h xff.Header) []byte {
 	res := xff.ScanRequests(payload, nil)
 	var out []byte
-	for i, l := range res.Lines {
-		if i > 0 {
+	n := 0
+	for _, l := range res.Lines {
+		if l.Header != h {
+			continue
+		}
+		if n++; n > 1 {
 			out = append(out, ", "...)
 		}
 		out = append(out, l.Value...)

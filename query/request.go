@@ -12,7 +12,9 @@ type httpRequest struct {
 	// its request line is not in this packet.
 	Method, Target, Host []byte
 	Cont                 bool
-	Lines                []xffValue // X-Forwarded-For lines (and obs-folds of them), in order
+	// Header is the forwarding header whose lines Lines are.
+	Header xff.Header
+	Lines  []xffValue // lines of Header (and obs-folds of them), in order
 	// Open: the payload ended inside this block; more header lines, XFF lines
 	// among them, may follow in the next segment.
 	Open bool
@@ -34,18 +36,21 @@ type xffValue struct {
 }
 
 // parseRequests splits a TCP payload into request header blocks with
-// format/xff's scanner, the one the build used, and arranges its result by
-// request. With inHeaders the payload continues a header block begun in an
+// format/xff's scanner, the one the build used, and arranges the lines of
+// header h by request. With inHeaders the payload continues a header block begun in an
 // earlier segment. malformed says the scan stopped at a line inside a header
 // block that is not a header line.
-func parseRequests(p []byte, inHeaders bool) (reqs []httpRequest, malformed bool) {
+func parseRequests(p []byte, inHeaders bool, h xff.Header) (reqs []httpRequest, malformed bool) {
 	var res xff.Result
 	xff.Scan(&res, p, inHeaders)
 	reqs = make([]httpRequest, len(res.Requests))
 	for i, ri := range res.Requests {
-		reqs[i] = httpRequest{Method: ri.Method, Target: ri.Target, Host: ri.Host, Cont: ri.Cont}
+		reqs[i] = httpRequest{Method: ri.Method, Target: ri.Target, Host: ri.Host, Cont: ri.Cont, Header: h}
 	}
 	for _, l := range res.Lines {
+		if l.Header != h {
+			continue
+		}
 		r := &reqs[l.Request]
 		r.Lines = append(r.Lines, xffValue{Value: l.Value, Cut: l.Cut})
 	}

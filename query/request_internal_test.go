@@ -81,29 +81,40 @@ func FuzzParseRequests(f *testing.F) {
 				t.Fatalf("continuation %v: parser %v malformed %v; scanner %v malformed %v", cont, got, malformed, exp, want.Malformed)
 			}
 		}
-		pi := parsePacket(payload, raw)
+		pi := parsePacket(payload, raw, xff.XForwardedFor)
 		for i := range pi.reqs {
 			pi.reqs[i].holds(netip.MustParseAddr("1.2.3.4"))
 		}
 	})
 }
 
-// againstScanner runs the query's request parser and format/xff's scanner on
-// one payload and lists both results' XFF lines as "request:value:cut".
+// againstScanner runs the query's request parser, for each header, and
+// format/xff's scanner on one payload and lists both results' lines as
+// "header:request:value:cut", header by header.
 func againstScanner(payload []byte, cont bool) (reqs []httpRequest, malformed bool, want xff.Result, got, exp []string) {
 	if cont {
 		want = xff.ScanHeaders(payload, nil)
 	} else {
 		want = xff.ScanRequests(payload, nil)
 	}
-	reqs, malformed = parseRequests(payload, cont)
-	for i, r := range reqs {
-		for _, l := range r.Lines {
-			got = append(got, fmt.Sprintf("%d:%q:%v", i, l.Value, l.Cut))
+	for h := range xff.NumHeaders {
+		hreqs, hmalformed := parseRequests(payload, cont, h)
+		if h == xff.XForwardedFor {
+			reqs, malformed = hreqs, hmalformed
 		}
-	}
-	for _, l := range want.Lines {
-		exp = append(exp, fmt.Sprintf("%d:%q:%v", l.Request, l.Value, l.Cut))
+		for i, r := range hreqs {
+			if r.Header != h {
+				got = append(got, fmt.Sprintf("request %d labelled %v", i, r.Header))
+			}
+			for _, l := range r.Lines {
+				got = append(got, fmt.Sprintf("%v:%d:%q:%v", h, i, l.Value, l.Cut))
+			}
+		}
+		for _, l := range want.Lines {
+			if l.Header == h {
+				exp = append(exp, fmt.Sprintf("%v:%d:%q:%v", h, l.Request, l.Value, l.Cut))
+			}
+		}
 	}
 	return reqs, malformed, want, got, exp
 }

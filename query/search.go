@@ -6,12 +6,14 @@ import (
 	"net/netip"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
 )
 
-// Request is the HTTP request that carried a hit's X-Forwarded-For line, read
+// Request is the HTTP request that carried a hit's header line, read
 // from the same packet at query time: method, Host header and request target.
 // All three are empty when the packet continues a header block begun in an
 // earlier TCP segment (the request line is not in it), and Host is empty
@@ -34,9 +36,45 @@ type Options struct {
 	// name, matches one of these path.Match patterns. Empty: every capture.
 	Files []string
 	// ClientOnly keeps a hit only when the address is the right-most entry
-	// of its request's XFF list that is not in Trusted (see ClientAddr).
+	// of its request's list (of the hit's header) that is not in Trusted
+	// (see ClientAddr).
 	ClientOnly bool
 	Trusted    []netip.Prefix
+	// Headers selects the forwarding headers searched; the zero value means
+	// X-Forwarded-For alone.
+	Headers xff.HeaderSet
+}
+
+// ParseHeaders reads --header values: header names in any letter case
+// (X-Forwarded-For, Forwarded, X-Real-IP, True-Client-IP, CF-Connecting-IP),
+// or "all".
+func ParseHeaders(names []string) (xff.HeaderSet, error) {
+	var set xff.HeaderSet
+	for _, n := range names {
+		n = strings.TrimSuffix(strings.TrimSpace(n), ":")
+		if strings.EqualFold(n, "all") {
+			set |= xff.AllHeaders
+			continue
+		}
+		h, ok := xff.ParseHeader(n)
+		if !ok {
+			var known []string
+			for h := range xff.NumHeaders {
+				known = append(known, h.String())
+			}
+			return 0, fmt.Errorf("header %q: want one of %s, or all", n, strings.Join(known, ", "))
+		}
+		set |= xff.SetOf(h)
+	}
+	return set, nil
+}
+
+// headers returns the headers searched.
+func (o *Options) headers() xff.HeaderSet {
+	if o.Headers == 0 {
+		return xff.SetOf(xff.XForwardedFor)
+	}
+	return o.Headers
 }
 
 // Validate checks the patterns and the window.
@@ -117,14 +155,14 @@ type searcher struct {
 	ahead []byte // records after a hit, for following a header block
 }
 
-// Search finds every packet whose XFF values hold an address in the
-// prefixes, restricted by the options: one Row per (address, packet), in
-// file, offset and address order.
+// Search finds every packet whose values of the selected headers hold an
+// address in the prefixes, restricted by the options: one Row per (address,
+// packet, header), in file, offset, header and address order.
 func Search(store *index.Store, opt Options) (Result, error) {
 	if err := opt.Validate(); err != nil {
 		return Result{}, err
 	}
-	hits, files, err := store.Lookup(opt.Prefixes)
+	hits, files, err := store.Lookup(opt.Prefixes, opt.headers())
 	if err != nil {
 		return Result{}, err
 	}
@@ -132,7 +170,7 @@ func Search(store *index.Store, opt Options) (Result, error) {
 	// file, offset and address, so repeats are neighbours.
 	kept := hits[:0]
 	for i, h := range hits {
-		if i > 0 && hits[i-1].File.Path == h.File.Path && hits[i-1].Offset == h.Offset && hits[i-1].Addr == h.Addr {
+		if i > 0 && hits[i-1].File.Path == h.File.Path && hits[i-1].Offset == h.Offset && hits[i-1].Header == h.Header && hits[i-1].Addr == h.Addr {
 			continue
 		}
 		if !opt.selected(h.File) {
@@ -156,9 +194,10 @@ func Search(store *index.Store, opt Options) (Result, error) {
 			continue
 		}
 		for k := i; k < j; {
-			// The hits of one packet (one per address) share its decoding.
+			// The hits of one packet and header (one per address) share
+			// its decoding.
 			l := k
-			for l < j && hits[l].Offset == hits[k].Offset {
+			for l < j && hits[l].Offset == hits[k].Offset && hits[l].Header == hits[k].Header {
 				l++
 			}
 			if err := s.packet(hits[k:l], &res); err != nil {
@@ -172,7 +211,7 @@ func Search(store *index.Store, opt Options) (Result, error) {
 }
 
 // packet reads and decodes one packet record and appends a row for each of
-// its hits that passes the options.
+// its hits, all of one header, that passes the options.
 func (s *searcher) packet(hits []index.Hit, res *Result) error {
 	h := hits[0]
 	rec, err := s.r.record(h.Offset)
@@ -194,9 +233,9 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 	if h.Raw != nil {
 		value = h.Raw
 	} else {
-		value = joinedValues(payload)
+		value = joinedValues(payload, h.Header)
 	}
-	pi := parsePacket(payload, h.Raw)
+	pi := parsePacket(payload, h.Raw, h.Header)
 	digits := tsDigits(s.r.info, h.Offset, rec)
 	for _, h := range hits {
 		req := pi.requestOf(h.Addr)
@@ -211,7 +250,7 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 			}
 			req = of // the request where it is the client
 		}
-		row := Row{XFFIP: h.Addr, XFF: value, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft}
+		row := Row{XFFIP: h.Addr, XFF: value, Header: h.Header, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft}
 		if req != nil && !req.Cont {
 			row.Request = Request{Method: bytes.Clone(req.Method), Host: bytes.Clone(req.Host), Path: bytes.Clone(req.Target)}
 		}

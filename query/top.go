@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
 )
 
@@ -21,6 +22,9 @@ type TopOptions struct {
 	N        int // how many addresses
 	From, To time.Time
 	Files    []string
+	// Headers as in Options: X-Forwarded-For alone when zero. With several,
+	// a hit is a packet and header, as a query row is.
+	Headers xff.HeaderSet
 	// BatchAddrs and BatchHits bound one batch of windowed counting (the
 	// addresses looked up in one opening of the index); 0: 1024 and 2^18.
 	BatchAddrs, BatchHits int
@@ -58,7 +62,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	if opt.N < 1 {
 		return TopResult{}, fmt.Errorf("top: N must be at least 1")
 	}
-	so := Options{From: opt.From, To: opt.To, Files: opt.Files}
+	so := Options{From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers}
 	batchAddrs, batchHits := cmp.Or(opt.BatchAddrs, 1024), cmp.Or(opt.BatchHits, 1<<18)
 	if err := so.Validate(); err != nil {
 		return TopResult{}, err
@@ -100,7 +104,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 			compactAt = max(compactAt, 2*len(cands))
 		}
 	}
-	err := store.ScanHits(func(a netip.Addr, f *index.FileInfo, off int64) error {
+	err := store.ScanHits(so.headers(), func(a netip.Addr, f *index.FileInfo, off int64) error {
 		if a != cur.addr {
 			flush()
 			cur = cand{addr: a}
@@ -218,7 +222,7 @@ func countInWindow(store *index.Store, addrs []netip.Addr, so Options) (map[neti
 	for i, a := range addrs {
 		ps[i] = netip.PrefixFrom(a, a.BitLen())
 	}
-	hits, _, err := store.Lookup(ps)
+	hits, _, err := store.Lookup(ps, so.headers())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,22 +11,22 @@ import (
 	"github.com/xffidx/xffidx/format/xff"
 )
 
-// ClientAddr applies the --client-only rule to one request's X-Forwarded-For
-// list (all its XFF lines joined in order, each value given separately): it
+// ClientAddr applies the --client-only rule to one request's list of header
+// h (all its lines of h joined in order, each value given separately): it
 // returns the right-most entry that is not in a trusted range, the address
 // the last trusted proxy actually saw its peer use. Proxies append, so
 // everything left of that entry was written by the client or by proxies
 // nobody vouches for, and may be forged.
 //
-// Empty elements are skipped. An element that is not an address ("unknown",
+// Empty elements, and Forwarded elements without for=, are skipped. An element that is not an address ("unknown",
 // garbage) is an untrusted entry like any other: if it is the right-most
 // untrusted one, ok is false and no address counts. ok is also false when
 // every entry is trusted. The packet's own source address is not part of the
 // rule: only the list is.
-func ClientAddr(values [][]byte, trusted []netip.Prefix) (client netip.Addr, ok bool) {
+func ClientAddr(h xff.Header, values [][]byte, trusted []netip.Prefix) (client netip.Addr, ok bool) {
 	var elems [][]byte
 	for _, v := range values {
-		xff.Elements(v, false, func(e []byte) {
+		h.Elements(v, false, func(e []byte) {
 			if len(e) > 0 {
 				elems = append(elems, e)
 			}
@@ -89,7 +89,7 @@ func (s *searcher) clientVerdict(pi *packetInfo, a netip.Addr, rec format.Record
 				continue
 			}
 		}
-		if c, ok := ClientAddr(values, s.opt.Trusted); ok && c == a {
+		if c, ok := ClientAddr(req.Header, values, s.opt.Trusted); ok && c == a {
 			return clientYes, req
 		}
 	}
@@ -128,7 +128,7 @@ func (s *searcher) completeBlock(rec format.Record, req *httpRequest, values [][
 	values = values[:len(values):len(values)] // appends must not write into the caller's lines
 	lastCut := req.LastCut
 	cutLine := bytes.Clone(req.CutLine)
-	cutIsXFF := lastCut && len(req.Lines) > 0 && (req.Lines[len(req.Lines)-1].Cut || req.Lines[len(req.Lines)-1].Joined)
+	cutIsOurs := lastCut && len(req.Lines) > 0 && (req.Lines[len(req.Lines)-1].Cut || req.Lines[len(req.Lines)-1].Joined)
 	from := rec.Offset + int64(rec.Size)
 	for range maxFollow {
 		want := seg.Seq + uint32(len(seg.Payload))
@@ -151,14 +151,14 @@ func (s *searcher) completeBlock(rec format.Record, req *httpRequest, values [][
 			}
 			line := bytes.TrimRight(append(cutLine, p[:nl]...), "\r")
 			switch {
-			case cutIsXFF && len(line) > 0 && (line[0] == ' ' || line[0] == '\t'):
+			case cutIsOurs && len(line) > 0 && (line[0] == ' ' || line[0] == '\t'):
 				values[len(values)-1] = bytes.Trim(line, " \t\r")
-			case cutIsXFF:
-				if v, isXFF := xff.HasName(line); isXFF {
+			case cutIsOurs:
+				if h, v, ok := xff.MatchName(line); ok && h == req.Header {
 					values[len(values)-1] = v
 				}
 			default:
-				if v, isXFF := xff.HasName(line); isXFF {
+				if h, v, ok := xff.MatchName(line); ok && h == req.Header {
 					values = append(values, v)
 				}
 			}
@@ -173,7 +173,7 @@ func (s *searcher) completeBlock(rec format.Record, req *httpRequest, values [][
 			seg, from = next, after
 			continue
 		}
-		blocks, _ := parseRequests(p, true)
+		blocks, _ := parseRequests(p, true, req.Header)
 		if len(blocks) == 0 {
 			return values, true
 		}
@@ -188,7 +188,7 @@ func (s *searcher) completeBlock(rec format.Record, req *httpRequest, values [][
 			return nil, false
 		}
 		lastCut, cutLine = b.LastCut, bytes.Clone(b.CutLine)
-		cutIsXFF = lastCut && len(b.Lines) > 0 && b.Lines[len(b.Lines)-1].Cut
+		cutIsOurs = lastCut && len(b.Lines) > 0 && b.Lines[len(b.Lines)-1].Cut
 		seg, from = next, after
 	}
 	return nil, false

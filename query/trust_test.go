@@ -45,7 +45,7 @@ func TestClientAddr(t *testing.T) {
 		for _, v := range c.values {
 			vs = append(vs, []byte(v))
 		}
-		a, ok := query.ClientAddr(vs, trusted)
+		a, ok := query.ClientAddr(xff.XForwardedFor, vs, trusted)
 		got := ""
 		if ok {
 			got = a.String()
@@ -54,7 +54,7 @@ func TestClientAddr(t *testing.T) {
 			t.Errorf("%q: client %q, want %q", c.values, got, c.want)
 		}
 	}
-	if a, ok := query.ClientAddr([][]byte{[]byte("203.0.113.5, 10.1.1.1")}, nil); !ok || a.String() != "10.1.1.1" {
+	if a, ok := query.ClientAddr(xff.XForwardedFor, [][]byte{[]byte("203.0.113.5, 10.1.1.1")}, nil); !ok || a.String() != "10.1.1.1" {
 		t.Errorf("no trusted ranges: client %v %v, want the right-most entry", a, ok)
 	}
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/xffidx/xffidx/format/capgen"
 	"github.com/xffidx/xffidx/index"
+
+	"github.com/xffidx/xffidx/format/xff"
 )
 
 // TestMain lets a test run the command line in a child process (to kill it).
@@ -34,7 +36,7 @@ func hitsByFile(t *testing.T, dir string) map[string][]string {
 	if !store.Exists() {
 		return out
 	}
-	hits, files, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
+	hits, files, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, xff.AllHeaders)
 	if errors.Is(err, index.ErrNoIndex) {
 		return out // killed while creating the database: nothing committed
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 func newQuery(g *globals) *cobra.Command {
-	var ips, cidrs, files, trusted []string
+	var ips, cidrs, files, trusted, headers []string
 	var from, to, outFormat string
 	var flows, wsFilter, clientOnly bool
 	var writeOut string
@@ -35,6 +35,13 @@ method, host and path are the request line and Host header of the request
 that carried the XFF line; they are empty for a packet that continues a
 header block begun in an earlier TCP segment.
 
+The build indexes the other headers that carry a client address too:
+Forwarded (RFC 7239: the for= node of each element), X-Real-IP,
+True-Client-IP and CF-Connecting-IP. --header NAME (repeatable) or
+--header all searches those instead of X-Forwarded-For alone; each row then
+names its header (a "header" JSON field, a HEADER column) and a packet is
+reported once per matching address and header.
+
 --flows prints one row per connection instead (json: src_ip, src_port,
 dst_ip, dst_port, proto, first_ts, last_ts, hits, files, xff_ips).
 --wireshark-filter prints only a display filter selecting every packet of
@@ -47,7 +54,7 @@ packet block) is kept when its capture's span overlaps the window. A flow is
 a 5-tuple: a connection whose ports were reused later counts as one.
 
 --client-only keeps a hit only when ADDR is the right-most entry of its
-request's X-Forwarded-For list (all XFF lines of the request, in order) that
+request's list (all lines of the hit's header in the request, in order) that
 is not in a --trusted-proxy range: the address the last trusted proxy saw
 the connection come from. Entries left of it can be written by anyone. Only
 the list counts, not the packet's own source address; a non-address entry
@@ -69,6 +76,10 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 				return fail(errors.New("--ip ADDR or --cidr PREFIX is required"))
 			}
 			opt := query.Options{Files: files, ClientOnly: clientOnly}
+			var err error
+			if opt.Headers, err = query.ParseHeaders(headers); err != nil {
+				return fail(fmt.Errorf("--header: %v", err))
+			}
 			for _, s := range ips {
 				a, err := parseAddr(s)
 				if err != nil {
@@ -93,7 +104,6 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 				}
 				opt.Trusted = append(opt.Trusted, p)
 			}
-			var err error
 			if opt.From, opt.To, err = parseWindow(from, to); err != nil {
 				return fail(err)
 			}
@@ -129,13 +139,13 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 			case flows:
 				err = query.WriteFlows(g.stdout, outFormat, query.Flows(res.Rows))
 			default:
-				err = query.Write(g.stdout, outFormat, res.Rows)
+				err = query.Write(g.stdout, outFormat, res.Rows, len(headers) > 0)
 			}
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
 			if res.Undecided > 0 {
-				fmt.Fprintf(g.stderr, "xffidx: note: --client-only left out %d hits whose request's X-Forwarded-For list could not be read whole (header block continued beyond the capture's reach, or cut by the snap length)\n", res.Undecided)
+				fmt.Fprintf(g.stderr, "xffidx: note: --client-only left out %d hits whose request's header list could not be read whole (header block continued beyond the capture's reach, or cut by the snap length)\n", res.Undecided)
 			}
 			return problemsExit(g, res.Problems, found)
 		},
@@ -151,6 +161,7 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 	f.StringVar(&writeOut, "write", "", "write the matched conversations (every packet of each matched connection, both directions) to this capture file: pcap, or pcapng when the packets have several link types or the name ends in .pcapng")
 	f.BoolVar(&clientOnly, "client-only", false, "keep a hit only if ADDR is the right-most XFF entry not in a --trusted-proxy range (spoof-proof attribution)")
 	f.StringArrayVar(&trusted, "trusted-proxy", nil, "address or prefix of a proxy you trust to append the true peer address (with --client-only); repeatable")
+	f.StringArrayVar(&headers, "header", nil, "search this forwarding header instead of X-Forwarded-For: X-Forwarded-For, Forwarded, X-Real-IP, True-Client-IP, CF-Connecting-IP (any case), or all; repeatable; each hit then names its header")
 	f.StringVar(&outFormat, "format", "", "output: table, json or csv (default: table on a terminal, else json)")
 	return cmd
 }

@@ -12,7 +12,7 @@ import (
 func newTop(g *globals) *cobra.Command {
 	var n int
 	var from, to, outFormat string
-	var files []string
+	var files, headers []string
 	cmd := &cobra.Command{
 		Use:   "top [--n 20] [flags]",
 		Short: "Print the X-Forwarded-For addresses with the most hits",
@@ -44,6 +44,9 @@ vanished or changed since it was indexed).`,
 			}
 			opt := query.TopOptions{N: n, Files: files}
 			var err error
+			if opt.Headers, err = query.ParseHeaders(headers); err != nil {
+				return fail(fmt.Errorf("--header: %v", err))
+			}
 			if opt.From, opt.To, err = parseWindow(from, to); err != nil {
 				return fail(err)
 			}
@@ -65,6 +68,7 @@ vanished or changed since it was indexed).`,
 	f.StringVar(&from, "from", "", "only packets at or after this time: RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or relative to now (-30m, -2h, -7d)")
 	f.StringVar(&to, "to", "", "only packets at or before this time (same forms as --from)")
 	f.StringArrayVar(&files, "file", nil, "only captures whose absolute path or base name matches this glob; repeatable")
+	f.StringArrayVar(&headers, "header", nil, "rank addresses of this forwarding header instead of X-Forwarded-For (as query --header; all for every one); a hit is then a packet and header")
 	f.StringVar(&outFormat, "format", "", "output: table, json or csv (default: table on a terminal, else json)")
 	return cmd
 }

@@ -1,6 +1,7 @@
-// Package xff finds X-Forwarded-For header lines inside the header blocks of
-// HTTP/1.x requests carried in a TCP payload, and parses their elements into
-// canonical addresses.
+// Package xff finds the forwarding header lines that carry a client address
+// (X-Forwarded-For, and Forwarded, X-Real-IP, True-Client-IP and
+// CF-Connecting-IP) inside the header blocks of HTTP/1.x requests carried in
+// a TCP payload, and parses their elements into canonical addresses.
 //
 // Only a real request header block counts: the payload must start with a
 // request line (or continue a header block begun in an earlier segment), and
@@ -16,20 +17,112 @@ import (
 	"unsafe"
 )
 
-// Name is the header name, lower case, with its colon: the needle a raw byte
-// search looks for.
+// Name is the X-Forwarded-For header name, lower case, with its colon.
 const Name = "x-forwarded-for:"
+
+// Header names one of the forwarding headers. The numbers are stored in the
+// index (see package index): add new headers at the end, never renumber.
+type Header uint8
+
+const (
+	XForwardedFor  Header = iota // X-Forwarded-For: a comma-separated list
+	Forwarded                    // RFC 7239: the for= parameter of each element
+	XRealIP                      // X-Real-IP (nginx): one address
+	TrueClientIP                 // True-Client-IP (Akamai, Cloudflare)
+	CFConnectingIP               // CF-Connecting-IP (Cloudflare)
+	NumHeaders                   // the number of headers; not a header
+)
+
+// String returns the header's canonical spelling.
+func (h Header) String() string {
+	switch h {
+	case XForwardedFor:
+		return "X-Forwarded-For"
+	case Forwarded:
+		return "Forwarded"
+	case XRealIP:
+		return "X-Real-IP"
+	case TrueClientIP:
+		return "True-Client-IP"
+	case CFConnectingIP:
+		return "CF-Connecting-IP"
+	}
+	return "unknown"
+}
+
+// nameOf returns the header's name, lower case, with its colon.
+func (h Header) nameOf() string {
+	switch h {
+	case XForwardedFor:
+		return Name
+	case Forwarded:
+		return "forwarded:"
+	case XRealIP:
+		return "x-real-ip:"
+	case TrueClientIP:
+		return "true-client-ip:"
+	case CFConnectingIP:
+		return "cf-connecting-ip:"
+	}
+	return ""
+}
+
+// HeaderSet is a set of headers, one bit per Header.
+type HeaderSet uint8
+
+// AllHeaders holds every header.
+const AllHeaders HeaderSet = 1<<NumHeaders - 1
+
+// SetOf returns the set of the given headers.
+func SetOf(hs ...Header) HeaderSet {
+	var s HeaderSet
+	for _, h := range hs {
+		s |= 1 << h
+	}
+	return s
+}
+
+// Has reports whether h is in the set.
+func (s HeaderSet) Has(h Header) bool { return h < NumHeaders && s&(1<<h) != 0 }
+
+// maxNameLen is the length of the longest name with its colon.
+const maxNameLen = len("cf-connecting-ip:")
+
+// ParseHeader reads a header name in any letter case, without its colon.
+func ParseHeader(name string) (Header, bool) {
+	return headerOf([]byte(name))
+}
+
+// headerOf returns the header a field name (without colon) names.
+func headerOf(name []byte) (Header, bool) {
+	// The lengths tell the names apart but for two of 9 bytes.
+	switch len(name) {
+	case 15:
+		return XForwardedFor, equalFold(name, Name[:15])
+	case 9:
+		if equalFold(name, "forwarded") {
+			return Forwarded, true
+		}
+		return XRealIP, equalFold(name, "x-real-ip")
+	case 14:
+		return TrueClientIP, equalFold(name, "true-client-ip")
+	case 16:
+		return CFConnectingIP, equalFold(name, "cf-connecting-ip")
+	}
+	return 0, false
+}
 
 // MaxValue caps how much of one header value is kept: values are
 // attacker-controlled and a real chain of proxies fits in far less.
 const MaxValue = 4096
 
-// Line is one X-Forwarded-For header line (or an obs-fold continuation of one).
+// Line is one forwarding header line (or an obs-fold continuation of one).
 type Line struct {
-	Value []byte // the value, surrounding whitespace trimmed; aliases the payload
-	Start int    // offset in the payload where the line starts
+	Value  []byte // the value, surrounding whitespace trimmed; aliases the payload
+	Start  int    // offset in the payload where the line starts
+	Header Header
 	// Request numbers the pipelined request the line belongs to, from 0:
-	// each request's lines form one list.
+	// each request's lines of one header form one list.
 	Request int
 	// Cut: the payload ended before the line's end of line, so the value may
 	// go on in the next segment, or was cut by the snap length.
@@ -131,7 +224,8 @@ func scan(res *Result, p []byte, inHeaders bool) {
 		req := &res.Requests[request]
 		var contentLength int64 = -1
 		chunked := false
-		lastXFF := false
+		lastFwd := false // the previous line was a forwarding header
+		var lastHeader Header
 		for {
 			if pos >= len(p) {
 				res.Open, res.BodyDeclared = true, contentLength > 0 || chunked
@@ -153,8 +247,8 @@ func scan(res *Result, p []byte, inHeaders bool) {
 			}
 			if line[0] == ' ' || line[0] == '\t' {
 				// obs-fold: the line continues the previous header's value.
-				if lastXFF {
-					res.Lines = append(res.Lines, Line{Value: trimValue(line), Start: pos, Cut: cut, Request: request})
+				if lastFwd {
+					res.Lines = append(res.Lines, Line{Value: trimValue(line), Start: pos, Cut: cut, Request: request, Header: lastHeader})
 				}
 			} else {
 				colon := headerName(line)
@@ -169,10 +263,10 @@ func scan(res *Result, p []byte, inHeaders bool) {
 					return
 				}
 				name, value := line[:colon], line[colon+1:]
-				lastXFF = equalFold(name, Name[:len(Name)-1])
+				lastHeader, lastFwd = headerOf(name)
 				switch {
-				case lastXFF:
-					res.Lines = append(res.Lines, Line{Value: trimValue(value), Start: pos, Cut: cut, Request: request})
+				case lastFwd:
+					res.Lines = append(res.Lines, Line{Value: trimValue(value), Start: pos, Cut: cut, Request: request, Header: lastHeader})
 				case equalFold(name, "host"):
 					if req.Host == nil {
 						req.Host = trimValue(value)
@@ -471,14 +565,101 @@ func parseDecimalIPv4(b []byte) (netip.Addr, bool) {
 	return netip.AddrFrom4(out), true
 }
 
+// Elements calls fn for each element of a value of header h, in list
+// order: the comma-separated elements, or for Forwarded the for= node of each
+// element (nil for an element without one). lastIsCut is as for Elements.
+func (h Header) Elements(value []byte, lastIsCut bool, fn func(elem []byte)) {
+	if h == Forwarded {
+		forwardedElements(value, lastIsCut, fn)
+		return
+	}
+	Elements(value, lastIsCut, fn)
+}
+
+// forwardedElements splits a Forwarded value (RFC 7239: elements separated
+// by commas, each a list of name=value pairs separated by semicolons, values
+// tokens or quoted strings) and passes the node of each element's for=
+// parameter, unquoted, with an obfuscated port ("_abc") removed; ParseAddr
+// then reads it like an X-Forwarded-For element. "unknown" and obfuscated
+// identifiers ("_hidden") are passed as they are and are not addresses.
+func forwardedElements(value []byte, lastIsCut bool, fn func(node []byte)) {
+	start, inQuote := 0, false
+	for i := 0; i < len(value); i++ {
+		switch c := value[i]; {
+		case inQuote && c == '\\':
+			i++
+		case c == '"':
+			inQuote = !inQuote
+		case c == ',' && !inQuote:
+			fn(forwardedFor(value[start:i]))
+			start = i + 1
+		}
+	}
+	if !lastIsCut {
+		fn(forwardedFor(value[start:]))
+	}
+}
+
+// forwardedFor returns the node of an element's first for= pair, or nil.
+func forwardedFor(elem []byte) []byte {
+	for len(elem) > 0 {
+		end, inQuote := len(elem), false
+		for i := 0; i < len(elem); i++ {
+			c := elem[i]
+			if inQuote && c == '\\' {
+				i++
+			} else if c == '"' {
+				inQuote = !inQuote
+			} else if c == ';' && !inQuote {
+				end = i
+				break
+			}
+		}
+		pair := trimValue(elem[:end])
+		if eq := bytes.IndexByte(pair, '='); eq >= 0 && equalFold(trimValue(pair[:eq]), "for") {
+			return forwardedNode(trimValue(pair[eq+1:]))
+		}
+		elem = elem[min(end+1, len(elem)):]
+	}
+	return nil
+}
+
+// forwardedNode unquotes a for= value and drops an obfuscated port.
+func forwardedNode(v []byte) []byte {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+		if bytes.IndexByte(v, '\\') >= 0 {
+			// quoted-pair: rare enough that a copy does not matter.
+			u := make([]byte, 0, len(v))
+			for i := 0; i < len(v); i++ {
+				if v[i] == '\\' && i+1 < len(v) {
+					i++
+				}
+				u = append(u, v[i])
+			}
+			v = u
+		}
+	}
+	colon := bytes.LastIndexByte(v, ':')
+	if colon >= 0 && colon+1 < len(v) && v[colon+1] == '_' {
+		// node-port = port / obfport; only IPv4 (one colon) and a
+		// bracketed IPv6 carry a port.
+		if (len(v) > 0 && v[0] == '[' && colon > 0 && v[colon-1] == ']') || bytes.Count(v, []byte{':'}) == 1 {
+			v = v[:colon]
+		}
+	}
+	return v
+}
+
 // EndsWithNamePrefix reports whether b ends with a line that is a proper,
-// non-empty prefix of Name (case-insensitive): a header name that may go on
-// in the next TCP segment. It reads at most the last 16 bytes.
+// non-empty prefix of a header name with its colon (case-insensitive): a
+// header name that may go on in the next TCP segment. It reads at most the
+// last maxNameLen bytes.
 func EndsWithNamePrefix(b []byte) bool {
 	if len(b) == 0 || !nameByte[b[len(b)-1]] {
 		return false // the common case, decided by one table look-up
 	}
-	tail := b[max(0, len(b)-len(Name)):]
+	tail := b[max(0, len(b)-maxNameLen):]
 	nl := bytes.LastIndexByte(tail, '\n')
 	if nl < 0 {
 		return false
@@ -486,45 +667,70 @@ func EndsWithNamePrefix(b []byte) bool {
 	return IsNamePrefix(tail[nl+1:])
 }
 
-// nameByte marks the bytes a proper prefix of Name can end with.
+// nameByte marks the bytes a proper prefix of a header name can end with.
 var nameByte = func() (t [256]bool) {
-	for _, c := range []byte(Name[:len(Name)-1]) {
-		t[c] = true
-		if c >= 'a' && c <= 'z' {
-			t[c-'a'+'A'] = true
+	for h := range NumHeaders {
+		name := h.nameOf()
+		for _, c := range []byte(name[:len(name)-1]) {
+			t[c] = true
+			if c >= 'a' && c <= 'z' {
+				t[c-'a'+'A'] = true
+			}
 		}
 	}
 	return t
 }()
 
-// IsNamePrefix reports whether b is a proper, non-empty prefix of Name.
+// IsNamePrefix reports whether b is a proper, non-empty prefix of a header
+// name with its colon.
 func IsNamePrefix(b []byte) bool {
-	return len(b) > 0 && len(b) < len(Name) && equalFold(b, Name[:len(b)])
-}
-
-// HasName reports whether line starts with Name (case-insensitive) and
-// returns the value after it, trimmed.
-func HasName(line []byte) ([]byte, bool) {
-	if len(line) < len(Name) || !equalFold(line[:len(Name)], Name) {
-		return nil, false
+	for h := range NumHeaders {
+		if h.IsNamePrefix(b) {
+			return true
+		}
 	}
-	return trimValue(line[len(Name):]), true
+	return false
 }
 
-// IndexName returns the index of the first case-insensitive occurrence of
-// Name in b, or -1. It is the build's per-packet filter, so it looks at raw
-// frame bytes: it cannot insist on a line start, because a TCP payload that
-// begins with the header (a header block continued from an earlier segment)
-// follows TCP header bytes, not a newline; ScanRequests and ScanHeaders decide.
+// IsNamePrefix reports whether b is a proper, non-empty prefix of h's name
+// with its colon.
+func (h Header) IsNamePrefix(b []byte) bool {
+	name := h.nameOf()
+	return len(b) > 0 && len(b) < len(name) && equalFold(b, name[:len(b)])
+}
+
+// MatchName reports whether line is a header line of one of the forwarding
+// headers and returns which, with its value trimmed.
+func MatchName(line []byte) (Header, []byte, bool) {
+	colon := headerName(line)
+	if colon < 0 {
+		return 0, nil, false
+	}
+	h, ok := headerOf(line[:colon])
+	if !ok {
+		return 0, nil, false
+	}
+	return h, trimValue(line[colon+1:]), true
+}
+
+// IndexName returns the index of the first case-insensitive occurrence of a
+// forwarding header name with its colon in b, or -1. It is the build's
+// per-packet filter, so it looks at raw frame bytes: it cannot insist on a
+// line start, because a TCP payload that begins with the header (a header
+// block continued from an earlier segment) follows TCP header bytes, not a
+// newline; ScanRequests and ScanHeaders decide.
 func IndexName(b []byte) int {
-	for off := 1; off < len(b); {
-		i := indexDashPair(b[off:])
+	for off := 0; off < len(b); {
+		i := indexNameEnd(b[off:])
 		if i < 0 {
 			return -1
 		}
-		start := off + i - 1
-		if start+len(Name) <= len(b) && equalFold(b[start:start+len(Name)], Name) {
-			return start
+		colon := off + i + nameEndSpan - 1
+		for h := range NumHeaders {
+			name := h.nameOf()
+			if start := colon + 1 - len(name); start >= 0 && equalFold(b[start:colon+1], name) {
+				return start
+			}
 		}
 		off += i + 1
 	}

@@ -5,9 +5,15 @@ import (
 	"testing"
 )
 
+// values lists the lines' values, those of other headers than
+// X-Forwarded-For as "Header=value".
 func values(res Result) []string {
 	var out []string
 	for _, l := range res.Lines {
+		if l.Header != XForwardedFor {
+			out = append(out, l.Header.String()+"="+string(l.Value))
+			continue
+		}
 		out = append(out, string(l.Value))
 	}
 	return out
@@ -25,7 +31,11 @@ func TestScanRequests(t *testing.T) {
 		{"whitespace", "GET / HTTP/1.0\r\nX-FORWARDED-FOR: \t 1.2.3.4 \t\r\n\r\n", []string{"1.2.3.4"}, false},
 		{"two lines", "POST /x HTTP/1.1\r\nx-forwarded-for: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\n\r\n", []string{"1.1.1.1", "2.2.2.2"}, false},
 		{"lf only", "GET / HTTP/1.1\nX-Forwarded-For: 1.2.3.4\n\n", []string{"1.2.3.4"}, false},
-		{"look-alikes", "GET / HTTP/1.1\r\nX-Original-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: h\r\nX-Real-IP: 6.6.6.7\r\nX-Forwarded-For-X: 6.6.6.8\r\n\r\n", nil, false},
+		{"look-alikes", "GET / HTTP/1.1\r\nX-Original-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: h\r\nX-Real-IPs: 6.6.6.7\r\nX-Forwarded-For-X: 6.6.6.8\r\nForwarded-For: 6.6.6.9\r\nX-Forwarded: for=6.6.6.10\r\nCF-Connecting-IPv6: ::6\r\n\r\n", nil, false},
+		{"other headers", "GET / HTTP/1.1\r\nx-real-ip: 1.1.1.1\r\nFORWARDED: for=2.2.2.2\r\nTrue-Client-IP: 3.3.3.3\r\ncf-connecting-ip:4.4.4.4\r\nX-Forwarded-For: 5.5.5.5\r\n\r\n",
+			[]string{"X-Real-IP=1.1.1.1", "Forwarded=for=2.2.2.2", "True-Client-IP=3.3.3.3", "CF-Connecting-IP=4.4.4.4", "5.5.5.5"}, false},
+		{"obs-fold keeps the header", "GET / HTTP/1.1\r\nForwarded: for=1.1.1.1,\r\n for=2.2.2.2\r\nX-Forwarded-For: 3.3.3.3\r\n\t4.4.4.4\r\n\r\n",
+			[]string{"Forwarded=for=1.1.1.1,", "Forwarded=for=2.2.2.2", "3.3.3.3", "4.4.4.4"}, false},
 		{"in body", "POST / HTTP/1.1\r\nContent-Length: 26\r\n\r\nX-Forwarded-For: 6.6.6.6\r\n", nil, false},
 		{"pipelined", "GET /a HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\n\r\nGET /b HTTP/1.1\r\nX-Forwarded-For: 2.2.2.2\r\n\r\n", []string{"1.1.1.1", "2.2.2.2"}, false},
 		{"pipelined after body", "POST /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nbodyGET /b HTTP/1.1\r\nX-Forwarded-For: 2.2.2.2\r\n\r\n", []string{"2.2.2.2"}, false},
@@ -114,6 +124,15 @@ func TestElements(t *testing.T) {
 
 func TestIndexName(t *testing.T) {
 	cases := map[string]int{
+		"GET / HTTP/1.1\r\nX-Real-IP: 1":                16,
+		"GET / HTTP/1.1\r\nforwarded: for=1":            16,
+		"Forwarded:":                                    0,
+		"a\nTRUE-CLIENT-IP:":                            2,
+		"a\nCf-Connecting-Ip:":                          2,
+		"a\nX-Real-IPs: 1":                              -1,
+		"a\nX-Forwarded: 1":                             4,  // the scanner rejects the line
+		"a\nLast-Modified: x":                           -1, // ends like "forwarded:", is not
+		"a\nCF-Connecting-IP X-Real-IP: 1":              19,
 		"X-Forwarded-For: 1":                            -1 + 1,
 		"GET / HTTP/1.1\r\nx-forwarded-for:":            16,
 		"GET / HTTP/1.1\r\nX-Original-Forwarded-For: 1": -1,
@@ -134,7 +153,12 @@ func TestEndsWithNamePrefix(t *testing.T) {
 		"Accept: */*\r\nX-Forwa":          true,
 		"Accept: */*\r\nx":                true,
 		"Accept: */*\r\nX-Forwarded-For:": false, // complete: IndexName finds it
-		"Accept: */*\r\nX-Real":           false,
+		"Accept: */*\r\nX-Real":           true,
+		"Accept: */*\r\nX-Realm":          false,
+		"Accept: */*\r\nForwar":           true,
+		"Accept: */*\r\ncf-connecting-ip": true,
+		"Accept: */*\r\nTrue-Client-IP:":  false,
+		"Accept: */*\r\nz":                false,
 		"Accept: */*\r\n":                 false,
 		"X-Forwa":                         false, // no line start in reach
 	}
@@ -166,6 +190,7 @@ func FuzzScan(f *testing.F) {
 		"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\nGET /b HTTP/1.1\r\nX-Forwarded-For: 2.2.2.2\r\n\r\n",
 		"POST /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nbodyGET /b HTTP/1.1\r\nx-forwarded-for:10.000.000.03,unknown\r\n\r\n",
 		"GET / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4,\r\n 5.6.7.8\r\n",
+		"GET / HTTP/1.1\r\nForwarded: for=\"[2001:db8::1]:_x\";proto=https, for=unknown,for=\"1.2.\\3.4\"\r\nX-Real-IP: 9.9.9.9\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -175,7 +200,7 @@ func FuzzScan(f *testing.F) {
 				if l.Start < 0 || l.Start > len(payload) {
 					t.Fatalf("line start %d outside payload of %d", l.Start, len(payload))
 				}
-				Elements(l.Value, l.Cut, func(e []byte) {
+				l.Header.Elements(l.Value, l.Cut, func(e []byte) {
 					a, ok := ParseAddr(e)
 					if !ok {
 						return
@@ -187,8 +212,11 @@ func FuzzScan(f *testing.F) {
 				})
 			}
 		}
-		if i := IndexName(payload); i >= 0 && !strings.EqualFold(string(payload[i:i+len(Name)]), Name) {
-			t.Fatalf("IndexName found %q", payload[i:i+len(Name)])
+		if i := IndexName(payload); i >= 0 {
+			colon := i + strings.IndexByte(string(payload[i:]), ':')
+			if h, _, ok := MatchName(payload[i:]); !ok || colon-i != len(h.String()) {
+				t.Fatalf("IndexName found %q", payload[i:min(len(payload), i+20)])
+			}
 		}
 	})
 }
@@ -223,4 +251,72 @@ func FuzzIndexDashPair(f *testing.F) {
 			t.Fatalf("got %d, want %d", got, want)
 		}
 	})
+}
+
+// TestForwardedElements: RFC 7239's examples and the spellings seen in the
+// wild, each element's for= node read as an address ("-": not an address).
+func TestForwardedElements(t *testing.T) {
+	cases := []struct {
+		value string
+		cut   bool
+		want  string
+	}{
+		{`for="_gazonk"`, false, "-"},
+		{`For="[2001:db8:cafe::17]:4711"`, false, "2001:db8:cafe::17"},
+		{`for=192.0.2.60;proto=http;by=203.0.113.43`, false, "192.0.2.60"},
+		{`for=192.0.2.43, for=198.51.100.17`, false, "192.0.2.43|198.51.100.17"},
+		{`for=192.0.2.43,for="[2001:db8:cafe::17]",for=unknown`, false, "192.0.2.43|2001:db8:cafe::17|-"},
+		{`for=unknown, for=192.0.2.43:47011`, false, "-|192.0.2.43"},
+		{`for="192.0.2.43:_hidden"`, false, "192.0.2.43"},
+		{`for="[2001:db8::1]:_p1"`, false, "2001:db8::1"},
+		{`by=10.0.0.1;proto=https`, false, "-"},
+		{`proto=https;FOR="[::ffff:192.0.2.1]";host=a`, false, "192.0.2.1"},
+		{`for="a,b;c", for=1.2.3.4`, false, "-|1.2.3.4"},
+		{`for="1.2.\3.4"`, false, "1.2.3.4"},
+		{`for=1.2.3.4 ; proto=http`, false, "1.2.3.4"},
+		{`for=2001:db8::7`, false, "2001:db8::7"}, // unquoted IPv6: not RFC 7239, but written by some proxies
+		{`for=1.1.1.1, for=2.2`, true, "1.1.1.1"},
+		{`for=1.1.1.1, `, false, "1.1.1.1|-"},
+		{`for="[2001:db8::1`, false, "-"},
+		{`for=`, false, "-"},
+		{`for`, false, "-"},
+		{`for=1.2.3.4;for=5.6.7.8`, false, "1.2.3.4"}, // one for= per element: the first
+	}
+	for _, c := range cases {
+		var got []string
+		Forwarded.Elements([]byte(c.value), c.cut, func(e []byte) {
+			if a, ok := ParseAddr(e); ok {
+				got = append(got, a.String())
+			} else {
+				got = append(got, "-")
+			}
+		})
+		if strings.Join(got, "|") != c.want {
+			t.Errorf("%s (cut %v): got %q, want %q", c.value, c.cut, strings.Join(got, "|"), c.want)
+		}
+	}
+	// The other headers are lists like X-Forwarded-For.
+	var got []string
+	XRealIP.Elements([]byte("1.2.3.4, [2001:db8::1]:80"), false, func(e []byte) { got = append(got, string(e)) })
+	if strings.Join(got, "|") != "1.2.3.4|[2001:db8::1]:80" {
+		t.Errorf("X-Real-IP: %q", got)
+	}
+}
+
+func TestParseHeader(t *testing.T) {
+	for h := range NumHeaders {
+		for _, s := range []string{h.String(), strings.ToLower(h.String()), strings.ToUpper(h.String())} {
+			if got, ok := ParseHeader(s); !ok || got != h {
+				t.Errorf("ParseHeader(%q) = %v %v", s, got, ok)
+			}
+		}
+		if name := h.nameOf(); !strings.EqualFold(name, h.String()+":") {
+			t.Errorf("%v: name %q", h, name)
+		}
+	}
+	for _, s := range []string{"", "X-Forwarded", "Forwarded-For", "X-Real-IPs", "x-forwarded-for:"} {
+		if _, ok := ParseHeader(s); ok {
+			t.Errorf("ParseHeader(%q) accepted", s)
+		}
+	}
 }
