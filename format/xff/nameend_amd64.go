@@ -1,5 +1,9 @@
 package xff
 
+import "golang.org/x/sys/cpu"
+
+var useAVX2 = cpu.X86.HasAVX2
+
 // indexNameEndAVX2 is indexNameEndGeneric in AVX2 assembly.
 //
 //go:noescape

@@ -239,7 +239,7 @@ func FuzzIndexNameEnd(f *testing.F) {
 }
 
 // benchBinary is a packet of random (compressed, encrypted) payload, the
-// bulk of real captures; it holds no name ending and no dash pair.
+// bulk of real captures; it holds no name ending.
 func benchBinary(b *testing.B) []byte {
 	rng := rand.New(rand.NewPCG(1, 1))
 	pkt := make([]byte, 1514)
@@ -249,14 +249,11 @@ func benchBinary(b *testing.B) []byte {
 	if i := indexNameEndGeneric(pkt); i >= 0 {
 		b.Fatalf("binary payload has a name ending at %d", i)
 	}
-	if i := indexDashPairGeneric(pkt); i >= 0 {
-		b.Fatalf("binary payload has a dash pair at %d", i)
-	}
 	return pkt
 }
 
 // benchText is a response carrying HTML, CSS and JSON, full of '-' and ':';
-// it holds no name ending and no dash pair.
+// it holds no name ending.
 func benchText(b *testing.B) []byte {
 	pkt := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: max-age=0\r\nX-Frame-Options: deny\r\n\r\n")
 	pkt = append(pkt, "<html><head><style>body { color: red; margin-top: 0; font-family: x; } .a-b { border: 1px; line-height: 1.5; }</style></head>"...)
@@ -265,9 +262,6 @@ func benchText(b *testing.B) []byte {
 	}
 	if i := indexNameEndGeneric(pkt); i >= 0 {
 		b.Fatalf("text payload has a name ending at %d: %q", i, pkt[i:i+nameEndSpan])
-	}
-	if i := indexDashPairGeneric(pkt); i >= 0 {
-		b.Fatalf("text payload has a dash pair at %d: %q", i, pkt[i:i+dashGap+1])
 	}
 	return pkt
 }
@@ -282,7 +276,5 @@ func benchIndex(b *testing.B, pkt []byte, index func([]byte) int) {
 	}
 }
 
-func BenchmarkIndexNameEndBinary(b *testing.B)  { benchIndex(b, benchBinary(b), indexNameEnd) }
-func BenchmarkIndexNameEndText(b *testing.B)    { benchIndex(b, benchText(b), indexNameEnd) }
-func BenchmarkIndexDashPairBinary(b *testing.B) { benchIndex(b, benchBinary(b), indexDashPair) }
-func BenchmarkIndexDashPairText(b *testing.B)   { benchIndex(b, benchText(b), indexDashPair) }
+func BenchmarkIndexNameEndBinary(b *testing.B) { benchIndex(b, benchBinary(b), indexNameEnd) }
+func BenchmarkIndexNameEndText(b *testing.B)   { benchIndex(b, benchText(b), indexNameEnd) }

@@ -221,38 +221,6 @@ func FuzzScan(f *testing.F) {
 	})
 }
 
-// TestIndexDashPair checks the assembly against the generic loop on inputs
-// with dashes at every alignment around the 32- and 64-byte steps.
-func TestIndexDashPair(t *testing.T) {
-	for n := 0; n < 200; n++ {
-		for a := 0; a < n; a++ {
-			b := make([]byte, n)
-			for i := range b {
-				b[i] = byte('a' + (i*7)%26)
-			}
-			b[a] = '-'
-			if a+dashGap < n {
-				b[a+dashGap] = '-'
-			}
-			if a > 3 {
-				b[a-3] = '-' // a lone dash before the pair
-			}
-			if got, want := indexDashPair(b), indexDashPairGeneric(b); got != want {
-				t.Fatalf("len %d pair at %d: got %d, want %d", n, a, got, want)
-			}
-		}
-	}
-}
-
-func FuzzIndexDashPair(f *testing.F) {
-	f.Add([]byte("--------x-forwarded-for:"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := indexDashPair(b), indexDashPairGeneric(b); got != want {
-			t.Fatalf("got %d, want %d", got, want)
-		}
-	})
-}
-
 // TestForwardedElements: RFC 7239's examples and the spellings seen in the
 // wild, each element's for= node read as an address ("-": not an address).
 func TestForwardedElements(t *testing.T) {

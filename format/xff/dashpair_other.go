@@ -1,7 +1,0 @@
-//go:build !amd64
-
-package xff
-
-func indexDashPair(b []byte) int {
-	return indexDashPairGeneric(b)
-}
