@@ -52,14 +52,19 @@ func checkSchema(db pebble.Reader) error {
 }
 
 // Upgrade rewrites an index of schema 1 as schema 2: every hit and value key
-// gains the X-Forwarded-For header byte (schema 1 knew no other header). The
+// gains the X-Forwarded-For header byte (schema 1 knew no other header), and
+// the catalog entries keep FileInfo.Headers zero (read as X-Forwarded-For
+// alone), which tells the build to read those files again. The
 // caller holds the build lock. Each batch moves a run of keys atomically and
 // the schema key is written last, so a rewrite cut short by a crash is
 // finished by the next call, and readers refuse the index until it is done.
-// It does nothing to an index that is already current.
+// It does nothing to an index that is already current. logger may be nil.
 func (s *Store) Upgrade(logger *slog.Logger) error {
 	if !s.Exists() {
 		return nil
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	return s.withDB(false, func(db *pebble.DB) error {
 		err := checkSchema(db)

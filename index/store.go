@@ -38,6 +38,10 @@ type FileInfo struct {
 	// OtherLines counts lines of the forwarding headers other than
 	// X-Forwarded-For (Forwarded, X-Real-IP, ...).
 	OtherLines int64 `json:"other_header_lines"`
+	// Headers is the set of headers the file was indexed for: all of
+	// them, but X-Forwarded-For alone for a file indexed by schema 1
+	// (which knew no other), until a build reads it again.
+	Headers xff.HeaderSet `json:"headers"`
 	// Addresses counts index entries: (address, packet) pairs.
 	Addresses    int64     `json:"addresses"`
 	NonAddresses int64     `json:"non_addresses"`

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
 )
 
@@ -51,6 +52,9 @@ const (
 	ActionUnchanged Action = "unchanged" // nothing to do (one stat)
 	ActionRenamed   Action = "renamed"   // known under another path: path updated, not rescanned
 	ActionChanged   Action = "changed"   // its start changed: indexed again from scratch
+	// ActionReindexed: indexed again from scratch, because an older xffidx
+	// indexed it for fewer headers (X-Forwarded-For alone).
+	ActionReindexed Action = "reindexed"
 	ActionPruned    Action = "pruned"    // no longer exists: dropped from the index
 	ActionFailed    Action = "failed"    // could not be indexed
 )
@@ -72,11 +76,12 @@ type FileResult struct {
 
 // Stats sums a build.
 type Stats struct {
-	New, Grown, Unchanged, Renamed, Changed, Pruned, Failed int
+	New, Grown, Unchanged, Renamed, Changed, Reindexed, Pruned, Failed int
 	// Corrupt files were indexed with regions skipped.
 	Corrupt                 int
 	Bytes, Packets          int64 // read by this build
-	XFFLines, Hits          int64
+	XFFLines, OtherLines    int64
+	Hits                    int64
 	Addresses, NonAddresses int64
 	SkippedBytes            int64
 	Duration                time.Duration
@@ -95,6 +100,8 @@ func (s *Stats) Add(r FileResult) {
 		s.Renamed++
 	case ActionChanged:
 		s.Changed++
+	case ActionReindexed:
+		s.Reindexed++
 	case ActionPruned:
 		s.Pruned++
 	case ActionFailed:
@@ -107,6 +114,7 @@ func (s *Stats) Add(r FileResult) {
 	s.Bytes += d.Size
 	s.Packets += d.Packets
 	s.XFFLines += d.XFFLines
+	s.OtherLines += d.OtherLines
 	s.Hits += d.Hits
 	s.Addresses += d.Addresses
 	s.NonAddresses += d.NonAddresses
@@ -292,6 +300,21 @@ func (s *session) indexFile(path string) FileResult {
 		*entry = moved
 		r.Renamed = oldPath
 	}
+	if entry != nil && entry.Headers != xff.AllHeaders {
+		// Indexed by an older xffidx for X-Forwarded-For alone: its old
+		// hits stay queryable until the new ones replace them.
+		r = s.scan(path, id, entry, true)
+		if r.Action == ActionNew {
+			r.Action = ActionReindexed
+		}
+		if oldPath != "" {
+			r.Renamed = oldPath
+		}
+		if !r.Committed {
+			r.Action = ActionFailed
+		}
+		return r
+	}
 	switch {
 	case entry != nil && sameFileOrUnknown(id, entry) && id.Size == entry.Size && id.ModTime.Equal(entry.ModTime):
 		r.Action, r.Info, r.Committed = ActionUnchanged, *entry, true
@@ -330,7 +353,7 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 	r := FileResult{Path: path, Action: ActionNew}
 	fid := index.NextID(s.files)
 	var replaces []index.FileInfo
-	info := index.FileInfo{Path: path}
+	info := index.FileInfo{Path: path, Headers: xff.AllHeaders}
 	if entry != nil {
 		if fromScratch {
 			replaces = []index.FileInfo{*entry}
@@ -393,7 +416,7 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 	s.claimed[info.ID] = true
 	r.Committed, r.Info = true, info
 	r.Delta = index.FileInfo{
-		Size: id.Size - fsc.dataStart, Packets: info.Packets - before.Packets, XFFLines: info.XFFLines - before.XFFLines,
+		Size: id.Size - fsc.dataStart, Packets: info.Packets - before.Packets, XFFLines: info.XFFLines - before.XFFLines, OtherLines: info.OtherLines - before.OtherLines,
 		Hits: info.Hits - before.Hits, Addresses: table.Entries, NonAddresses: info.NonAddresses - before.NonAddresses,
 		SkippedBytes: info.SkippedBytes - before.SkippedBytes,
 	}

@@ -31,11 +31,11 @@ func answers(t *testing.T, store *index.Store) []string {
 	}
 	var out []string
 	for _, h := range hits {
-		out = append(out, fmt.Sprintf("hit %s %s@%d pos %d raw %q", h.Addr, h.File.Path, h.Offset, h.Pos, h.Raw))
+		out = append(out, fmt.Sprintf("hit %s %v %s@%d pos %d raw %q", h.Addr, h.Header, h.File.Path, h.Offset, h.Pos, h.Raw))
 	}
 	for _, f := range files {
-		out = append(out, fmt.Sprintf("file %s size %d packets %d hits %d lines %d addrs %d nonaddr %d skipped %d first %v last %v resume %d",
-			f.Path, f.Size, f.Packets, f.Hits, f.XFFLines, f.Addresses, f.NonAddresses, f.SkippedBytes, f.FirstTS, f.LastTS, f.ResumeAt))
+		out = append(out, fmt.Sprintf("file %s size %d packets %d hits %d lines %d/%d addrs %d nonaddr %d skipped %d first %v last %v resume %d headers %b",
+			f.Path, f.Size, f.Packets, f.Hits, f.XFFLines, f.OtherLines, f.Addresses, f.NonAddresses, f.SkippedBytes, f.FirstTS, f.LastTS, f.ResumeAt, f.Headers))
 	}
 	slices.Sort(out)
 	return out

@@ -181,6 +181,15 @@ func Search(store *index.Store, opt Options) (Result, error) {
 	hits = kept
 
 	res := Result{Files: files}
+	for i := range files {
+		indexed := files[i].Headers
+		if indexed == 0 {
+			indexed = xff.SetOf(xff.XForwardedFor)
+		}
+		if opt.selected(&files[i]) && opt.headers()&^indexed != 0 {
+			res.FewerHeaders++
+		}
+	}
 	s := &searcher{opt: opt, r: &recordReader{}}
 	defer s.r.close()
 	for i := 0; i < len(hits); {

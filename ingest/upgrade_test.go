@@ -1,0 +1,154 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/xffidx/xffidx/format/xff"
+	"github.com/xffidx/xffidx/index"
+)
+
+var everything = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+
+// downgrade rewrites an index as xffidx wrote it before the other headers
+// (schema 1, as index/index.go describes it): hit and value keys without
+// the header byte, X-Forwarded-For ones only, no schema key, catalog
+// entries without headers or other-header counts. If half is set, only
+// every other hit key is rewritten: an upgrade cut short by a crash.
+func downgrade(t *testing.T, store *index.Store, half bool) {
+	t.Helper()
+	db, err := pebble.Open(filepath.Join(store.Dir, "db"), &pebble.Options{Logger: quietLog{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b := db.NewBatch()
+	it, err := db.NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		k := slices.Clone(it.Key())
+		switch k[0] {
+		case 'h', 'v':
+			b.Delete(k, nil)
+			if xff.Header(k[len(k)-1]) != xff.XForwardedFor {
+				continue
+			}
+			if n++; half && n%2 == 0 && k[0] == 'h' {
+				b.Set(k, slices.Clone(it.Value()), nil)
+				continue
+			}
+			b.Set(k[:len(k)-1], slices.Clone(it.Value()), nil)
+		case 'm':
+			b.Delete(k, nil)
+		case 'f':
+			var f map[string]any
+			if err := json.Unmarshal(it.Value(), &f); err != nil {
+				t.Fatal(err)
+			}
+			delete(f, "headers")
+			delete(f, "other_header_lines")
+			v, _ := json.Marshal(f)
+			b.Set(k, v, nil)
+		}
+	}
+	it.Close()
+	if n == 0 {
+		t.Fatal("no X-Forwarded-For keys to downgrade")
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type quietLog struct{}
+
+func (quietLog) Infof(string, ...any)              {}
+func (quietLog) Errorf(string, ...any)             {}
+func (quietLog) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+
+// TestUpgradeSchema1: an index written by an older xffidx is refused by
+// queries with a clear error, upgraded in place by the next build (also
+// after an upgrade cut short), answers X-Forwarded-For look-ups as before
+// right after the upgrade, and that build reads the old captures again for
+// the other headers: the index then equals a fresh build's.
+func TestUpgradeSchema1(t *testing.T) {
+	files := corpusFiles(t)
+	var captures []string
+	for _, f := range files {
+		if b, _ := os.ReadFile(f); len(b) < 4<<20 {
+			captures = append(captures, f)
+		}
+	}
+	fresh := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	if _, err := (&Builder{Store: fresh}).Build(captures, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := answers(t, fresh)
+	wantXFF, _, err := fresh.Lookup(everything, xff.SetOf(xff.XForwardedFor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	others := 0
+	for _, a := range want {
+		if strings.HasPrefix(a, "hit ") && !strings.Contains(a, " X-Forwarded-For ") {
+			others++
+		}
+	}
+	if others == 0 {
+		t.Fatal("the corpus has no other forwarding headers: the test would not see them come back")
+	}
+
+	for _, half := range []bool{false, true} {
+		store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+		if _, err := (&Builder{Store: store}).Build(captures, nil); err != nil {
+			t.Fatal(err)
+		}
+		downgrade(t, store, half)
+		if _, err := store.Catalog(); !errors.Is(err, index.ErrOldSchema) {
+			t.Fatalf("half %v: catalog of a schema 1 index: %v", half, err)
+		}
+		if err := store.Upgrade(nil); err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := store.Lookup(everything, xff.SetOf(xff.XForwardedFor))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(wantXFF) {
+			t.Fatalf("half %v: after the upgrade %d X-Forwarded-For hits, fresh build %d", half, len(got), len(wantXFF))
+		}
+		for i := range got {
+			g, w := got[i], wantXFF[i]
+			if g.Addr != w.Addr || g.File.Path != w.File.Path || g.Offset != w.Offset || g.Pos != w.Pos || string(g.Raw) != string(w.Raw) || g.Header != xff.XForwardedFor {
+				t.Fatalf("half %v: hit %d: %+v, fresh %+v", half, i, g, w)
+			}
+		}
+		st, err := (&Builder{Store: store}).Build(captures, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Reindexed != len(captures) {
+			t.Errorf("half %v: %d files re-read, want %d", half, st.Reindexed, len(captures))
+		}
+		if diff := firstDiff(answers(t, store), want); diff != "" {
+			t.Errorf("half %v: after the build, unlike a fresh build: %s", half, diff)
+		}
+		st, err = (&Builder{Store: store}).Build(captures, nil)
+		if err != nil || st.Unchanged != len(captures) {
+			t.Errorf("half %v: the next build: %+v %v", half, st, err)
+		}
+	}
+}
