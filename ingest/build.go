@@ -55,8 +55,8 @@ const (
 	// ActionReindexed: indexed again from scratch, because an older xffidx
 	// indexed it for fewer headers (X-Forwarded-For alone).
 	ActionReindexed Action = "reindexed"
-	ActionPruned    Action = "pruned"    // no longer exists: dropped from the index
-	ActionFailed    Action = "failed"    // could not be indexed
+	ActionPruned    Action = "pruned" // no longer exists: dropped from the index
+	ActionFailed    Action = "failed" // could not be indexed
 )
 
 // FileResult reports one file of a build.

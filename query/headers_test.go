@@ -78,7 +78,9 @@ func TestOtherHeaders(t *testing.T) {
 		frames[off] = i + 1
 	}
 	all := prefixes("0.0.0.0/0", "::/0")
-	key := func(addr string, h xff.Header, frame int) string { return fmt.Sprintf("%s %v frame %d", addr, h, frame) }
+	key := func(addr string, h xff.Header, frame int) string {
+		return fmt.Sprintf("%s %v frame %d", addr, h, frame)
+	}
 
 	res := search(t, store, query.Options{Prefixes: all, Headers: xff.AllHeaders})
 	var got, exp []string
