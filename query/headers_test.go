@@ -205,3 +205,52 @@ func TestOtherHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestOtherHeadersCorpus: on every public corpus capture, the addresses in
+// the other forwarding headers of each request tshark dissects (packet by
+// packet) are exactly the rows of a search of those headers.
+func TestOtherHeadersCorpus(t *testing.T) {
+	needTshark(t)
+	dir := corpusDir(t)
+	captures, _ := filepath.Glob(filepath.Join(dir, "*.pcap*"))
+	others := xff.AllHeaders &^ xff.SetOf(xff.XForwardedFor)
+	total := 0
+	for _, path := range captures {
+		frames := map[int64]int{}
+		for i, off := range frameOffsets(t, path) {
+			frames[off] = i + 1
+		}
+		var want []string
+		for n, f := range tsharkFields(t, path, "http.request", "http.request.line") {
+			for _, line := range strings.Split(f[0], "|") {
+				name, value, _ := strings.Cut(strings.TrimSuffix(line, `\r\n`), ":")
+				h, ok := xff.ParseHeader(name)
+				if !ok || !others.Has(h) {
+					continue
+				}
+				seen := map[string]bool{}
+				h.Elements([]byte(strings.TrimSpace(value)), false, func(e []byte) {
+					if a, ok := xff.ParseAddr(e); ok && !seen[a.String()] {
+						seen[a.String()] = true
+						want = append(want, fmt.Sprintf("%s %v frame %d", a, h, n))
+					}
+				})
+			}
+		}
+		store := buildIndex(t, path)
+		var got []string
+		for _, r := range search(t, store, query.Options{Prefixes: prefixes("0.0.0.0/0", "::/0"), Headers: others}).Rows {
+			got = append(got, fmt.Sprintf("%s %v frame %d", r.XFFIP, r.Header, frames[r.Offset]))
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s:\n  got  %q\n  want %q", filepath.Base(path), got, want)
+		}
+		total += len(got)
+	}
+	if total == 0 {
+		t.Error("no other forwarding header in the corpus: the test tests nothing")
+	}
+	t.Logf("%d rows of other headers in %d captures", total, len(captures))
+}

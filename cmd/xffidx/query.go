@@ -145,7 +145,7 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 				return &exitError{code: exitTrouble, err: err}
 			}
 			if res.FewerHeaders > 0 {
-				fmt.Fprintf(g.stderr, "xffidx: note: %d captures were indexed by an older xffidx for X-Forwarded-For alone; the next `xffidx build` of them indexes the other headers\n", res.FewerHeaders)
+				fmt.Fprintf(g.stderr, "xffidx: note: %d captures were indexed by an older xffidx for X-Forwarded-For alone: build them again (xffidx build FILE...) to index their other headers\n", res.FewerHeaders)
 			}
 			if res.Undecided > 0 {
 				fmt.Fprintf(g.stderr, "xffidx: note: --client-only left out %d hits whose request's header list could not be read whole (header block continued beyond the capture's reach, or cut by the snap length)\n", res.Undecided)

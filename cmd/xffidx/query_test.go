@@ -255,3 +255,63 @@ func TestTopCommand(t *testing.T) {
 		t.Errorf("top without an index: exit %d", code)
 	}
 }
+
+// TestQueryHeaderFlag: the default searches X-Forwarded-For and prints no
+// header field; --header NAME (any case) or all searches the others and
+// names each row's header in JSON, CSV and the table; top ranks them.
+func TestQueryHeaderFlag(t *testing.T) {
+	ix, _ := queryIndex(t)
+	code, out, stderr := xffx(t, ix, "top", "--header", "X-Real-IP", "--n", "1", "--format", "json")
+	var top struct {
+		Addr string `json:"addr"`
+		Hits int    `json:"hits"`
+	}
+	if err := json.Unmarshal([]byte(out), &top); code != 0 || err != nil || top.Hits == 0 {
+		t.Fatalf("top --header X-Real-IP: exit %d %q %s", code, out, stderr)
+	}
+	type row struct {
+		Header string `json:"header"`
+	}
+	rowsOf := func(out string) []row {
+		var rows []row
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var r row
+			if line != "" && json.Unmarshal([]byte(line), &r) == nil {
+				rows = append(rows, r)
+			}
+		}
+		return rows
+	}
+	_, plain, _ := xffx(t, ix, "query", "--ip", top.Addr, "--format", "json")
+	for _, k := range jsonKeys(t, plain) {
+		if slices.Contains(k, "header") {
+			t.Errorf("default query prints a header field: %v", k)
+		}
+	}
+	code, out, _ = xffx(t, ix, "query", "--ip", top.Addr, "--header", "x-real-ip", "--format", "json")
+	real := rowsOf(out)
+	if code != 0 || len(real) != top.Hits {
+		t.Errorf("--header x-real-ip: exit %d, %d rows, top said %d", code, len(real), top.Hits)
+	}
+	for i, k := range jsonKeys(t, out) {
+		if k[len(k)-1] != "header" || real[i].Header != "X-Real-IP" {
+			t.Errorf("--header x-real-ip row %d: keys %v, header %q", i, k, real[i].Header)
+		}
+	}
+	_, out, _ = xffx(t, ix, "query", "--ip", top.Addr, "--header", "all", "--format", "json")
+	all := rowsOf(out)
+	if len(all) != len(real)+len(rowsOf(plain)) {
+		t.Errorf("--header all: %d rows, X-Real-IP %d + X-Forwarded-For %d", len(all), len(real), len(rowsOf(plain)))
+	}
+	_, out, _ = xffx(t, ix, "query", "--ip", top.Addr, "--header", "X-Real-IP", "--format", "csv")
+	if rows := csvRows(t, out); len(rows) < 2 || rows[0][len(rows[0])-1] != "header" || rows[1][len(rows[1])-1] != "X-Real-IP" {
+		t.Errorf("--header CSV %q", rows)
+	}
+	_, out, _ = xffx(t, ix, "query", "--ip", top.Addr, "--header", "X-Real-IP", "--format", "table")
+	if !strings.Contains(out, "HEADER") || !strings.Contains(out, "X-Real-IP") {
+		t.Errorf("--header table %q", out)
+	}
+	if code, _, stderr := xffx(t, ix, "query", "--ip", top.Addr, "--header", "X-Client-IP"); code != 2 || !strings.Contains(stderr, "Forwarded") {
+		t.Errorf("--header X-Client-IP: exit %d, %q", code, stderr)
+	}
+}
