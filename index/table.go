@@ -79,7 +79,8 @@ type rawEntry struct {
 	raw    []byte
 }
 
-// DefaultSpillEntries bounds the in-memory hit buffer (about 40 MiB).
+// DefaultSpillEntries bounds the in-memory hit buffer (2^15 entries of 40
+// bytes: about 1 MiB, with the sort's merge buffer twice that).
 const DefaultSpillEntries = 1 << 15
 
 // NewTable starts the table of file fid in the store's scratch directory.
