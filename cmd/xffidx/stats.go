@@ -17,12 +17,14 @@ func newStats(g *globals) *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
-			var bytes, packets, hits, addrs int64
+			var bytes, packets, hits, addrs, xffLines, otherLines int64
 			for _, f := range files {
 				bytes += f.Size
 				packets += f.Packets
 				hits += f.Hits
 				addrs += f.Addresses
+				xffLines += f.XFFLines
+				otherLines += f.OtherLines
 			}
 			disk, err := store.DiskUsage()
 			if err != nil {
@@ -32,8 +34,8 @@ func newStats(g *globals) *cobra.Command {
 			if addrs > 0 {
 				perEntry = float64(disk) / float64(addrs)
 			}
-			fmt.Fprintf(g.stdout, "files\t%d\ncapture bytes\t%d\npackets\t%d\nhit packets\t%d\naddress entries\t%d\nindex bytes\t%d\nindex bytes per entry\t%.1f\n",
-				len(files), bytes, packets, hits, addrs, disk, perEntry)
+			fmt.Fprintf(g.stdout, "files\t%d\ncapture bytes\t%d\npackets\t%d\nxff lines\t%d\nother forwarding header lines\t%d\nhit packets\t%d\naddress entries\t%d\nindex bytes\t%d\nindex bytes per entry\t%.1f\n",
+				len(files), bytes, packets, xffLines, otherLines, hits, addrs, disk, perEntry)
 			return nil
 		},
 	}
