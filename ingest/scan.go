@@ -109,11 +109,12 @@ type chunkScanner struct {
 	ringLen int
 	ringAt  int
 
-	scanned xff.Result // reused by the candidate path
-	before  xff.Result // reused by the look-back
-	joined  []byte
-	seen    []seenAddr
-	rawJoin []byte
+	scanned  xff.Result // reused by the candidate path
+	before   xff.Result // reused by the look-back
+	joined   []byte
+	seen     []seenAddr
+	rawJoin  []byte
+	foldJoin []byte
 }
 
 // walk walks records from position from (trusted: a record starts there;
@@ -393,12 +394,12 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 		cont, terminated, found := s.continuation(&seg, pos)
 		s.joined = append(append(s.joined[:0], res.Tail...), cont[:min(len(cont), xff.MaxValue)]...)
 		if h, value, ok := xff.MatchName(s.joined); found && ok {
-			request := 0
-			if len(res.Lines) > 0 {
-				request = res.Lines[len(res.Lines)-1].Request
-			}
+			// The cut line is in the last request of the payload.
+			request := max(0, len(res.Requests)-1)
 			res.Lines = append(res.Lines, xff.Line{Value: value, Start: len(seg.Payload) - len(res.Tail), Request: request, Header: h})
-			fromPacketAlone, joinedCut = false, !terminated
+			// Capped, the value's last element is as incomplete as one
+			// the segment cut.
+			fromPacketAlone, joinedCut = false, !terminated || len(cont) > xff.MaxValue
 		}
 	}
 	if len(res.Lines) == 0 {
@@ -411,12 +412,13 @@ func (s *chunkScanner) candidate(rec format.Record, pos int) {
 		// The value may go on in the next segment of the connection.
 		cont, terminated, found := s.continuation(&seg, pos)
 		s.joined = append(append(s.joined[:0], last.Value...), cont...)
+		capped := len(s.joined) > xff.MaxValue
 		s.joined = bytes.TrimRight(s.joined[:min(len(s.joined), xff.MaxValue)], " \t\r")
 		if found {
 			last.Value = s.joined
 			fromPacketAlone = false
 		}
-		lastIsCut = !terminated
+		lastIsCut = !terminated || capped
 	}
 	s.emit(rec, lines, lastIsCut || joinedCut, fromPacketAlone)
 }
@@ -443,12 +445,27 @@ func (s *chunkScanner) emit(rec format.Record, lines []xff.Line, lastIsCut, from
 		} else {
 			res.others++
 		}
+		if l.Fold {
+			continue // parsed with the line it continues
+		}
 		if l.Request != request {
 			request, posInList = l.Request, [xff.NumHeaders]int{}
 		}
 		h := l.Header
-		cut := lastIsCut && i == len(lines)-1
-		h.Elements(l.Value, cut, func(elem []byte) {
+		value := l.Value
+		last := i
+		for last+1 < len(lines) && lines[last+1].Fold {
+			// obs-fold: the folded lines are one value with the line
+			// they continue, joined by a space as RFC 9112 reads them.
+			if last == i {
+				s.foldJoin = append(s.foldJoin[:0], value...)
+			}
+			last++
+			s.foldJoin = append(append(s.foldJoin, ' '), lines[last].Value...)
+			value = s.foldJoin
+		}
+		cut := lastIsCut && last == len(lines)-1
+		h.Elements(value, cut, func(elem []byte) {
 			a, ok := xff.ParseAddr(elem)
 			if !ok {
 				res.nonAddr++

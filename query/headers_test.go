@@ -254,3 +254,59 @@ func TestOtherHeadersCorpus(t *testing.T) {
 	}
 	t.Logf("%d rows of other headers in %d captures", total, len(captures))
 }
+
+// TestHeaderEdgeCases: a header name split in the second of two pipelined
+// requests starts that request's list; an obs-fold line continues the
+// value it folds (Forwarded elements and positions run across it); a value
+// joined across segments past the index's cap on values loses its last
+// element rather than indexing a prefix of it as an address.
+func TestHeaderEdgeCases(t *testing.T) {
+	proxy := netip.MustParseAddr("10.0.0.2")
+	backend := netip.AddrPortFrom(netip.MustParseAddr("10.0.1.5"), 8080)
+	from := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(proxy, port) }
+	req := func(path, rest string) string { return "GET " + path + " HTTP/1.1\r\nHost: backend\r\n" + rest }
+	p1 := req("/p1", "X-Real-IP: 192.0.2.1\r\n\r\n") + req("/p2", "Accept: x\r\nX-Real-")
+	long := req("/long", "X-Real-IP: "+strings.Repeat("a", 4081)+", 198.51.1")
+	segs := []seg{
+		{from(42001), backend, 100, p1, 0},
+		{from(42001), backend, 100 + uint32(len(p1)), "IP: 192.0.2.2\r\n\r\n", 0},
+		{from(42002), backend, 100, req("/fold", "Forwarded: for=192.0.2.3;\r\n proto=http, for=192.0.2.4\r\nX-Forwarded-For: 192.0.2.5,\r\n\t192.0.2.6\r\n\r\n"), 0},
+		{from(42003), backend, 100, long, 0},
+		{from(42003), backend, 100 + uint32(len(long)), "00.123\r\n\r\n", 0},
+	}
+	path := filepath.Join(t.TempDir(), "edge.pcap")
+	writeSegments(t, path, segs)
+	store := buildIndex(t, path)
+	frames := map[int64]int{}
+	for i, off := range frameOffsets(t, path) {
+		frames[off] = i + 1
+	}
+	hits, files, err := store.Lookup(prefixes("0.0.0.0/0", "::/0"), xff.AllHeaders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range hits {
+		got = append(got, fmt.Sprintf("%s %v frame %d pos %d", h.Addr, h.Header, frames[h.Offset], h.Pos))
+	}
+	want := []string{
+		"192.0.2.1 X-Real-IP frame 1 pos 0",
+		"192.0.2.2 X-Real-IP frame 1 pos 0",
+		"192.0.2.3 Forwarded frame 3 pos 0",
+		"192.0.2.4 Forwarded frame 3 pos 1",
+		"192.0.2.5 X-Forwarded-For frame 3 pos 0",
+		"192.0.2.6 X-Forwarded-For frame 3 pos 1",
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("hits:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if len(files) != 1 || files[0].NonAddresses != 1 {
+		t.Errorf("non-address elements: %+v, want 1 (the long junk)", files)
+	}
+	// The query puts 192.0.2.2 in the request whose list holds it.
+	rows := search(t, store, query.Options{Prefixes: prefixes("192.0.2.2"), Headers: xff.AllHeaders}).Rows
+	if len(rows) != 1 || string(rows[0].Path) != "/p2" {
+		t.Errorf("192.0.2.2: rows %+v, want one in /p2", rows)
+	}
+}

@@ -78,21 +78,30 @@ func TestKilledBuildsLoseNothing(t *testing.T) {
 
 	rng := rand.New(rand.NewPCG(5, 5))
 	killed := 0
+	// The kill lands at a random moment up to span. A child process starts
+	// slower than the in-process clean build, so span starts at 1.5 times
+	// it; on a loaded machine builds may be faster or slower than that
+	// measure, so span shrinks after a build that finished and grows after
+	// one killed before it committed anything.
+	span := took*3/2 + 20*time.Millisecond
 	for round := range 30 {
 		cmd := exec.Command(os.Args[0], "--index", ix, "build", "--workers", "2", dir)
 		cmd.Env = append(os.Environ(), "XFFIDX_TEST_CLI=1")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// A child process starts slower than the in-process clean build.
-		time.Sleep(time.Duration(rng.Int64N(int64(took)*3/2 + int64(20*time.Millisecond))))
+		time.Sleep(time.Duration(rng.Int64N(int64(span))))
 		cmd.Process.Signal(syscall.SIGKILL)
 		if err := cmd.Wait(); err != nil {
 			killed++
+		} else {
+			span = span * 3 / 4
 		}
 		got := hitsByFile(t, ix)
 		if len(got) > 0 && len(got) < len(want) {
 			partial++
+		} else if len(got) == 0 {
+			span = span * 5 / 4
 		}
 		for path, hits := range got {
 			if !slices.Equal(hits, want[path]) {

@@ -127,6 +127,9 @@ type Line struct {
 	// Cut: the payload ended before the line's end of line, so the value may
 	// go on in the next segment, or was cut by the snap length.
 	Cut bool
+	// Fold: an obs-fold line (it starts with a space or tab) continuing the
+	// value of the line before it.
+	Fold bool
 }
 
 // Result describes a scanned payload.
@@ -248,7 +251,7 @@ func scan(res *Result, p []byte, inHeaders bool) {
 			if line[0] == ' ' || line[0] == '\t' {
 				// obs-fold: the line continues the previous header's value.
 				if lastFwd {
-					res.Lines = append(res.Lines, Line{Value: trimValue(line), Start: pos, Cut: cut, Request: request, Header: lastHeader})
+					res.Lines = append(res.Lines, Line{Value: trimValue(line), Start: pos, Cut: cut, Request: request, Header: lastHeader, Fold: true})
 				}
 			} else {
 				colon := headerName(line)
@@ -582,46 +585,103 @@ func (h Header) Elements(value []byte, lastIsCut bool, fn func(elem []byte)) {
 // parameter, unquoted, with an obfuscated port ("_abc") removed; ParseAddr
 // then reads it like an X-Forwarded-For element. "unknown" and obfuscated
 // identifiers ("_hidden") are passed as they are and are not addresses.
+//
+// The elements on the right were appended by the proxies nearest the
+// capture and the ones on the left may be written by the client, so a
+// malformed element (an unterminated or misplaced quote, a pair without
+// '=') must not swallow the ones after it: it passes nil, and parsing
+// resumes after the first comma following its start, quotes or not.
 func forwardedElements(value []byte, lastIsCut bool, fn func(node []byte)) {
-	start, inQuote := 0, false
-	for i := 0; i < len(value); i++ {
-		switch c := value[i]; {
-		case inQuote && c == '\\':
-			i++
-		case c == '"':
-			inQuote = !inQuote
-		case c == ',' && !inQuote:
-			fn(forwardedFor(value[start:i]))
-			start = i + 1
+	for pos := 0; ; {
+		node, end, ok := forwardedElement(value, pos)
+		if !ok {
+			node, end = nil, len(value)
+			if c := bytes.IndexByte(value[pos:], ','); c >= 0 {
+				end = pos + c
+			}
 		}
-	}
-	if !lastIsCut {
-		fn(forwardedFor(value[start:]))
+		if end >= len(value) {
+			if !lastIsCut {
+				fn(node)
+			}
+			return
+		}
+		fn(node)
+		pos = end + 1
 	}
 }
 
-// forwardedFor returns the node of an element's first for= pair, or nil.
-func forwardedFor(elem []byte) []byte {
-	for len(elem) > 0 {
-		end, inQuote := len(elem), false
-		for i := 0; i < len(elem); i++ {
-			c := elem[i]
-			if inQuote && c == '\\' {
-				i++
-			} else if c == '"' {
-				inQuote = !inQuote
-			} else if c == ';' && !inQuote {
-				end = i
-				break
+// maxQuoted bounds a quoted value: a node is far shorter, and the bound
+// keeps a value full of escaped quotes from being scanned again from every
+// comma (quadratic time).
+const maxQuoted = 128
+
+// forwardedElement parses the element of v starting at pos and returns the
+// node of its first for= pair (nil if none), and the index of the comma
+// ending it (len(v) for the last). ok is false for a malformed element. A
+// value that is not quoted is read up to the next ';', ',', space or
+// quote, which accepts the unquoted IPv6 and "ip:port" nodes some proxies
+// write.
+func forwardedElement(v []byte, pos int) (node []byte, end int, ok bool) {
+	found := false
+	i := pos
+	for {
+		i = skipOWS(v, i)
+		if i >= len(v) || v[i] == ',' {
+			return node, i, true
+		}
+		if v[i] == ';' { // an empty pair
+			i++
+			continue
+		}
+		ns := i
+		for i < len(v) && tchar[v[i]] {
+			i++
+		}
+		name := v[ns:i]
+		i = skipOWS(v, i)
+		if len(name) == 0 || i >= len(v) || v[i] != '=' {
+			return nil, 0, false
+		}
+		i = skipOWS(v, i+1)
+		var val []byte
+		if i < len(v) && v[i] == '"' {
+			j := i + 1
+			for j < len(v) && v[j] != '"' && j-i <= maxQuoted {
+				if v[j] == '\\' {
+					j++
+				}
+				j++
 			}
+			if j >= len(v) || v[j] != '"' {
+				return nil, 0, false // unterminated, or too long
+			}
+			val, i = v[i:j+1], j+1
+		} else {
+			vs := i
+			for i < len(v) && v[i] != ';' && v[i] != ',' && v[i] != '"' && v[i] != ' ' && v[i] != '\t' {
+				i++
+			}
+			val = v[vs:i]
 		}
-		pair := trimValue(elem[:end])
-		if eq := bytes.IndexByte(pair, '='); eq >= 0 && equalFold(trimValue(pair[:eq]), "for") {
-			return forwardedNode(trimValue(pair[eq+1:]))
+		i = skipOWS(v, i)
+		if i < len(v) && v[i] != ';' && v[i] != ',' {
+			return nil, 0, false // something after the value
 		}
-		elem = elem[min(end+1, len(elem)):]
+		if !found && equalFold(name, "for") {
+			node, found = forwardedNode(val), true
+		}
+		if i < len(v) && v[i] == ';' {
+			i++
+		}
 	}
-	return nil
+}
+
+func skipOWS(v []byte, i int) int {
+	for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
+		i++
+	}
+	return i
 }
 
 // forwardedNode unquotes a for= value and drops an obfuscated port.

@@ -249,6 +249,16 @@ func TestForwardedElements(t *testing.T) {
 		{`for=`, false, "-"},
 		{`for`, false, "-"},
 		{`for=1.2.3.4;for=5.6.7.8`, false, "1.2.3.4"}, // one for= per element: the first
+		{`;for=1.2.3.4;`, false, "1.2.3.4"},
+		// A malformed element on the left (written by the client) does not
+		// hide the elements proxies appended after it.
+		{`for="x, for=192.0.2.1`, false, "-|192.0.2.1"},
+		{`for="x\", for=192.0.2.2`, false, "-|192.0.2.2"},
+		{`proto=h"ttp, for=192.0.2.3`, false, "-|192.0.2.3"},
+		{`for=x, y=", for="[2001:db8::1]"`, false, "-|-|2001:db8::1"},
+		{`for=1.1.1.1 junk, for=2.2.2.2`, false, "-|2.2.2.2"},
+		{`by, for=2.2.2.2`, false, "-|2.2.2.2"},
+		{`for="` + strings.Repeat("a", 200) + `", for=2.2.2.2`, false, "-|2.2.2.2"},
 	}
 	for _, c := range cases {
 		var got []string
