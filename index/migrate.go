@@ -12,7 +12,7 @@ import (
 
 // ErrOldSchema says the index was written by an older xffidx; a build
 // upgrades it.
-var ErrOldSchema = errors.New("index written by an older xffidx (schema 1): run `xffidx build` once to upgrade it in place")
+var ErrOldSchema = errors.New("index written by an older xffidx (schema 1): run `xffidx build PATH...` or `xffidx prune` once to upgrade it in place")
 
 // Version 1 key lengths: the version 2 ones without the header byte.
 const (

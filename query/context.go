@@ -22,6 +22,15 @@ type packetInfo struct {
 // raw is the value the build stored for it (index.Hit.Raw), nil when the
 // packet alone shows its values.
 func parsePacket(payload, raw []byte, h xff.Header) packetInfo {
+	pi := parsePacketLines(payload, raw, h)
+	if len(raw) >= xff.MaxValue {
+		// The build capped the value it joined: the list is not whole.
+		pi.exact = false
+	}
+	return pi
+}
+
+func parsePacketLines(payload, raw []byte, h xff.Header) packetInfo {
 	if xff.StartsRequest(payload) {
 		reqs, _ := parseRequests(payload, false, h)
 		return reconcile(reqs, raw)
@@ -129,15 +138,19 @@ func (pi *packetInfo) requestOf(a netip.Addr) *httpRequest {
 	return lastWith
 }
 
-// holds reports whether a is an element of the request's XFF list.
+// holds reports whether a is an element of the request's list. The list is
+// parsed once per request: a packet may hold thousands of addresses, each a
+// hit asking.
 func (r *httpRequest) holds(a netip.Addr) bool {
-	found := false
-	for _, l := range r.Lines {
-		r.Header.Elements(l.Value, l.Cut, func(e []byte) {
-			if b, ok := xff.ParseAddr(e); ok && b == a {
-				found = true
-			}
-		})
+	if r.addrs == nil {
+		r.addrs = map[netip.Addr]bool{}
+		for _, l := range r.Lines {
+			r.Header.Elements(l.Value, l.Cut, func(e []byte) {
+				if b, ok := xff.ParseAddr(e); ok {
+					r.addrs[b] = true
+				}
+			})
+		}
 	}
-	return found
+	return r.addrs[a]
 }

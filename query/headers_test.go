@@ -310,3 +310,34 @@ func TestHeaderEdgeCases(t *testing.T) {
 		t.Errorf("192.0.2.2: rows %+v, want one in /p2", rows)
 	}
 }
+
+// TestFewerHeadersNoted: a capture whose catalog entry says it was indexed
+// for X-Forwarded-For alone (by an older xffidx) is listed by a search of
+// other headers, and not by the default search.
+func TestFewerHeadersNoted(t *testing.T) {
+	path, _ := headersCapture(t)
+	store := buildIndex(t, path)
+	files, err := store.Catalog()
+	if err != nil || len(files) != 1 {
+		t.Fatal(files, err)
+	}
+	all := prefixes("0.0.0.0/0", "::/0")
+	if res := search(t, store, query.Options{Prefixes: all, Headers: xff.AllHeaders}); len(res.FewerHeaders) != 0 {
+		t.Errorf("a current index notes %q", res.FewerHeaders)
+	}
+	files[0].Headers = 0
+	if err := store.Update(files[0]); err != nil {
+		t.Fatal(err)
+	}
+	if res := search(t, store, query.Options{Prefixes: all}); len(res.FewerHeaders) != 0 {
+		t.Errorf("the default search notes %q", res.FewerHeaders)
+	}
+	res := search(t, store, query.Options{Prefixes: all, Headers: xff.SetOf(xff.XRealIP)})
+	if !slices.Equal(res.FewerHeaders, []string{path}) {
+		t.Errorf("--header X-Real-IP notes %q, want %s", res.FewerHeaders, path)
+	}
+	top, err := query.Top(store, query.TopOptions{N: 3, Headers: xff.AllHeaders})
+	if err != nil || !slices.Equal(top.FewerHeaders, []string{path}) {
+		t.Errorf("top --header all notes %q (%v)", top.FewerHeaders, err)
+	}
+}

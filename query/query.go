@@ -51,10 +51,10 @@ type Result struct {
 	// Undecided counts hits --client-only left out because their request's
 	// XFF list could not be read whole (see Options.ClientOnly).
 	Undecided int
-	// FewerHeaders counts the captures searched that an older xffidx
+	// FewerHeaders lists the captures searched that an older xffidx
 	// indexed for X-Forwarded-For alone, when other headers were asked
-	// for: the next build reads them again.
-	FewerHeaders int
+	// for: a build of them reads them again.
+	FewerHeaders []string
 }
 
 // ErrChanged says a capture is not the file that was indexed.

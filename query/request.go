@@ -1,6 +1,8 @@
 package query
 
 import (
+	"net/netip"
+
 	"github.com/xffidx/xffidx/format/xff"
 )
 
@@ -25,6 +27,16 @@ type httpRequest struct {
 	Tail []byte
 	// CutLine is the whole cut line (name included) when LastCut.
 	CutLine []byte
+
+	addrs  map[netip.Addr]bool // the list's addresses, once holds asked
+	client *clientOf           // the --client-only answer, once asked
+}
+
+// clientOf is the --client-only rule's answer for one request.
+type clientOf struct {
+	addr      netip.Addr
+	ok        bool // addr is the client
+	undecided bool // the list could not be read whole
 }
 
 type xffValue struct {

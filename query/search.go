@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,6 +68,23 @@ func ParseHeaders(names []string) (xff.HeaderSet, error) {
 		set |= xff.SetOf(h)
 	}
 	return set, nil
+}
+
+// fewerHeaders lists the captures these options select that were indexed
+// for fewer headers than they search (by an older xffidx, for
+// X-Forwarded-For alone), each path once.
+func (o *Options) fewerHeaders(files []index.FileInfo) []string {
+	var paths []string
+	for i := range files {
+		indexed := files[i].Headers
+		if indexed == 0 {
+			indexed = xff.SetOf(xff.XForwardedFor)
+		}
+		if o.selected(&files[i]) && o.headers()&^indexed != 0 && !slices.Contains(paths, files[i].Path) {
+			paths = append(paths, files[i].Path)
+		}
+	}
+	return paths
 }
 
 // headers returns the headers searched.
@@ -180,16 +198,7 @@ func Search(store *index.Store, opt Options) (Result, error) {
 	}
 	hits = kept
 
-	res := Result{Files: files}
-	for i := range files {
-		indexed := files[i].Headers
-		if indexed == 0 {
-			indexed = xff.SetOf(xff.XForwardedFor)
-		}
-		if opt.selected(&files[i]) && opt.headers()&^indexed != 0 {
-			res.FewerHeaders++
-		}
-	}
+	res := Result{Files: files, FewerHeaders: opt.fewerHeaders(files)}
 	s := &searcher{opt: opt, r: &recordReader{}}
 	defer s.r.close()
 	for i := 0; i < len(hits); {

@@ -43,6 +43,8 @@ type TopRow struct {
 type TopResult struct {
 	Rows     []TopRow
 	Problems []FileProblem
+	// FewerHeaders as in Result.
+	FewerHeaders []string
 }
 
 // Top returns the N addresses with the most hits, most first (ties: lower
@@ -66,6 +68,14 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	batchAddrs, batchHits := cmp.Or(opt.BatchAddrs, 1024), cmp.Or(opt.BatchHits, 1<<18)
 	if err := so.Validate(); err != nil {
 		return TopResult{}, err
+	}
+	var fewer []string
+	if opt.Headers != 0 {
+		files, err := store.Catalog()
+		if err != nil {
+			return TopResult{}, err
+		}
+		fewer = so.fewerHeaders(files)
 	}
 
 	// One scan: per address, upper (hits in captures overlapping the
@@ -143,7 +153,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	}
 	var ranked []scored
 	better := func(a, b scored) int { return cmp.Or(cmp.Compare(b.hits, a.hits), a.addr.Compare(b.addr)) }
-	var res TopResult
+	res := TopResult{FewerHeaders: fewer}
 	add := func(a netip.Addr, n int) {
 		if n == 0 {
 			return

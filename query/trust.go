@@ -72,24 +72,12 @@ func (s *searcher) clientVerdict(pi *packetInfo, a netip.Addr, rec format.Record
 			continue
 		}
 		found = true
-		if !pi.exact {
+		c := s.requestClient(pi, req, rec)
+		if c.undecided {
 			verdict = clientUndecided
 			continue
 		}
-		values := make([][]byte, len(req.Lines))
-		for j, l := range req.Lines {
-			values[j] = l.Value
-		}
-		if req.Open {
-			// The block goes on in the next segment, and with it perhaps
-			// more XFF lines, appended by nearer proxies: read them.
-			var ok bool
-			if values, ok = s.completeBlock(rec, req, values); !ok {
-				verdict = clientUndecided
-				continue
-			}
-		}
-		if c, ok := ClientAddr(req.Header, values, s.opt.Trusted); ok && c == a {
+		if c.ok && c.addr == a {
 			return clientYes, req
 		}
 	}
@@ -97,6 +85,34 @@ func (s *searcher) clientVerdict(pi *packetInfo, a netip.Addr, rec format.Record
 		return clientUndecided, nil
 	}
 	return verdict, nil
+}
+
+// requestClient applies the rule to one request's list, once per request
+// (every hit of the request asks).
+func (s *searcher) requestClient(pi *packetInfo, req *httpRequest, rec format.Record) *clientOf {
+	if req.client != nil {
+		return req.client
+	}
+	req.client = &clientOf{}
+	if !pi.exact {
+		req.client.undecided = true
+		return req.client
+	}
+	values := make([][]byte, len(req.Lines))
+	for j, l := range req.Lines {
+		values[j] = l.Value
+	}
+	if req.Open {
+		// The block goes on in the next segment, and with it perhaps more
+		// lines, appended by nearer proxies: read them.
+		var ok bool
+		if values, ok = s.completeBlock(rec, req, values); !ok {
+			req.client.undecided = true
+			return req.client
+		}
+	}
+	req.client.addr, req.client.ok = ClientAddr(req.Header, values, s.opt.Trusted)
+	return req.client
 }
 
 // Bounds of following a header block, as the build's look-ahead: the next

@@ -144,9 +144,7 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
-			if res.FewerHeaders > 0 {
-				fmt.Fprintf(g.stderr, "xffidx: note: %d captures were indexed by an older xffidx for X-Forwarded-For alone: build them again (xffidx build FILE...) to index their other headers\n", res.FewerHeaders)
-			}
+			noteFewerHeaders(g, res.FewerHeaders)
 			if res.Undecided > 0 {
 				fmt.Fprintf(g.stderr, "xffidx: note: --client-only left out %d hits whose request's header list could not be read whole (header block continued beyond the capture's reach, or cut by the snap length)\n", res.Undecided)
 			}
@@ -244,4 +242,21 @@ func problemsExit(g *globals, problems []query.FileProblem, found bool) error {
 		return &exitError{code: exitNone}
 	}
 	return nil
+}
+
+// noteFewerHeaders tells which captures a search of other headers could not
+// see into yet: an older xffidx indexed them for X-Forwarded-For alone.
+func noteFewerHeaders(g *globals, paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	shown := make([]string, 0, 3)
+	for _, p := range paths[:min(len(paths), 3)] {
+		shown = append(shown, safe(p))
+	}
+	more := ""
+	if len(paths) > 3 {
+		more = fmt.Sprintf(" and %d more", len(paths)-3)
+	}
+	fmt.Fprintf(g.stderr, "xffidx: note: an older xffidx indexed %s%s for X-Forwarded-For alone: build them again (xffidx build PATH...) to index their other headers\n", strings.Join(shown, ", "), more)
 }

@@ -34,8 +34,8 @@ func newStats(g *globals) *cobra.Command {
 			if addrs > 0 {
 				perEntry = float64(disk) / float64(addrs)
 			}
-			fmt.Fprintf(g.stdout, "files\t%d\ncapture bytes\t%d\npackets\t%d\nxff lines\t%d\nother forwarding header lines\t%d\nhit packets\t%d\naddress entries\t%d\nindex bytes\t%d\nindex bytes per entry\t%.1f\n",
-				len(files), bytes, packets, xffLines, otherLines, hits, addrs, disk, perEntry)
+			fmt.Fprintf(g.stdout, "files\t%d\ncapture bytes\t%d\npackets\t%d\nhit packets\t%d\naddress entries\t%d\nindex bytes\t%d\nindex bytes per entry\t%.1f\nxff lines\t%d\nother forwarding header lines\t%d\n",
+				len(files), bytes, packets, hits, addrs, disk, perEntry, xffLines, otherLines)
 			return nil
 		},
 	}

@@ -60,6 +60,7 @@ vanished or changed since it was indexed).`,
 			if err := query.WriteTop(g.stdout, outFormat, res.Rows); err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
+			noteFewerHeaders(g, res.FewerHeaders)
 			return problemsExit(g, res.Problems, len(res.Rows) > 0)
 		},
 	}
