@@ -54,8 +54,8 @@ func checkSchema(db pebble.Reader) error {
 // Upgrade rewrites an index of schema 1 as schema 2: every hit and value key
 // gains the X-Forwarded-For header byte (schema 1 knew no other header), and
 // the catalog entries keep FileInfo.Headers zero (read as X-Forwarded-For
-// alone), which tells the build to read those files again. The
-// caller holds the build lock. Each batch moves a run of keys atomically and
+// alone), which tells the build to read those files again. The caller
+// holds the build lock. Each batch moves a run of keys atomically and
 // the schema key is written last, so a rewrite cut short by a crash is
 // finished by the next call, and readers refuse the index until it is done.
 // It does nothing to an index that is already current. logger may be nil.
@@ -77,12 +77,11 @@ func (s *Store) Upgrade(logger *slog.Logger) error {
 		logger.Info("upgrading index to schema "+SchemaVersion, "index", s.Dir)
 		moved := 0
 		for _, table := range []struct {
-			tag      byte
-			oldLen   func(int) bool
-			newValue bool
+			tag    byte
+			oldLen func(int) bool
 		}{
-			{tagHit, func(n int) bool { return n == v1HitKeyLen4 || n == v1HitKeyLen6 }, false},
-			{tagValue, func(n int) bool { return n == v1ValueKeyLen }, true},
+			{tagHit, func(n int) bool { return n == v1HitKeyLen4 || n == v1HitKeyLen6 }},
+			{tagValue, func(n int) bool { return n == v1ValueKeyLen }},
 		} {
 			n, err := moveKeys(db, table.tag, table.oldLen)
 			if err != nil {
