@@ -300,18 +300,7 @@ func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, [
 		if files, err = readCatalog(db); err != nil {
 			return err
 		}
-		// Only the newest entry of a path counts: an older one is left only
-		// by a build that died before removing it.
-		newest := map[string]uint32{}
-		for _, f := range files {
-			newest[f.Path] = max(newest[f.Path], f.ID)
-		}
-		current := map[uint32]*FileInfo{}
-		for i := range files {
-			if newest[files[i].Path] == files[i].ID {
-				current[files[i].ID] = &files[i]
-			}
-		}
+		current := currentEntries(files)
 		for _, p := range prefixes {
 			lo, hi := PrefixRange(p)
 			it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})

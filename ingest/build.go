@@ -300,22 +300,12 @@ func (s *session) indexFile(path string) FileResult {
 		*entry = moved
 		r.Renamed = oldPath
 	}
-	if entry != nil && entry.Headers != xff.AllHeaders {
+	switch {
+	case entry != nil && entry.Headers != xff.AllHeaders:
 		// Indexed by an older xffidx for X-Forwarded-For alone: its old
 		// hits stay queryable until the new ones replace them.
 		r = s.scan(path, id, entry, true)
-		if r.Action == ActionNew {
-			r.Action = ActionReindexed
-		}
-		if oldPath != "" {
-			r.Renamed = oldPath
-		}
-		if !r.Committed {
-			r.Action = ActionFailed
-		}
-		return r
-	}
-	switch {
+		r.Action = ActionReindexed
 	case entry != nil && sameFileOrUnknown(id, entry) && id.Size == entry.Size && id.ModTime.Equal(entry.ModTime):
 		r.Action, r.Info, r.Committed = ActionUnchanged, *entry, true
 		if oldPath != "" {
