@@ -13,6 +13,7 @@ type Record struct {
 	TS       int64  // Unix nanoseconds; 0 for pcapng Simple Packet Blocks
 	CapLen   uint32
 	OrigLen  uint32
+	DataOff  int    // where Data starts, from the record's first byte
 	Data     []byte // captured bytes; aliases the window
 }
 
@@ -87,6 +88,7 @@ func (w *Walker) nextPcap(buf []byte, base int64, pos int) (Record, int, Status)
 		TS:       ns,
 		CapLen:   capLen,
 		OrigLen:  origLen,
+		DataOff:  pcapRecordHdrLen,
 		Data:     buf[pos+pcapRecordHdrLen : pos+size : pos+size],
 	}, size, Packet
 }
@@ -189,7 +191,7 @@ func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record
 		}
 		iface := &w.Sec.Ifaces[ifid]
 		rec.Iface, rec.LinkType, rec.TS = ifid, iface.LinkType, iface.Nanos(raw)
-		rec.Data = body[20 : 20+rec.CapLen : 20+rec.CapLen]
+		rec.DataOff, rec.Data = 8+20, body[20:20+rec.CapLen:20+rec.CapLen]
 		return rec, size, Packet
 	case blockSPB:
 		if len(body) < 4 || len(w.Sec.Ifaces) == 0 {
@@ -207,7 +209,7 @@ func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record
 			return Record{}, 0, Bad
 		}
 		rec.CapLen, rec.LinkType = capLen, iface.LinkType
-		rec.Data = body[4 : 4+capLen : 4+capLen]
+		rec.DataOff, rec.Data = 8+4, body[4:4+capLen:4+capLen]
 		return rec, size, Packet
 	}
 	return rec, size, Header

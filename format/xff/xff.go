@@ -248,36 +248,37 @@ func scan(res *Result, p []byte, inHeaders bool) {
 				pos = end + 1
 				break
 			}
-			if line[0] == ' ' || line[0] == '\t' {
+			if cut && (isToken(line) || string(line) == "\r") {
+				// A header name, or the CR of a line end, cut by the end of
+				// the payload.
+				res.Open, res.LastCut, res.Tail, res.CutLine = true, true, line, line
+				res.BodyDeclared = contentLength > 0 || chunked
+				return
+			}
+			f := ParseField(line)
+			switch f.Kind {
+			case FieldFold:
 				// obs-fold: the line continues the previous header's value.
 				if lastFwd {
-					res.Lines = append(res.Lines, Line{Value: trimValue(line), Start: pos, Cut: cut, Request: request, Header: lastHeader, Fold: true})
+					res.Lines = append(res.Lines, Line{Value: f.Value, Start: pos, Cut: cut, Request: request, Header: lastHeader, Fold: true})
 				}
-			} else {
-				colon := headerName(line)
-				if colon < 0 {
-					if cut && isToken(line) {
-						// A header name cut by the end of the payload.
-						res.Open, res.LastCut, res.Tail, res.CutLine = true, true, line, line
-						res.BodyDeclared = contentLength > 0 || chunked
-					} else {
-						res.Malformed = true
-					}
-					return
-				}
-				name, value := line[:colon], line[colon+1:]
-				lastHeader, lastFwd = headerOf(name)
-				switch {
-				case lastFwd:
-					res.Lines = append(res.Lines, Line{Value: trimValue(value), Start: pos, Cut: cut, Request: request, Header: lastHeader})
-				case equalFold(name, "host"):
+			case FieldMalformed:
+				res.Malformed = true
+				return
+			case FieldForward:
+				lastHeader, lastFwd = f.Header, true
+				res.Lines = append(res.Lines, Line{Value: f.Value, Start: pos, Cut: cut, Request: request, Header: f.Header})
+			default:
+				lastFwd = false
+				switch f.Kind {
+				case FieldHost:
 					if req.Host == nil {
-						req.Host = trimValue(value)
+						req.Host = f.Value
 					}
-				case equalFold(name, "content-length"):
-					contentLength = parseLength(trimValue(value))
-				case equalFold(name, "transfer-encoding"):
-					chunked = containsFold(value, "chunked")
+				case FieldLength:
+					contentLength = parseLength(f.Value)
+				case FieldTransfer:
+					chunked = IsChunked(f.Value)
 				}
 			}
 			if cut {

@@ -1,0 +1,241 @@
+package stream
+
+import (
+	"bytes"
+	"cmp"
+	"net/netip"
+	"slices"
+
+	"github.com/xffidx/xffidx/format/packet"
+	"github.com/xffidx/xffidx/format/xff"
+)
+
+// connKey names a connection whichever way a segment travels: its two
+// endpoints in a fixed order (the lower address and port first).
+type connKey struct {
+	a, b   [16]byte
+	ap, bp uint16
+}
+
+// keyOf returns the connection of seg and the direction seg travels in (0:
+// from the key's first endpoint).
+func keyOf(seg *packet.Segment) (connKey, uint8) {
+	src, dst := seg.SrcIP.As16(), seg.DstIP.As16()
+	if c := bytes.Compare(src[:], dst[:]); c < 0 || c == 0 && seg.SrcPort <= seg.DstPort {
+		return connKey{a: src, b: dst, ap: seg.SrcPort, bp: seg.DstPort}, 0
+	}
+	return connKey{a: dst, b: src, ap: seg.DstPort, bp: seg.SrcPort}, 1
+}
+
+// Client returns the client endpoint (the sender of requests) and the server
+// of a connection whose direction dir carries the requests.
+func (k connKey) endpoints(dir uint8) (client, server netip.AddrPort) {
+	a := netip.AddrPortFrom(netip.AddrFrom16(k.a).Unmap(), k.ap)
+	b := netip.AddrPortFrom(netip.AddrFrom16(k.b).Unmap(), k.bp)
+	if dir == 0 {
+		return a, b
+	}
+	return b, a
+}
+
+// Modes of a connection's client stream.
+const (
+	modeAbsent    uint8 = iota // no state: waiting for a SYN or a request line at a segment start
+	modeDead                   // not followable (not HTTP, malformed, after a gap or a close): as absent, but retransmissions of what was seen are known
+	modeIdle                   // between requests: the next byte starts one
+	modeReqLine                // inside a request line
+	modeHeaders                // inside a request header block
+	modeGuess                  // the snap length cut a header block: the next segment may continue it, if it ends it
+	modeBody                   // inside a Content-Length body
+	modeChunkSize              // inside a chunk-size line
+	modeChunkData              // inside a chunk's data
+	modeChunkEnd               // after a chunk's data: its CRLF
+	modeTrailer                // inside a chunked body's trailer
+	numModes
+)
+
+// conn is one connection's state.
+type conn struct {
+	key    connKey
+	id     uint32 // logging trackers: index of key in the chunk's key list
+	client int8   // direction of requests, -1 before it is known
+	mode   uint8
+	closed bool // FIN or RST seen: remembered only briefly
+	next   uint32
+	lastTS int64
+	start  int64 // record of the SYN, or of the request line the connection was taken up at
+
+	held     []heldSeg
+	heldSize int
+	holdTS   int64 // when the oldest held segment came
+
+	// The parser.
+	line      carry
+	remaining int64 // body or chunk bytes still to come
+	skipCRLF  uint8 // chunk-end bytes still to skip
+	req       request
+
+	// Hits of the record being handled, for the one-hit-per-address rule.
+	hitRec int64
+	seen   []seenAddr
+
+	// Logging trackers only: where the tracker took the connection up.
+	anchor anchorInfo
+}
+
+type heldSeg struct {
+	seq   uint32
+	wire  uint32
+	off   int64
+	ts    int64
+	pos   int64
+	flags uint8
+	data  []byte
+}
+
+type seenAddr struct {
+	addr netip.Addr
+	h    xff.Header
+}
+
+// carry is a line the end of a segment cut: what of it may still matter.
+type carry struct {
+	on   bool
+	off  int64 // record of the line's first byte
+	n    int   // bytes so far
+	buf  []byte
+	keep bool // buf holds the line from its start (up to a cap)
+	// named: the colon was seen; bad: a byte before it is not a token byte.
+	named, bad bool
+}
+
+// request is the request whose header block (or body) is being read.
+type request struct {
+	on       bool
+	seq      uint32 // stream position of its first byte
+	firstRec int64  // record holding the request line
+	method   []byte
+	target   []byte
+	host     []byte
+	hostSet  bool
+	cl       int64
+	chunked  bool
+	pos      [xff.NumHeaders]int
+	lists    [xff.NumHeaders][]byte
+	listed   xff.HeaderSet // headers with lines
+	capped   xff.HeaderSet
+	hitRecs  []int64 // records holding hits of this request
+	// Forwarding line whose value may still be folded (same segment only).
+	pend    bool
+	pendH   xff.Header
+	pendOff int64
+	pendVal []byte
+	pendCut bool
+	pendLns int
+	// alone: the request line is in a record that began at a request
+	// boundary, so that the record parsed alone shows the request.
+	alone bool
+}
+
+func (r *request) reset() {
+	*r = request{method: r.method[:0], target: r.target[:0], host: r.host[:0], hitRecs: r.hitRecs[:0],
+		lists: [xff.NumHeaders][]byte{r.lists[0][:0], r.lists[1][:0], r.lists[2][:0], r.lists[3][:0], r.lists[4][:0]}, pendVal: r.pendVal[:0]}
+}
+
+// addList appends a value to the request's list of header h.
+func (r *request) addList(h xff.Header, v []byte) {
+	l := r.lists[h]
+	if r.listed.Has(h) {
+		l = append(l, ", "...)
+	}
+	r.listed |= xff.SetOf(h)
+	if len(l)+len(v) > xff.MaxValue {
+		r.capped |= xff.SetOf(h)
+		v = v[:max(0, xff.MaxValue-len(l))]
+	}
+	r.lists[h] = append(l, v...)
+}
+
+// lookup returns the state of key, nil if none. A connection silent for
+// longer than its timeout at ts is dropped first: what it held is finished
+// as cut off.
+func (t *Tracker) lookup(key connKey, ts int64) *conn {
+	c := t.conns[key]
+	if c == nil {
+		return nil
+	}
+	if t.expired(c, ts) {
+		t.drop(c, true)
+		return nil
+	}
+	return c
+}
+
+func (t *Tracker) timeout(c *conn) int64 {
+	if c.closed {
+		return int64(closedTimeout)
+	}
+	return t.idleNS
+}
+
+// expired reports whether c has been silent for longer than its timeout at
+// ts. Packets without a timestamp never expire anything.
+func (t *Tracker) expired(c *conn, ts int64) bool {
+	return ts != 0 && c.lastTS != 0 && ts-c.lastTS > t.timeout(c)
+}
+
+// drop forgets c. evict says an open request header block was cut off by
+// the timeout or a full table (and is counted so).
+func (t *Tracker) drop(c *conn, evict bool) {
+	if c.req.on && evict && c.mode >= modeReqLine && c.mode <= modeGuess {
+		t.out.Counts.Evicted++
+	}
+	t.finishRequest(c, false)
+	t.release(c)
+	delete(t.conns, c.key)
+	if t.opt.Log && c.anchor.set {
+		t.retired = append(t.retired, c)
+	}
+}
+
+// release gives back a connection's held bytes.
+func (t *Tracker) release(c *conn) {
+	t.held -= c.heldSize
+	c.held, c.heldSize = nil, 0
+}
+
+// add creates the state of key.
+func (t *Tracker) add(key connKey) *conn {
+	if len(t.conns) >= t.sweepAt {
+		t.sweep()
+	}
+	c := &conn{key: key, client: -1, hitRec: -1}
+	if t.opt.Log {
+		c.id = t.log.keyID(key)
+	}
+	t.conns[key] = c
+	return c
+}
+
+// sweep forgets connections that no packet could find alive any more (silent
+// for twice their timeout before the latest timestamp seen), and, if the
+// table is still full, the longest silent ones.
+func (t *Tracker) sweep() {
+	for _, c := range t.conns {
+		if t.maxTS != 0 && c.lastTS != 0 && t.maxTS-c.lastTS > 2*t.timeout(c) {
+			t.drop(c, true)
+		}
+	}
+	if len(t.conns) >= t.opt.MaxConns {
+		all := make([]*conn, 0, len(t.conns))
+		for _, c := range t.conns {
+			all = append(all, c)
+		}
+		slices.SortFunc(all, func(x, y *conn) int { return cmp.Compare(x.lastTS, y.lastTS) })
+		for _, c := range all[:len(all)-t.opt.MaxConns*3/4] {
+			t.out.Counts.Overflow++
+			t.drop(c, true)
+		}
+	}
+	t.sweepAt = max(1<<14, min(2*len(t.conns), t.opt.MaxConns))
+}

@@ -1,0 +1,273 @@
+package stream
+
+// Parallel walks.
+//
+// A capture cut into chunks is walked by one logging Tracker per chunk,
+// each starting with no state. A connection it has no state for is taken
+// up where a sequential walk with no state would take it up (a SYN, or a
+// segment that starts with a request line): its anchor. Every segment of a
+// connection the chunk's tracker has no state for is logged (position,
+// sequence numbers, where its payload is in the file), and the anchor
+// notes how much of the log came before it.
+//
+// Join, on the tracker that holds the true state at the chunk's start (the
+// sequential walk's state, built chunk by chunk in file order), makes the
+// chunk's result what a sequential walk would have found:
+//
+//  1. For each connection the chunk took up, the logged segments before its
+//     anchor are replayed on a copy of the true state (their payloads read
+//     back from the file only where the state needs them: the continuation
+//     of a header block begun in an earlier chunk). Then the anchor must be
+//     one the true state would have handled exactly as no state does: no
+//     state, or a SYN, or a request line at exactly the expected position of
+//     a connection between requests (or not being followed) on its client
+//     side. Then everything the chunk's tracker did from the anchor on is
+//     what a sequential walk does, and its state for the connection becomes
+//     the true one.
+//  2. Connections the chunk never took up but the true state holds (a
+//     header block or a body going on into this chunk) have their logged
+//     segments replayed on the true state itself.
+//
+// If an anchor fails the check (a retransmission of a request from the
+// previous chunk, a body segment that happens to start like a request) or
+// the log overflowed where it mattered, Join reports it and changes nothing;
+// the caller walks the chunk again sequentially on the true tracker. So the
+// result equals one sequential walk for any chunking (ingest's
+// TestChunkingDoesNotChangeResults).
+
+// maxLogEntries bounds one chunk's log (48 bytes an entry).
+const maxLogEntries = 1 << 18
+
+// anchorInfo is where a logging tracker took a connection up.
+type anchorInfo struct {
+	set    bool
+	syn    bool
+	dir    uint8
+	seq    uint32
+	wire   uint32
+	ts     int64
+	off    int64
+	logLen int // log entries before it
+}
+
+type logEntry struct {
+	off, ts, pos int64
+	seq, n, wire uint32
+	id           uint32
+	flags, dir   uint8
+}
+
+type chunkLog struct {
+	entries []logEntry
+	ids     map[connKey]uint32
+	keys    []connKey
+	full    bool // entries from fullAt on were not kept
+	fullAt  int
+}
+
+func (l *chunkLog) keyID(k connKey) uint32 {
+	if id, ok := l.ids[k]; ok {
+		return id
+	}
+	id := uint32(len(l.keys))
+	l.ids[k] = id
+	l.keys = append(l.keys, k)
+	return id
+}
+
+func (l *chunkLog) len() int { return len(l.entries) }
+
+func (l *chunkLog) add(id uint32, s *segment) {
+	if len(l.entries) >= maxLogEntries {
+		if !l.full {
+			l.full, l.fullAt = true, len(l.entries)
+		}
+		return
+	}
+	l.entries = append(l.entries, logEntry{off: s.off, ts: s.ts, pos: s.pos, seq: s.seq, n: s.n, wire: s.wire, id: id, flags: s.flags, dir: s.dir})
+}
+
+// Chunk is a logging tracker's result for Join.
+type Chunk struct {
+	conns   map[connKey]*conn
+	retired []*conn
+	log     chunkLog
+	out     Output
+	maxTS   int64
+}
+
+// TakeChunk hands over what a logging tracker found in its chunk and
+// leaves it empty for the next.
+func (t *Tracker) TakeChunk() *Chunk {
+	ch := &Chunk{conns: t.conns, retired: t.retired, log: t.log, out: t.out, maxTS: t.maxTS}
+	*t = *New(t.opt)
+	return ch
+}
+
+// Output returns what the chunk's tracker found (for a caller that must
+// drop it when Join fails).
+func (ch *Chunk) Output() *Output { return &ch.out }
+
+// Join makes ch, the chunk that follows what t has walked, part of t's
+// walk (see the top of this file). fetch reads n payload bytes at a file
+// offset into buf. It reports false, having changed nothing, when the chunk
+// must be walked again on t instead. ch's output is added to t's.
+func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]byte, error)) (bool, error) {
+	keys := ch.log.keys
+	first := make([]*anchorInfo, len(keys))
+	note := func(c *conn) {
+		if a := first[c.id]; a == nil || c.anchor.logLen < a.logLen {
+			first[c.id] = &c.anchor
+		}
+	}
+	for _, c := range ch.conns {
+		note(c)
+	}
+	for _, c := range ch.retired {
+		note(c)
+	}
+
+	// 1. Connections taken up in the chunk that the true state knows:
+	// replay their prefix on a scratch tracker holding copies.
+	sc := New(Options{IdleTimeout: t.opt.IdleTimeout, MaxConns: t.opt.MaxConns})
+	sc.fetch, sc.maxTS = fetch, t.maxTS
+	replayFirst := false
+	for id, k := range keys {
+		if tc := t.conns[k]; tc != nil && first[id] != nil {
+			if ch.log.full && first[id].logLen > ch.log.fullAt {
+				return false, nil
+			}
+			sc.conns[k] = tc.clone()
+			replayFirst = true
+		}
+	}
+	if replayFirst {
+		for i := range ch.log.entries {
+			e := &ch.log.entries[i]
+			if a := first[e.id]; a == nil || i >= a.logLen || t.conns[keys[e.id]] == nil {
+				continue
+			}
+			s := e.segment()
+			sc.handle(keys[e.id], &s)
+		}
+		if sc.ferr != nil {
+			return false, sc.ferr
+		}
+		for id, k := range keys {
+			a := first[id]
+			if a == nil || t.conns[k] == nil {
+				continue
+			}
+			if !sc.anchorClean(k, a) {
+				return false, sc.ferr
+			}
+		}
+		if sc.ferr != nil {
+			return false, sc.ferr
+		}
+	}
+	if ch.log.full {
+		for id, k := range keys {
+			if first[id] == nil && t.conns[k] != nil {
+				return false, nil
+			}
+		}
+	}
+
+	// The chunk is accepted.
+	t.out.Hits = append(t.out.Hits, sc.out.Hits...)
+	t.out.Requests = append(t.out.Requests, sc.out.Requests...)
+	t.out.Counts.add(sc.out.Counts)
+
+	// 2. Connections the chunk never took up: replay on the true state.
+	t.fetch, t.ferr = fetch, nil
+	for i := range ch.log.entries {
+		e := &ch.log.entries[i]
+		if first[e.id] != nil || t.conns[keys[e.id]] == nil {
+			continue
+		}
+		s := e.segment()
+		t.handle(keys[e.id], &s)
+	}
+	t.fetch = nil
+	if err := t.ferr; err != nil {
+		return true, err
+	}
+
+	// The chunk's own findings, and its state for what it took up.
+	t.out.Hits = append(t.out.Hits, ch.out.Hits...)
+	t.out.Requests = append(t.out.Requests, ch.out.Requests...)
+	t.out.Counts.add(ch.out.Counts)
+	for id, k := range keys {
+		if first[id] == nil {
+			continue
+		}
+		if old := t.conns[k]; old != nil {
+			t.held -= old.heldSize
+			delete(t.conns, k)
+		}
+		if c := ch.conns[k]; c != nil {
+			c.anchor, c.id = anchorInfo{}, 0
+			t.conns[k] = c
+			t.held += c.heldSize
+		}
+	}
+	t.maxTS = max(t.maxTS, ch.maxTS)
+	if len(t.conns) >= t.sweepAt {
+		t.sweep()
+	}
+	return true, nil
+}
+
+func (e *logEntry) segment() segment {
+	return segment{off: e.off, ts: e.ts, pos: e.pos, seq: e.seq, n: e.n, wire: e.wire, flags: e.flags, dir: e.dir}
+}
+
+// anchorClean applies the true state (in the scratch tracker, after the
+// replayed prefix) to the anchor and reports whether it handles it as no
+// state does. The side effects the true state has there (a timeout, a SYN
+// ending an open request) are the scratch tracker's output.
+func (sc *Tracker) anchorClean(k connKey, a *anchorInfo) bool {
+	c := sc.lookup(k, a.ts)
+	if c == nil {
+		return true
+	}
+	if a.syn {
+		s := segment{off: a.off, ts: a.ts, seq: a.seq, wire: a.wire, flags: flagSYN, dir: a.dir}
+		sc.handle(k, &s)
+		return true
+	}
+	if c.client != int8(a.dir) || len(c.held) > 0 {
+		return false
+	}
+	switch c.mode {
+	case modeIdle:
+		return c.next == a.seq
+	case modeDead:
+		return !c.closed && !seqLT(a.seq, c.next)
+	}
+	return false
+}
+
+// clone copies a connection's state, sharing nothing that either copy
+// changes in place.
+func (c *conn) clone() *conn {
+	d := *c
+	d.held = nil
+	for _, h := range c.held {
+		h.data = append([]byte(nil), h.data...)
+		d.held = append(d.held, h)
+	}
+	d.line.buf = append([]byte(nil), c.line.buf...)
+	d.seen = append([]seenAddr(nil), c.seen...)
+	r := &d.req
+	r.method = append([]byte(nil), r.method...)
+	r.target = append([]byte(nil), r.target...)
+	r.host = append([]byte(nil), r.host...)
+	r.hitRecs = append([]int64(nil), r.hitRecs...)
+	r.pendVal = append([]byte(nil), r.pendVal...)
+	for h := range r.lists {
+		r.lists[h] = append([]byte(nil), r.lists[h]...)
+	}
+	return &d
+}

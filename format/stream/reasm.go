@@ -1,0 +1,235 @@
+package stream
+
+import (
+	"slices"
+
+	"github.com/xffidx/xffidx/format/xff"
+)
+
+// seqLT compares sequence numbers modulo 2^32.
+func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
+func seqLE(a, b uint32) bool { return int32(a-b) <= 0 }
+
+// handle follows one segment of connection key.
+func (t *Tracker) handle(key connKey, s *segment) {
+	if s.ts > t.maxTS {
+		t.maxTS = s.ts
+	}
+	c := t.lookup(key, s.ts)
+	if c == nil {
+		syn := s.flags&(flagSYN|flagACK) == flagSYN
+		if !syn && !t.startsRequest(s) {
+			if t.opt.Log {
+				t.log.add(t.log.keyID(key), s)
+			}
+			return
+		}
+		c = t.add(key)
+	}
+	if s.ts != 0 {
+		c.lastTS = s.ts
+	}
+	if t.opt.Log && !c.anchor.set {
+		// Everything before this segment was logged: the tracker takes the
+		// connection up here, from no state.
+		c.anchor = anchorInfo{set: true, seq: s.seq, wire: s.wire, dir: s.dir, ts: s.ts, syn: s.flags&(flagSYN|flagACK) == flagSYN, logLen: t.log.len()}
+	}
+	switch {
+	case s.flags&(flagSYN|flagACK) == flagSYN:
+		// A new connection (perhaps on a port an old one used).
+		t.finishRequest(c, false)
+		t.release(c)
+		c.client, c.mode, c.closed, c.next = int8(s.dir), modeIdle, false, s.seq+1
+		c.start = s.off
+		return
+	case c.client < 0:
+		// Taken up at a request line.
+		c.client, c.mode, c.next, c.start = int8(s.dir), modeIdle, s.seq, s.off
+	case s.dir != uint8(c.client):
+		// The server's side: never a request.
+		if s.flags&flagRST != 0 {
+			t.close(c)
+		}
+		return
+	}
+	if c.mode == modeDead {
+		t.dead(c, s)
+		return
+	}
+	t.inOrder(c, s)
+}
+
+// startsRequest reports whether s's payload starts with a request line.
+func (t *Tracker) startsRequest(s *segment) bool {
+	if s.n < 16 {
+		return false
+	}
+	p := t.payload(s)
+	if len(p) == 0 {
+		return false
+	}
+	// Most payloads are decided by their first byte.
+	if c := p[0]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '\r' || c == '\n') {
+		return false
+	}
+	i := xff.SkipEmptyLines(p)
+	n, _, _ := xff.RequestLine(p[i:])
+	return n > 0
+}
+
+// dead handles a client segment of a connection that is not being
+// followed: it is taken up again at a segment that starts with a request
+// line and is not a retransmission of what was seen.
+func (t *Tracker) dead(c *conn, s *segment) {
+	end := s.seq + s.wire
+	if s.n > 0 && seqLE(end, c.next) {
+		t.out.Counts.Dups++
+		return
+	}
+	if s.flags&flagRST != 0 {
+		t.close(c)
+		return
+	}
+	if !seqLT(s.seq, c.next) && !c.closed && t.startsRequest(s) {
+		c.mode, c.next = modeIdle, s.seq
+		t.inOrder(c, s)
+		return
+	}
+	if seqLT(c.next, end) {
+		c.next = end
+	}
+	if s.flags&flagFIN != 0 {
+		t.close(c)
+	}
+}
+
+// inOrder places a client segment of a followed connection in sequence.
+func (t *Tracker) inOrder(c *conn, s *segment) {
+	if t.expiredHold(c, s.ts) {
+		t.gap(c)
+		if c.mode == modeDead {
+			t.dead(c, s)
+			return
+		}
+	}
+	d := int32(s.seq - c.next)
+	switch {
+	case d == 0:
+		t.consume(c, s, 0)
+		t.drainHeld(c)
+	case d < 0:
+		if int32(s.seq+s.wire-c.next) <= 0 {
+			if s.flags&flagRST != 0 {
+				t.close(c)
+			} else if s.wire > 0 {
+				t.out.Counts.Dups++
+			}
+			return
+		}
+		// Partly new: a retransmission that carries more than the original.
+		t.consume(c, s, uint32(-d))
+		t.drainHeld(c)
+	default:
+		t.hold(c, s)
+	}
+}
+
+// hold keeps a segment that came before its predecessor.
+func (t *Tracker) hold(c *conn, s *segment) {
+	for _, h := range c.held {
+		if h.seq == s.seq && h.wire == s.wire {
+			t.out.Counts.Dups++
+			return
+		}
+	}
+	p := t.payload(s)
+	if len(c.held) >= maxHeld || c.heldSize+len(p) > maxHeldBytes || t.held+len(p) > holdBudget {
+		if t.held+len(p) > holdBudget {
+			t.out.Counts.Overflow++
+		}
+		// No room: the hole is a gap. The segment itself is then handled
+		// after the held ones, in sequence order.
+		t.gap(c)
+		if c.mode == modeDead {
+			t.dead(c, s)
+		} else {
+			t.inOrder(c, s)
+		}
+		return
+	}
+	if len(c.held) == 0 {
+		c.holdTS = s.ts
+	}
+	t.out.Counts.Early++
+	h := heldSeg{seq: s.seq, wire: s.wire, off: s.off, ts: s.ts, pos: s.pos, flags: s.flags, data: append([]byte(nil), p...)}
+	i, _ := slices.BinarySearchFunc(c.held, h, func(a, b heldSeg) int { return int(int32(a.seq - b.seq)) })
+	c.held = slices.Insert(c.held, i, h)
+	c.heldSize += len(p)
+	t.held += len(p)
+}
+
+// expiredHold reports whether c's hole has stayed open too long at ts.
+func (t *Tracker) expiredHold(c *conn, ts int64) bool {
+	return len(c.held) > 0 && ts != 0 && c.holdTS != 0 && ts-c.holdTS > holdTimeout
+}
+
+// drainHeld consumes held segments that are now in order.
+func (t *Tracker) drainHeld(c *conn) {
+	for len(c.held) > 0 && c.mode != modeDead && c.mode != modeAbsent {
+		h := c.held[0]
+		if seqLT(c.next, h.seq) {
+			return
+		}
+		c.held = c.held[1:]
+		c.heldSize -= len(h.data)
+		t.held -= len(h.data)
+		if len(c.held) == 0 {
+			c.held = nil
+		}
+		s := &segment{off: h.off, ts: h.ts, pos: h.pos, seq: h.seq, n: uint32(len(h.data)), wire: h.wire, flags: h.flags, dir: uint8(c.client), data: h.data}
+		if int32(s.seq+s.wire-c.next) <= 0 {
+			t.out.Counts.Dups++
+			continue
+		}
+		t.consume(c, s, c.next-s.seq)
+	}
+}
+
+// gap gives up on the hole before c's held segments: the request it cuts is
+// finished with what was read, and the held segments are handled again as
+// if they came now, from no request state.
+func (t *Tracker) gap(c *conn) {
+	if len(c.held) == 0 {
+		return
+	}
+	held := c.held
+	t.release(c)
+	first := held[0]
+	if c.mode == modeBody && !seqLT(first.seq, c.next) && int64(first.seq-c.next) < c.remaining {
+		// The hole is inside a body of known length: nothing is lost.
+		c.remaining -= int64(first.seq - c.next)
+		c.next = first.seq
+	} else {
+		t.out.Counts.Gaps++
+		t.finishRequest(c, false)
+		c.mode, c.line = modeDead, carry{buf: c.line.buf[:0]}
+		c.next = first.seq
+	}
+	for i := range held {
+		h := &held[i]
+		s := &segment{off: h.off, ts: h.ts, pos: h.pos, seq: h.seq, n: uint32(len(h.data)), wire: h.wire, flags: h.flags, dir: uint8(c.client), data: h.data}
+		if c.mode == modeDead {
+			t.dead(c, s)
+		} else {
+			t.inOrder(c, s)
+		}
+	}
+}
+
+// close ends a connection on FIN or RST: an open request is finished as it
+// stands, and the connection is remembered briefly for retransmissions.
+func (t *Tracker) close(c *conn) {
+	t.finishRequest(c, false)
+	t.release(c)
+	c.mode, c.closed, c.line = modeDead, true, carry{buf: c.line.buf[:0]}
+}

@@ -1,0 +1,322 @@
+package stream
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/xffidx/xffidx/format/xff"
+)
+
+// Finish ends the walk of one capture's records. Connections silent for
+// longer than their timeout at the capture's last timestamp are dropped
+// (their open header blocks counted as evicted), as a later packet would
+// have found them. For each request still open, the hits of a forwarding
+// line cut by the end of the capture are recorded (its complete elements)
+// and so are its records, as they stand (Complete false), without ending
+// it: the state the tracker keeps (Save) goes on from there when the
+// capture grows, and then records them again, whole.
+func (t *Tracker) Finish() {
+	for _, c := range t.conns {
+		if t.expired(c, t.maxTS) {
+			t.drop(c, true)
+		}
+	}
+	for _, c := range t.conns {
+		r := &c.req
+		if !r.on {
+			continue
+		}
+		var partial []byte
+		var partialH xff.Header
+		if c.mode == modeHeaders && c.line.on && c.line.keep && c.line.named && c.line.off >= 0 {
+			if f := xff.ParseField(c.line.buf); f.Kind == xff.FieldForward {
+				partial, partialH = f.Value, f.Header
+				pos := r.pos[f.Header]
+				f.Header.Elements(f.Value, true, func(elem []byte) {
+					if a, ok := xff.ParseAddr(elem); ok {
+						t.hit(c, c.line.off, a, f.Header, pos)
+					}
+					pos++
+				})
+			}
+		}
+		for _, rec := range r.hitRecs {
+			info := t.info(r, rec, false)
+			if partial != nil {
+				l := info.Lists[partialH]
+				if r.listed.Has(partialH) {
+					l = append(l, ", "...)
+				}
+				info.Lists[partialH] = append(l, partial...)
+			}
+			t.out.Requests = append(t.out.Requests, info)
+		}
+	}
+}
+
+// stateVersion is the first byte of a saved state.
+const stateVersion = 1
+
+// maxSavedConns bounds a saved state; the most recently active are kept.
+const maxSavedConns = 1 << 18
+
+// Save encodes the tracker's connection state (after Finish), to resume
+// the walk where it stopped: the same capture grown, or the next capture
+// of a rotation (see Resume).
+func (t *Tracker) Save() []byte {
+	b := []byte{stateVersion}
+	b = binary.AppendVarint(b, t.maxTS)
+	n := 0
+	for _, c := range t.conns {
+		if n == maxSavedConns {
+			break
+		}
+		n++
+		b = appendConn(b, c)
+	}
+	return b
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+func appendConn(b []byte, c *conn) []byte {
+	b = append(b, 1) // a connection follows
+	b = append(b, c.key.a[:]...)
+	b = append(b, c.key.b[:]...)
+	b = binary.BigEndian.AppendUint16(b, c.key.ap)
+	b = binary.BigEndian.AppendUint16(b, c.key.bp)
+	flags := byte(0)
+	if c.closed {
+		flags |= 1
+	}
+	b = append(b, byte(c.client), c.mode, flags)
+	b = binary.BigEndian.AppendUint32(b, c.next)
+	b = binary.AppendVarint(b, c.lastTS)
+	b = binary.AppendVarint(b, c.start)
+	b = binary.AppendVarint(b, c.holdTS)
+	b = binary.AppendUvarint(b, uint64(len(c.held)))
+	for _, h := range c.held {
+		b = binary.BigEndian.AppendUint32(b, h.seq)
+		b = binary.BigEndian.AppendUint32(b, h.wire)
+		b = binary.AppendVarint(b, h.off)
+		b = binary.AppendVarint(b, h.ts)
+		b = binary.AppendVarint(b, h.pos)
+		b = append(b, h.flags)
+		b = appendBytes(b, h.data)
+	}
+	l := &c.line
+	lf := byte(0)
+	for i, v := range []bool{l.on, l.keep, l.named, l.bad} {
+		if v {
+			lf |= 1 << i
+		}
+	}
+	b = append(b, lf)
+	b = binary.AppendVarint(b, l.off)
+	b = binary.AppendUvarint(b, uint64(l.n))
+	b = appendBytes(b, l.buf)
+	b = binary.AppendVarint(b, c.remaining)
+	b = append(b, c.skipCRLF)
+	r := &c.req
+	rf := byte(0)
+	for i, v := range []bool{r.on, r.hostSet, r.chunked} {
+		if v {
+			rf |= 1 << i
+		}
+	}
+	b = append(b, rf)
+	b = binary.BigEndian.AppendUint32(b, r.seq)
+	b = binary.AppendVarint(b, r.firstRec)
+	b = appendBytes(b, r.method)
+	b = appendBytes(b, r.target)
+	b = appendBytes(b, r.host)
+	b = binary.AppendVarint(b, r.cl)
+	for h := range r.pos {
+		b = binary.AppendUvarint(b, uint64(r.pos[h]))
+		b = appendBytes(b, r.lists[h])
+	}
+	b = append(b, byte(r.listed), byte(r.capped))
+	b = binary.AppendUvarint(b, uint64(len(r.hitRecs)))
+	for _, o := range r.hitRecs {
+		b = binary.AppendVarint(b, o)
+	}
+	b = binary.AppendVarint(b, c.hitRec)
+	b = binary.AppendUvarint(b, uint64(len(c.seen)))
+	for _, s := range c.seen {
+		ab, _ := s.addr.MarshalBinary()
+		b = appendBytes(b, ab)
+		b = append(b, byte(s.h))
+	}
+	return b
+}
+
+// errState is wrapped by every error of a saved state that does not decode.
+var errState = errors.New("connection state does not decode")
+
+type stateReader struct {
+	b   []byte
+	err error
+}
+
+func (r *stateReader) fail() {
+	if r.err == nil {
+		r.err = errState
+	}
+}
+
+func (r *stateReader) bytes(n int) []byte {
+	if r.err != nil || n < 0 || n > len(r.b) {
+		r.fail()
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) byte1() byte {
+	if v := r.bytes(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *stateReader) u32() uint32 {
+	if v := r.bytes(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *stateReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) uvarint(limit int) int {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 || v > uint64(limit) {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return int(v)
+}
+
+// blob reads a length-prefixed byte string of at most limit bytes, copied.
+func (r *stateReader) blob(limit int) []byte {
+	n := r.uvarint(limit)
+	return append([]byte(nil), r.bytes(n)...)
+}
+
+// Resume loads a state saved by Save. With sameCapture false the state is
+// the previous capture's of a rotation: record offsets in it name that
+// capture, so what refers to its records is let go (held segments, the
+// records of open requests), and a line going on from it is recorded at
+// the first record of this capture that carries it.
+func (t *Tracker) Resume(state []byte, sameCapture bool) error {
+	r := &stateReader{b: state}
+	if r.byte1() != stateVersion {
+		return fmt.Errorf("%w: unknown version", errState)
+	}
+	t.maxTS = r.varint()
+	for len(r.b) > 0 && r.err == nil {
+		if r.byte1() != 1 {
+			r.fail()
+			break
+		}
+		c := readConn(r)
+		if r.err != nil {
+			break
+		}
+		if !sameCapture {
+			c.held, c.heldSize, c.holdTS = nil, 0, 0
+			c.start, c.hitRec, c.seen = -1, -1, nil
+			c.req.hitRecs, c.req.firstRec = nil, -1
+			if c.line.on {
+				c.line.off = -1
+			}
+		}
+		if len(t.conns) >= t.opt.MaxConns {
+			break
+		}
+		t.conns[c.key] = c
+		t.held += c.heldSize
+	}
+	if r.err != nil {
+		t.conns = map[connKey]*conn{}
+		t.held = 0
+		return r.err
+	}
+	return nil
+}
+
+func readConn(r *stateReader) *conn {
+	c := &conn{}
+	copy(c.key.a[:], r.bytes(16))
+	copy(c.key.b[:], r.bytes(16))
+	if v := r.bytes(4); v != nil {
+		c.key.ap, c.key.bp = binary.BigEndian.Uint16(v), binary.BigEndian.Uint16(v[2:])
+	}
+	c.client = int8(r.byte1())
+	c.mode = r.byte1()
+	c.closed = r.byte1()&1 != 0
+	if c.client < -1 || c.client > 1 || c.mode >= numModes {
+		r.fail()
+	}
+	c.next = r.u32()
+	c.lastTS, c.start, c.holdTS = r.varint(), r.varint(), r.varint()
+	nh := r.uvarint(maxHeld)
+	for range nh {
+		h := heldSeg{seq: r.u32(), wire: r.u32(), off: r.varint(), ts: r.varint(), pos: r.varint(), flags: r.byte1()}
+		h.data = r.blob(maxHeldBytes)
+		c.heldSize += len(h.data)
+		c.held = append(c.held, h)
+	}
+	if c.heldSize > maxHeldBytes {
+		r.fail()
+	}
+	lf := r.byte1()
+	c.line = carry{on: lf&1 != 0, keep: lf&2 != 0, named: lf&4 != 0, bad: lf&8 != 0}
+	c.line.off = r.varint()
+	c.line.n = r.uvarint(1 << 40)
+	c.line.buf = r.blob(maxReqLine)
+	c.remaining = r.varint()
+	c.skipCRLF = r.byte1()
+	rq := &c.req
+	rf := r.byte1()
+	rq.on, rq.hostSet, rq.chunked = rf&1 != 0, rf&2 != 0, rf&4 != 0
+	rq.seq = r.u32()
+	rq.firstRec = r.varint()
+	rq.method, rq.target, rq.host = r.blob(maxMethod), r.blob(maxTarget), r.blob(maxHost)
+	rq.cl = r.varint()
+	for h := range rq.pos {
+		rq.pos[h] = r.uvarint(1 << 30)
+		rq.lists[h] = r.blob(xff.MaxValue)
+	}
+	rq.listed, rq.capped = xff.HeaderSet(r.byte1()), xff.HeaderSet(r.byte1())
+	n := r.uvarint(maxHitRecs)
+	for range n {
+		rq.hitRecs = append(rq.hitRecs, r.varint())
+	}
+	c.hitRec = r.varint()
+	ns := r.uvarint(1 << 16)
+	for range ns {
+		var a netip.Addr
+		if err := a.UnmarshalBinary(r.blob(16)); err != nil {
+			r.fail()
+		}
+		c.seen = append(c.seen, seenAddr{a, xff.Header(r.byte1())})
+	}
+	return c
+}
