@@ -214,7 +214,6 @@ func reqString(r RequestInfo) string {
 	return b.String()
 }
 
-
 func packetSegment(rec *format.Record) (packet.Segment, bool) {
 	return packet.InnermostTCP(rec.LinkType, rec.Data)
 }
