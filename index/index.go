@@ -54,13 +54,15 @@ import (
 
 // SchemaVersion is stored under 'm' "schema"; bump it when keys change, and
 // teach Store.Upgrade to rewrite the previous version.
-const SchemaVersion = "2"
+const SchemaVersion = "3"
 
 const (
-	tagFile  = 'f'
-	tagHit   = 'h'
-	tagMeta  = 'm'
-	tagValue = 'v'
+	tagFile    = 'f'
+	tagHit     = 'h'
+	tagMeta    = 'm'
+	tagRequest = 'r'
+	tagState   = 's'
+	tagValue   = 'v'
 )
 
 // AddrKey appends the address part of a hit key (fam + bytes) to dst.

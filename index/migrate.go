@@ -12,7 +12,12 @@ import (
 
 // ErrOldSchema says the index was written by an older xffidx; a build
 // upgrades it.
-var ErrOldSchema = errors.New("index written by an older xffidx (schema 1): run `xffidx build PATH...` or `xffidx prune` once to upgrade it in place")
+var ErrOldSchema = errors.New("index written by an older xffidx: run `xffidx build PATH...` or `xffidx prune` once to upgrade it in place")
+
+// oldSchema is the error for an index of an older schema version.
+func oldSchema(version string) error {
+	return fmt.Errorf("%w (schema %s)", ErrOldSchema, version)
+}
 
 // Version 1 key lengths: the version 2 ones without the header byte.
 const (
@@ -32,6 +37,9 @@ func checkSchema(db pebble.Reader) error {
 		if version == SchemaVersion {
 			return nil
 		}
+		if version == "2" {
+			return oldSchema(version)
+		}
 		return fmt.Errorf("index schema %q: this xffidx reads schema %s only (rebuild the index, or use the xffidx that wrote it)", version[:min(len(version), 16)], SchemaVersion)
 	}
 	if !errors.Is(err, pebble.ErrNotFound) {
@@ -46,15 +54,18 @@ func checkSchema(db pebble.Reader) error {
 		return err
 	}
 	if old {
-		return ErrOldSchema
+		return oldSchema("1")
 	}
 	return nil
 }
 
-// Upgrade rewrites an index of schema 1 as schema 2: every hit and value key
-// gains the X-Forwarded-For header byte (schema 1 knew no other header), and
-// the catalog entries keep FileInfo.Headers zero (read as X-Forwarded-For
-// alone), which tells the build to read those files again. The caller
+// Upgrade brings an index of an older schema to the current one. Schema 1
+// to 2: every hit and value key gains the X-Forwarded-For header byte
+// (schema 1 knew no other header), and the catalog entries keep
+// FileInfo.Headers zero (read as X-Forwarded-For alone). Schema 2 to 3 adds
+// key tables ('r', 's') but changes no key. Either way the old catalog
+// entries have FileInfo.Tracking zero, which tells the build to read those
+// files again, with connection tracking. The caller
 // holds the build lock. Each batch moves a run of keys atomically and
 // the schema key is written last, so a rewrite cut short by a crash is
 // finished by the next call, and readers refuse the index until it is done.
@@ -76,6 +87,11 @@ func (s *Store) Upgrade(logger *slog.Logger) error {
 		}
 		logger.Info("upgrading index to schema "+SchemaVersion, "index", s.Dir)
 		moved := 0
+		v1 := true
+		if _, closer, err := db.Get(schemaKey); err == nil {
+			v1 = false // schema 2: keys stay as they are
+			closer.Close()
+		}
 		for _, table := range []struct {
 			tag    byte
 			oldLen func(int) bool
@@ -83,6 +99,9 @@ func (s *Store) Upgrade(logger *slog.Logger) error {
 			{tagHit, func(n int) bool { return n == v1HitKeyLen4 || n == v1HitKeyLen6 }},
 			{tagValue, func(n int) bool { return n == v1ValueKeyLen }},
 		} {
+			if !v1 {
+				break
+			}
 			n, err := moveKeys(db, table.tag, table.oldLen)
 			if err != nil {
 				return fmt.Errorf("%s: upgrading index: %w", s.Dir, err)

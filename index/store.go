@@ -63,9 +63,36 @@ type FileInfo struct {
 	FingerprintFrom int64  `json:"fingerprint_from"`
 	FingerprintLen  int64  `json:"fingerprint_len"`
 	// ResumeAt is where the next build of a grown file picks up: the end of
-	// the last complete record (a cut last record is read again).
+	// the last complete record (a cut last record is read again). The
+	// connections open there are saved with the file ('s' key).
 	ResumeAt int64 `json:"resume_at"`
+
+	// Tracking is the version of connection tracking the file was indexed
+	// with: TrackingVersion follows every connection's request stream
+	// (format/stream); 0 is an older xffidx's look-back window, which
+	// missed header blocks spread over many segments, so a build reads
+	// such a file again.
+	Tracking int `json:"tracking,omitempty"`
+	// ContLines counts the forwarding header lines found in a segment that
+	// does not hold their request line.
+	ContLines int64 `json:"continuation_lines"`
+	Requests  int64 `json:"requests"`
+	// What the connection tracking met: retransmitted segments (read once),
+	// segments held until their predecessor came, holes that never filled
+	// (gaps: the request they cut is read up to the hole only), open header
+	// blocks given up after the idle timeout, and bounds reached.
+	Dups     int64 `json:"retransmitted_segments"`
+	Early    int64 `json:"reordered_segments"`
+	Gaps     int64 `json:"gaps"`
+	Evicted  int64 `json:"evicted_blocks"`
+	Overflow int64 `json:"overflow"`
+	// ContinuesFrom names the capture whose connections this one took up
+	// at its start (the previous file of a rotation), if any.
+	ContinuesFrom string `json:"continues_from,omitempty"`
 }
+
+// TrackingVersion is FileInfo.Tracking of a file indexed by this xffidx.
+const TrackingVersion = 1
 
 // SectionAt returns the section that holds file offset off.
 func (f *FileInfo) SectionAt(off int64) (*format.Section, bool) {
@@ -262,13 +289,15 @@ func deleteFile(db *pebble.DB, fid uint32) error {
 	if err := it.Close(); err != nil {
 		return err
 	}
-	vlo := binary.BigEndian.AppendUint32([]byte{tagValue}, fid)
-	vhi := binary.BigEndian.AppendUint32([]byte{tagValue}, fid+1)
-	if fid == ^uint32(0) {
-		vhi = []byte{tagValue + 1}
-	}
-	if err := b.DeleteRange(vlo, vhi, nil); err != nil {
-		return err
+	for _, tag := range []byte{tagRequest, tagState, tagValue} {
+		lo := binary.BigEndian.AppendUint32([]byte{tag}, fid)
+		hi := binary.BigEndian.AppendUint32([]byte{tag}, fid+1)
+		if fid == ^uint32(0) {
+			hi = []byte{tag + 1}
+		}
+		if err := b.DeleteRange(lo, hi, nil); err != nil {
+			return err
+		}
 	}
 	if err := b.Delete(fileKey(fid), nil); err != nil {
 		return err
@@ -284,8 +313,11 @@ type Hit struct {
 	Header xff.Header
 	Pos    int // position of the address in the header's list
 	// Raw is the stored raw header value, set only where the packet alone
-	// does not show it.
+	// does not show it (files indexed before connection tracking).
 	Raw []byte
+	// Requests holds the request records of the packet (the 'r' table):
+	// set when the packet alone does not show its requests.
+	Requests []Request
 }
 
 // Lookup returns the hits of every address in the given prefixes found in
@@ -321,7 +353,10 @@ func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, [
 			}
 		}
 		sortHits(hits)
-		return attachRaw(db, hits)
+		if err := attachRaw(db, hits); err != nil {
+			return err
+		}
+		return attachRequests(db, hits)
 	})
 	return hits, files, err
 }
@@ -350,6 +385,57 @@ func attachRaw(db *pebble.DB, hits []Hit) error {
 		}
 	}
 	return it.Error()
+}
+
+// attachRequests fills Hit.Requests from the 'r' table, one seek per packet.
+func attachRequests(db pebble.Reader, hits []Hit) error {
+	if len(hits) == 0 {
+		return nil
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagRequest}, UpperBound: []byte{tagRequest + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var prefix []byte
+	for i := range hits {
+		h := &hits[i]
+		if i > 0 && hits[i-1].File == h.File && hits[i-1].Offset == h.Offset {
+			h.Requests = hits[i-1].Requests
+			continue
+		}
+		prefix = RequestKey(prefix[:0], h.File.ID, h.Offset, 0)
+		prefix = prefix[:len(prefix)-4]
+		for ok := it.SeekGE(prefix); ok && bytes.HasPrefix(it.Key(), prefix); ok = it.Next() {
+			k := it.Key()
+			if len(k) != len(prefix)+4 {
+				continue
+			}
+			r, err := decodeRequest(binary.BigEndian.Uint32(k[len(prefix):]), bytes.Clone(it.Value()))
+			if err != nil {
+				return fmt.Errorf("file %d offset %d: %w", h.File.ID, h.Offset, err)
+			}
+			h.Requests = append(h.Requests, r)
+		}
+	}
+	return it.Error()
+}
+
+// State returns the connection state saved with file fid (nil if none).
+func (s *Store) State(fid uint32) ([]byte, error) {
+	var state []byte
+	err := s.withDB(true, func(db *pebble.DB) error {
+		v, closer, err := db.Get(stateKey(fid))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		state = bytes.Clone(v)
+		return closer.Close()
+	})
+	return state, err
 }
 
 type quietLogger struct{}

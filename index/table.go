@@ -2,7 +2,6 @@ package index
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"container/heap"
 	"encoding/binary"
@@ -58,25 +57,19 @@ func compareEntries(a, b hitEntry) int {
 // TableBuilder collects the keys of one capture file in any order and writes
 // them as sorted SSTables for Store.Commit. Hits are kept as fixed-size
 // entries; when more than spillEntries accumulate they are sorted and written
-// to a run file, and Finish merges the runs. Raw values are few (one per
-// split header) and kept in memory.
+// to a run file, and Finish merges the runs. The other keys (request
+// records, values, the connection state) spill the same way (extras).
 type TableBuilder struct {
 	store        *Store
 	dir          string
 	fid          uint32
 	hits         []hitEntry
-	raws         []rawEntry
+	extras       extras
 	runs         []string
 	spillEntries int
-	key          []byte
+	key, val     []byte
 	// Entries counts the hit keys added (duplicates included).
 	Entries int64
-}
-
-type rawEntry struct {
-	off    int64
-	header xff.Header
-	raw    []byte
 }
 
 // DefaultSpillEntries bounds the in-memory hit buffer (2^15 entries of 40
@@ -92,7 +85,7 @@ func (s *Store) NewTable(fid uint32) (*TableBuilder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &TableBuilder{store: s, dir: dir, fid: fid, spillEntries: DefaultSpillEntries}, nil
+	return &TableBuilder{store: s, dir: dir, fid: fid, spillEntries: DefaultSpillEntries, extras: extras{dir: dir}}, nil
 }
 
 // AddHit records that addr is at position pos of the list of header h of
@@ -114,8 +107,23 @@ func (t *TableBuilder) AddHit(addr netip.Addr, off int64, h xff.Header, pos int)
 
 // AddRaw stores the raw value of header h of the packet record at off.
 func (t *TableBuilder) AddRaw(off int64, h xff.Header, raw []byte) error {
-	t.raws = append(t.raws, rawEntry{off, h, bytes.Clone(raw)})
-	return nil
+	t.key = ValueKey(t.key[:0], t.fid, off, h)
+	return t.extras.add(t.key, raw)
+}
+
+// AddRequest records the request behind the hits of the packet record at
+// off. Recorded twice, the later one counts.
+func (t *TableBuilder) AddRequest(off int64, r *Request) error {
+	t.key = RequestKey(t.key[:0], t.fid, off, r.Seq)
+	t.val = appendRequest(t.val[:0], r)
+	return t.extras.add(t.key, t.val)
+}
+
+// SetState stores the file's connection state at its end (package
+// format/stream), from which a build of the grown file, or of the next
+// capture of a rotation, goes on.
+func (t *TableBuilder) SetState(state []byte) error {
+	return t.extras.add(stateKey(t.fid), state)
 }
 
 // sortHits sorts the in-memory hits, both halves at once on two cores.
@@ -183,7 +191,6 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(t.raws, func(a, b rawEntry) int { return cmp.Or(cmp.Compare(a.off, b.off), cmp.Compare(a.header, b.header)) })
 	t.sortHits()
 	if len(t.runs) > 0 {
 		path := filepath.Join(t.dir, "table.sst")
@@ -196,7 +203,7 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 			defer f.Close()
 			sources = append(sources, &runEntries{r: bufio.NewReaderSize(f, 32<<10)})
 		}
-		err := t.writeTable(path, cat, true, t.raws, func(emit func(hitEntry) error) error {
+		err := t.writeTable(path, cat, true, func(emit func(hitEntry) error) error {
 			return mergeEntries(sources, emit)
 		})
 		return []string{path}, err
@@ -215,15 +222,12 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 	var wg sync.WaitGroup
 	for i, part := range parts {
 		paths[i] = filepath.Join(t.dir, fmt.Sprintf("table%d.sst", i))
-		c, raws, last := cat, t.raws, i == len(parts)-1
+		c, last := cat, i == len(parts)-1
 		if i > 0 {
 			c = nil // the catalog key sorts first: it goes in the first table
 		}
-		if !last {
-			raws = nil // schema and value keys sort last: they go in the last table
-		}
 		wg.Go(func() {
-			errs[i] = t.writeTable(paths[i], c, last, raws, func(emit func(hitEntry) error) error {
+			errs[i] = t.writeTable(paths[i], c, last, func(emit func(hitEntry) error) error {
 				for _, e := range part {
 					if err := emit(e); err != nil {
 						return err
@@ -244,8 +248,9 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 
 // writeTable writes one SSTable: the catalog key if cat is set, the hits
 // that each yields (sorted, duplicates dropped), then, in the last table
-// (last), the schema key and the raw values.
-func (t *TableBuilder) writeTable(path string, cat []byte, last bool, raws []rawEntry, each func(func(hitEntry) error) error) error {
+// (last), the schema key and the other keys ('r', 's', 'v', which sort
+// after it).
+func (t *TableBuilder) writeTable(path string, cat []byte, last bool, each func(func(hitEntry) error) error) error {
 	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
@@ -273,18 +278,13 @@ func (t *TableBuilder) writeTable(path string, cat []byte, last bool, raws []raw
 		if err != nil {
 			return err
 		}
-		if last {
-			if err := w.Set(schemaKey, []byte(SchemaVersion)); err != nil {
-				return err
-			}
+		if !last {
+			return nil
 		}
-		for _, r := range raws {
-			key = ValueKey(key[:0], t.fid, r.off, r.header)
-			if err := w.Set(key, r.raw); err != nil {
-				return err
-			}
+		if err := w.Set(schemaKey, []byte(SchemaVersion)); err != nil {
+			return err
 		}
-		return nil
+		return t.extras.each(func(k, v []byte) error { return w.Set(k, v) })
 	}()
 	if cerr := w.Close(); err == nil {
 		err = cerr

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/stream"
 	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
 )
@@ -81,10 +82,14 @@ type Stats struct {
 	Corrupt                 int
 	Bytes, Packets          int64 // read by this build
 	XFFLines, OtherLines    int64
+	ContLines               int64 // forwarding lines in segments that do not hold their request line
 	Hits                    int64
 	Addresses, NonAddresses int64
 	SkippedBytes            int64
-	Duration                time.Duration
+	// Connection tracking: retransmitted and reordered segments, gaps,
+	// open header blocks given up, bounds reached.
+	Dups, Early, Gaps, Evicted, Overflow int64
+	Duration                             time.Duration
 }
 
 // Add folds one file's result in.
@@ -115,6 +120,12 @@ func (s *Stats) Add(r FileResult) {
 	s.Packets += d.Packets
 	s.XFFLines += d.XFFLines
 	s.OtherLines += d.OtherLines
+	s.ContLines += d.ContLines
+	s.Dups += d.Dups
+	s.Early += d.Early
+	s.Gaps += d.Gaps
+	s.Evicted += d.Evicted
+	s.Overflow += d.Overflow
 	s.Hits += d.Hits
 	s.Addresses += d.Addresses
 	s.NonAddresses += d.NonAddresses
@@ -244,6 +255,33 @@ func (b *Builder) newSession() (*session, error) {
 	return s, nil
 }
 
+// previous returns the capture that precedes path in a rotation, whose
+// connections path may go on with: the indexed capture of the same
+// directory whose last packet is the latest at or before path's first one
+// (first, Unix ns), no longer ago than the tracker's idle timeout. nil if
+// there is none or first is unknown.
+func (s *session) previous(path string, first int64) *index.FileInfo {
+	if first == 0 {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	var best *index.FileInfo
+	for i := range s.files {
+		f := &s.files[i]
+		if f.Path == path || filepath.Dir(f.Path) != dir || f.Tracking < index.TrackingVersion || f.LastTS.IsZero() {
+			continue
+		}
+		last := f.LastTS.UnixNano()
+		if last > first || first-last > int64(stream.DefaultIdleTimeout) {
+			continue
+		}
+		if best == nil || f.LastTS.After(best.LastTS) {
+			best = f
+		}
+	}
+	return best
+}
+
 // plan sums the bytes the build will read, for progress.
 func (s *session) plan(captures []string) {
 	for _, c := range captures {
@@ -301,9 +339,10 @@ func (s *session) indexFile(path string) FileResult {
 		r.Renamed = oldPath
 	}
 	switch {
-	case entry != nil && entry.Headers != xff.AllHeaders:
-		// Indexed by an older xffidx for X-Forwarded-For alone: its old
-		// hits stay queryable until the new ones replace them.
+	case entry != nil && (entry.Headers != xff.AllHeaders || entry.Tracking < index.TrackingVersion):
+		// Indexed by an older xffidx, for X-Forwarded-For alone or without
+		// following connections: its old hits stay queryable until the
+		// new ones replace them.
 		r = s.scan(path, id, entry, true)
 		r.Action = ActionReindexed
 	case entry != nil && sameFileOrUnknown(id, entry) && id.Size == entry.Size && id.ModTime.Equal(entry.ModTime):
@@ -409,6 +448,9 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 		Size: id.Size - fsc.dataStart, Packets: info.Packets - before.Packets, XFFLines: info.XFFLines - before.XFFLines, OtherLines: info.OtherLines - before.OtherLines,
 		Hits: info.Hits - before.Hits, Addresses: table.Entries, NonAddresses: info.NonAddresses - before.NonAddresses,
 		SkippedBytes: info.SkippedBytes - before.SkippedBytes,
+		ContLines:    info.ContLines - before.ContLines, Requests: info.Requests - before.Requests,
+		Dups: info.Dups - before.Dups, Early: info.Early - before.Early, Gaps: info.Gaps - before.Gaps,
+		Evicted: info.Evicted - before.Evicted, Overflow: info.Overflow - before.Overflow,
 	}
 	if fromScratch {
 		r.Delta.Size = id.Size

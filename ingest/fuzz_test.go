@@ -8,12 +8,13 @@ import (
 
 	"github.com/xffidx/xffidx/format"
 	"github.com/xffidx/xffidx/format/capgen"
+	"github.com/xffidx/xffidx/format/stream"
 )
 
-// FuzzChunkScan runs the build's per-chunk walk, with its candidate path
-// (packet decoding, look-back and look-ahead for split headers), over
-// hostile capture bytes: it must never panic, and every hit must point at a
-// record inside the file.
+// FuzzChunkScan runs the build's per-chunk walk, with its connection
+// tracking (packet decoding, reassembly, request parsing), over hostile
+// capture bytes: it must never panic, and every hit and request record must
+// point at a record inside the file.
 func FuzzChunkScan(f *testing.F) {
 	for _, cfg := range []capgen.Config{
 		{Seed: 1, Format: capgen.FormatPcap, LinkType: capgen.LinkEthernet, Variants: true, Tunnels: true, TargetBytes: 1},
@@ -52,6 +53,7 @@ func FuzzChunkScan(f *testing.F) {
 		size := int64(len(data))
 		for _, trusted := range []bool{true, false} {
 			sc := newChunkScanner()
+			sc.tr = stream.New(stream.Options{})
 			res := &chunkResult{}
 			from := start
 			if !trusted {
@@ -60,9 +62,16 @@ func FuzzChunkScan(f *testing.F) {
 			sc.start(file, from, size, size)
 			sc.w, sc.res = cloneWalker(w), res
 			sc.walk(0, trusted, from, size)
-			for _, h := range res.hits {
-				if h.off < start || h.off >= size {
-					t.Fatalf("hit at %d outside the file's records [%d, %d)", h.off, start, size)
+			sc.tr.Finish()
+			out := sc.tr.Drain()
+			for _, h := range out.Hits {
+				if h.Off < start || h.Off >= size {
+					t.Fatalf("hit at %d outside the file's records [%d, %d)", h.Off, start, size)
+				}
+			}
+			for _, r := range out.Requests {
+				if r.Off < start || r.Off >= size {
+					t.Fatalf("request record at %d outside the file's records [%d, %d)", r.Off, start, size)
 				}
 			}
 			if res.covered > size {

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/stream"
 	"github.com/xffidx/xffidx/index"
 )
 
@@ -56,6 +57,11 @@ type fileScan struct {
 	truncated int64
 	rerunner  *chunkScanner
 	reported  int64 // file offset up to which progress was reported
+
+	// truth follows the connections as one sequential walk would: each
+	// chunk's own tracking is joined to it in file order.
+	truth *stream.Tracker
+	fbuf  []byte
 }
 
 func (fs *fileScan) chunkSize() int64 {
@@ -87,6 +93,14 @@ func (fs *fileScan) readHead() error {
 		fs.sections[len(fs.sections)-1].Ifaces = slices.Clone(last.Ifaces)
 		fs.dataStart, fs.headerEnd = r.ResumeAt, r.FingerprintFrom
 		fs.next, fs.nextKind = fs.dataStart, endBoundary
+		// The connections open where the last build stopped go on.
+		state, err := fs.b.Store.State(r.ID)
+		if err != nil {
+			return fmt.Errorf("%s: %w", fs.path, err)
+		}
+		if err := fs.truth.Resume(state, true); state != nil && err != nil {
+			fs.warnf("connection state saved with the file does not decode (%v): connections open at offset %d are taken up afresh", err, r.ResumeAt)
+		}
 		return nil
 	}
 	head := make([]byte, min(fs.size, overhang))
@@ -126,7 +140,46 @@ func (fs *fileScan) readHead() error {
 	}
 	fs.latest = cloneWalker(fs.initial)
 	fs.next, fs.nextKind = fs.dataStart, endBoundary
+	fs.continueRotation(head)
 	return nil
+}
+
+// continueRotation takes up the connections the previous capture of a
+// rotation left open, when there is one (see session.previous).
+func (fs *fileScan) continueRotation(head []byte) {
+	if fs.s == nil {
+		return
+	}
+	w := cloneWalker(fs.initial)
+	pos := int(fs.headerEnd)
+	if w.Kind == format.KindPcap {
+		pos = int(fs.dataStart)
+	}
+	var first int64
+	for range 64 {
+		rec, n, st := w.Next(head, 0, pos)
+		if st == format.Packet {
+			first = rec.TS
+			break
+		}
+		if st != format.Header {
+			return
+		}
+		pos += n
+	}
+	prev := fs.s.previous(fs.path, first)
+	if prev == nil {
+		return
+	}
+	state, err := fs.b.Store.State(prev.ID)
+	if err != nil || state == nil {
+		return
+	}
+	if err := fs.truth.Resume(state, false); err != nil {
+		fs.warnf("connection state of %s does not decode (%v): its open connections are not continued here", prev.Path, err)
+		return
+	}
+	fs.info.ContinuesFrom = prev.Path
 }
 
 func cloneWalker(w format.Walker) format.Walker {
@@ -141,6 +194,7 @@ type job struct {
 }
 
 func (fs *fileScan) run() error {
+	fs.truth = stream.New(stream.Options{})
 	if err := fs.readHead(); err != nil {
 		return err
 	}
@@ -161,6 +215,7 @@ func (fs *fileScan) run() error {
 		go func() {
 			defer wg.Done()
 			sc := newChunkScanner()
+			sc.tr = stream.New(stream.Options{Log: true})
 			// A descriptor of its own gives each worker its own kernel
 			// read-ahead: two workers interleaving reads on one descriptor
 			// look random to it, which halves throughput from disk.
@@ -244,6 +299,7 @@ func (fs *fileScan) scanChunk(sc *chunkScanner, j job) *chunkResult {
 	sc.w, sc.res = j.ctx, res
 	sc.walk(0, j.k == 0, j.start, j.end)
 	res.ctxOut = sc.w
+	res.chunk = sc.tr.TakeChunk()
 	sc.res = nil
 	if sc.readErr != nil {
 		res.err = fmt.Errorf("%s: %w", fs.path, sc.readErr)
@@ -280,6 +336,20 @@ func (fs *fileScan) accept(r *chunkResult) error {
 	if r.err != nil {
 		return r.err
 	}
+	if r.chunk != nil {
+		ok, err := fs.truth.Join(r.chunk, fs.fetch)
+		if err != nil {
+			return fmt.Errorf("%s: %w", fs.path, err)
+		}
+		if !ok {
+			// The chunk's connection tracking cannot be joined to what
+			// came before: walk it again on the true tracker.
+			r = fs.rerun(r.k, fs.next, fs.nextKind != endCorrupt, start, end)
+			if r.err != nil {
+				return r.err
+			}
+		}
+	}
 	if fs.nextKind == endCorrupt && r.start > fs.next {
 		fs.warnf("corrupt data at offset %d: skipped %d bytes to the next valid record", fs.next, r.start-fs.next)
 	}
@@ -293,8 +363,20 @@ func (fs *fileScan) accept(r *chunkResult) error {
 	return nil
 }
 
+// fetch reads a segment's payload back for Join.
+func (fs *fileScan) fetch(pos int64, n int, buf []byte) ([]byte, error) {
+	got, err := fs.f.ReadAt(buf[:n], pos)
+	if got == n {
+		return buf[:n], nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = fmt.Errorf("file shrank while being read (at offset %d)", pos+int64(got))
+	}
+	return nil, err
+}
+
 // rerun walks chunk k again in the coordinator, from a known position and
-// the true context.
+// the true context, on the true connection tracker.
 func (fs *fileScan) rerun(k int, from int64, trusted bool, start, end int64) *chunkResult {
 	if fs.rerunner == nil {
 		fs.rerunner = newChunkScanner()
@@ -302,7 +384,7 @@ func (fs *fileScan) rerun(k int, from int64, trusted bool, start, end int64) *ch
 	sc := fs.rerunner
 	res := &chunkResult{k: k, ctxBlocks: fs.ctx.HeaderBlocks}
 	sc.start(fs.f, from, end+overhang, fs.size)
-	sc.w, sc.res = cloneWalker(fs.ctx), res
+	sc.w, sc.res, sc.tr = cloneWalker(fs.ctx), res, fs.truth
 	sc.walk(0, trusted, max(start, from), end)
 	res.ctxOut = sc.w
 	if sc.readErr != nil {
@@ -338,10 +420,6 @@ func (fs *fileScan) absorb(r *chunkResult) error {
 	}
 	fs.covered += r.covered
 	info.Packets += r.packets
-	info.XFFLines += r.xffLines
-	info.OtherLines += r.others
-	info.Hits += r.hitPkts
-	info.NonAddresses += r.nonAddr
 	if r.minTS != 0 {
 		if info.FirstTS.IsZero() || r.minTS < info.FirstTS.UnixNano() {
 			info.FirstTS = time.Unix(0, r.minTS).UTC()
@@ -350,16 +428,41 @@ func (fs *fileScan) absorb(r *chunkResult) error {
 			info.LastTS = t
 		}
 	}
-	for _, h := range r.hits {
-		if err := fs.table.AddHit(h.addr, h.off, h.header, h.pos); err != nil {
+	return fs.drain()
+}
+
+// drain moves what the true tracker found into the table and the totals.
+func (fs *fileScan) drain() error {
+	out := fs.truth.Drain()
+	for _, h := range out.Hits {
+		if err := fs.table.AddHit(h.Addr, h.Off, h.Header, h.Pos); err != nil {
 			return fmt.Errorf("%s: %w", fs.path, err)
 		}
 	}
-	for _, v := range r.raws {
-		if err := fs.table.AddRaw(v.off, v.header, v.raw); err != nil {
+	for i := range out.Requests {
+		ri := &out.Requests[i]
+		r := index.Request{Seq: ri.Seq, Method: ri.Method, Target: ri.Target, Host: ri.Host, First: ri.First, Complete: ri.Complete, Lists: ri.Lists, Capped: ri.Capped}
+		for h := range ri.Lists {
+			if ri.Lists[h] != nil {
+				r.Listed |= 1 << h
+			}
+		}
+		if err := fs.table.AddRequest(ri.Off, &r); err != nil {
 			return fmt.Errorf("%s: %w", fs.path, err)
 		}
 	}
+	c, info := &out.Counts, fs.info
+	info.XFFLines += c.XFFLines
+	info.OtherLines += c.OtherLines
+	info.ContLines += c.ContLines
+	info.Hits += c.HitPackets
+	info.NonAddresses += c.NonAddr
+	info.Requests += c.Requests
+	info.Dups += c.Dups
+	info.Early += c.Early
+	info.Gaps += c.Gaps
+	info.Evicted += c.Evicted
+	info.Overflow += c.Overflow
 	return nil
 }
 
@@ -382,6 +485,14 @@ func (fs *fileScan) finish() error {
 	fs.info.ResumeAt = fs.size
 	if fs.truncated > 0 {
 		fs.info.ResumeAt = fs.next // the cut record is read again once complete
+	}
+	fs.info.Tracking = index.TrackingVersion
+	fs.truth.Finish()
+	if err := fs.drain(); err != nil {
+		return err
+	}
+	if err := fs.table.SetState(fs.truth.Save()); err != nil {
+		return fmt.Errorf("%s: %w", fs.path, err)
 	}
 	fs.reportProgress(fs.size)
 	return nil

@@ -17,7 +17,7 @@ func (t *Tracker) consume(c *conn, s *segment, skip uint32) {
 	} else {
 		p = nil
 	}
-	t.cur, t.here = s.off, t.here[:0]
+	t.cur, t.here, t.arena = s.off, t.here[:0], t.arena[:0]
 	startClean := skip == 0 && c.mode == modeIdle
 	guess := c.mode == modeGuess
 	if guess && skip == 0 && t.startsRequest(s) {
@@ -49,9 +49,11 @@ func (t *Tracker) consume(c *conn, s *segment, skip uint32) {
 	// boundary and ends outside any header block; otherwise the requests
 	// with hits in it are recorded with it.
 	if !startClean || c.mode == modeReqLine || c.mode == modeHeaders || c.mode == modeGuess {
-		t.out.Requests = append(t.out.Requests, t.here...)
+		for _, ri := range t.here {
+			t.out.Requests = append(t.out.Requests, cloneInfo(ri))
+		}
 	}
-	t.cur, t.here = -1, t.here[:0]
+	t.cur, t.here, t.arena = -1, t.here[:0], t.arena[:0]
 	if s.flags&(flagFIN|flagRST) != 0 {
 		t.close(c)
 	}
@@ -419,25 +421,46 @@ func (t *Tracker) finishRequest(c *conn, complete bool) {
 	}
 	t.flushPend(c)
 	for _, rec := range r.hitRecs {
-		info := t.info(r, rec, complete)
 		if rec == t.cur {
-			t.here = append(t.here, info)
+			// Whether this record needs it is known at its end; until
+			// then the copy lives in a buffer reused from record to record.
+			t.here = append(t.here, t.info(r, rec, complete, &t.arena))
 		} else {
-			t.out.Requests = append(t.out.Requests, info)
+			t.out.Requests = append(t.out.Requests, t.info(r, rec, complete, nil))
 		}
 	}
 	r.on = false
 }
 
-// info builds the request record of one of r's records.
-func (t *Tracker) info(r *request, rec int64, complete bool) RequestInfo {
+// info builds the request record of one of r's records, its bytes copied to
+// the end of *arena, or to new memory when arena is nil.
+func (t *Tracker) info(r *request, rec int64, complete bool, arena *[]byte) RequestInfo {
+	cp := func(b []byte) []byte {
+		if arena == nil {
+			return bytes.Clone(b)
+		}
+		n := len(*arena)
+		*arena = append(*arena, b...)
+		return (*arena)[n:len(*arena):len(*arena)]
+	}
 	ri := RequestInfo{
 		Off: rec, Seq: r.seq, First: rec == r.firstRec, Complete: complete, Capped: r.capped,
-		Method: bytes.Clone(r.method), Target: bytes.Clone(r.target), Host: bytes.Clone(r.host),
+		Method: cp(r.method), Target: cp(r.target), Host: cp(r.host),
 	}
 	for h := range r.lists {
 		if r.listed.Has(xff.Header(h)) {
-			ri.Lists[h] = bytes.Clone(r.lists[h])
+			ri.Lists[h] = cp(r.lists[h])
+		}
+	}
+	return ri
+}
+
+// cloneInfo copies a request record out of the arena.
+func cloneInfo(ri RequestInfo) RequestInfo {
+	ri.Method, ri.Target, ri.Host = bytes.Clone(ri.Method), bytes.Clone(ri.Target), bytes.Clone(ri.Host)
+	for h := range ri.Lists {
+		if ri.Lists[h] != nil {
+			ri.Lists[h] = bytes.Clone(ri.Lists[h])
 		}
 	}
 	return ri

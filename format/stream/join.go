@@ -104,6 +104,9 @@ func (t *Tracker) TakeChunk() *Chunk {
 	return ch
 }
 
+// Connections returns how many connections the chunk's tracker saw.
+func (ch *Chunk) Connections() int { return len(ch.log.keys) }
+
 // Output returns what the chunk's tracker found (for a caller that must
 // drop it when Join fails).
 func (ch *Chunk) Output() *Output { return &ch.out }

@@ -43,7 +43,7 @@ func (t *Tracker) Finish() {
 			}
 		}
 		for _, rec := range r.hitRecs {
-			info := t.info(r, rec, false)
+			info := t.info(r, rec, false, nil)
 			if partial != nil {
 				l := info.Lists[partialH]
 				if r.listed.Has(partialH) {

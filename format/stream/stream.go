@@ -165,6 +165,7 @@ type Tracker struct {
 	// the record ends), and whether a header block ended.
 	cur   int64
 	here  []RequestInfo
+	arena []byte
 	ended bool
 	lbuf  []byte
 }
