@@ -132,8 +132,12 @@ type span struct {
 	startFound, endFound bool
 }
 
-// exportReach bounds how far from its hits a connection is looked for.
-const exportReach = 256 << 20
+// exportReach bounds how far from its hits a connection is looked for;
+// closeRecords, how many records after its close its last ACK may come.
+const (
+	exportReach  = 256 << 20
+	closeRecords = 64
+)
 
 // extent walks windows of one capture.
 type extent struct {
@@ -199,7 +203,7 @@ func (x *extent) find(k flowKey, sp *span) {
 				}
 			}
 		}
-		return after < lookRecords // the last ACK follows closely
+		return after < closeRecords // the last ACK follows closely
 	})
 	sp.endFound = closedAt >= 0
 }

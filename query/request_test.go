@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/xffidx/xffidx/format/capgen"
+	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/query"
 )
 
@@ -40,6 +41,73 @@ func tsharkFields(t *testing.T, path, filter string, fields ...string) map[int][
 		res[n] = c[1:]
 	}
 	return res
+}
+
+// reassembledRequest is a request as tshark shows it with TCP reassembly:
+// at the frame that ends its header block.
+type reassembledRequest struct {
+	frame                  int
+	stream                 string
+	method, host, uri, xff string
+}
+
+type reassembledRequests struct {
+	byFrame map[int]reassembledRequest
+	stream  map[int]string // tcp.stream of every frame
+	frames  []int          // frames with a request, in order
+}
+
+// tsharkReassembled runs tshark with TCP and header reassembly on.
+func tsharkReassembled(t *testing.T, path string) reassembledRequests {
+	t.Helper()
+	args := []string{"-r", path, "-o", "tcp.desegment_tcp_streams:TRUE", "-o", "http.desegment_headers:TRUE", "-o", "http.desegment_body:TRUE",
+		"-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-e", "frame.number", "-e", "tcp.stream",
+		"-e", "http.request.method", "-e", "http.host", "-e", "http.request.uri", "-e", "http.x_forwarded_for"}
+	out, err := exec.Command("tshark", args...).Output()
+	if err != nil && len(out) == 0 {
+		t.Fatalf("tshark %v: %v", args, err)
+	}
+	rs := reassembledRequests{byFrame: map[int]reassembledRequest{}, stream: map[int]string{}}
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		c := strings.Split(line, "\t")
+		if len(c) != 6 {
+			continue
+		}
+		n, err := strconv.Atoi(c[0])
+		if err != nil {
+			continue
+		}
+		rs.stream[n] = c[1]
+		if c[2] != "" && !strings.Contains(c[2], "|") {
+			rs.byFrame[n] = reassembledRequest{frame: n, stream: c[1], method: c[2], host: c[3], uri: c[4], xff: c[5]}
+			rs.frames = append(rs.frames, n)
+		}
+	}
+	return rs
+}
+
+// requestAfter returns the first request at or after frame, in frame's TCP
+// stream, whose X-Forwarded-For holds a.
+func (rs reassembledRequests) requestAfter(frame int, a netip.Addr) (reassembledRequest, bool) {
+	st := rs.stream[frame]
+	for _, f := range rs.frames {
+		q := rs.byFrame[f]
+		if f < frame || q.stream != st {
+			continue
+		}
+		holds := false
+		for _, v := range strings.Split(q.xff, "|") {
+			xff.XForwardedFor.Elements([]byte(v), false, func(e []byte) {
+				if b, ok := xff.ParseAddr(e); ok && b == a {
+					holds = true
+				}
+			})
+		}
+		if holds {
+			return q, true
+		}
+	}
+	return reassembledRequest{}, false
 }
 
 func needTshark(t *testing.T) {
@@ -101,7 +169,9 @@ func TestRequestContextAgainstTshark(t *testing.T) {
 // TestRequestContextGenerated: on synthetic captures with pipelined
 // requests, split header blocks and split values, each hit's method, host
 // and path are those of the request (one of tshark's for the frame) whose
-// XFF line held the address; a packet continuing a header block has none.
+// XFF line held the address; for a packet continuing a header block, those
+// of the request tshark shows when it reassembles the block, at the frame
+// that ends it.
 func TestRequestContextGenerated(t *testing.T) {
 	needTshark(t)
 	dir := t.TempDir()
@@ -119,6 +189,7 @@ func TestRequestContextGenerated(t *testing.T) {
 				frameAt[o] = i + 1
 			}
 			ts := tsharkFields(t, path, "http.request.method", "http.request.method", "http.host", "http.request.uri", "http.x_forwarded_for")
+			reassembled := tsharkReassembled(t, path)
 			truth := truthHits(path, tr, func(capgen.Hit, netip.Addr) bool { return true })
 			withContext, without, multi := 0, 0, 0
 			for _, r := range rows {
@@ -129,8 +200,13 @@ func TestRequestContextGenerated(t *testing.T) {
 				want, ok := ts[frame]
 				if !ok {
 					// tshark sees no request here: a continuation segment.
-					if len(r.Method)+len(r.Path) > 0 {
-						t.Errorf("frame %d: tshark shows no request, xffidx %q %q", frame, r.Method, r.Path)
+					// Reassembled, its request is the next one of the same
+					// connection whose XFF holds the address.
+					q, found := reassembled.requestAfter(frame, r.XFFIP)
+					if !found {
+						t.Errorf("frame %d: %s: no reassembled request of tshark holds it", frame, r.XFFIP)
+					} else if q.method != string(r.Method) || q.uri != string(r.Path) || q.host != string(r.Host) {
+						t.Errorf("frame %d: %s: method/host/path %q %q %q, tshark reassembled %q %q %q (frame %d)", frame, r.XFFIP, r.Method, r.Host, r.Path, q.method, q.host, q.uri, q.frame)
 					}
 					without++
 					continue

@@ -168,9 +168,8 @@ func (o *Options) inWindow(ts time.Time) bool {
 
 // searcher carries one Search's state.
 type searcher struct {
-	opt   Options
-	r     *recordReader
-	ahead []byte // records after a hit, for following a header block
+	opt Options
+	r   *recordReader
 }
 
 // Search finds every packet whose values of the selected headers hold an
@@ -247,6 +246,11 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 	if err != nil {
 		return fmt.Errorf("record at offset %d: %w", h.Offset, err)
 	}
+	digits := tsDigits(s.r.info, h.Offset, rec)
+	if len(h.Requests) > 0 {
+		s.recordedRows(hits, ts, digits, ft, res)
+		return nil
+	}
 	var value []byte
 	if h.Raw != nil {
 		value = h.Raw
@@ -254,11 +258,10 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 		value = joinedValues(payload, h.Header)
 	}
 	pi := parsePacket(payload, h.Raw, h.Header)
-	digits := tsDigits(s.r.info, h.Offset, rec)
 	for _, h := range hits {
 		req := pi.requestOf(h.Addr)
 		if s.opt.ClientOnly {
-			verdict, of := s.clientVerdict(&pi, h.Addr, rec)
+			verdict, of := s.clientVerdict(&pi, h.Addr)
 			switch verdict {
 			case clientNo:
 				continue
@@ -275,6 +278,51 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 		res.Rows = append(res.Rows, row)
 	}
 	return nil
+}
+
+// recordedRows makes the rows of a packet whose requests the build
+// recorded (a header block spread over several TCP segments): the request
+// of each hit is the recorded one whose list holds the address, with its
+// method, Host and target, and its whole list as the value.
+func (s *searcher) recordedRows(hits []index.Hit, ts time.Time, digits int, ft FiveTuple, res *Result) {
+	reqs := make([]recorded, len(hits[0].Requests))
+	for i := range reqs {
+		reqs[i].r = &hits[0].Requests[i]
+	}
+	for _, h := range hits {
+		var q *recorded
+		for i := range reqs {
+			if reqs[i].holds(h.Header, h.Addr) {
+				if q == nil {
+					q = &reqs[i]
+				}
+				if s.opt.ClientOnly {
+					if c := reqs[i].clientOf(h.Header, s.opt.Trusted); c.ok && c.addr == h.Addr {
+						q = &reqs[i]
+						break
+					}
+				}
+			}
+		}
+		if s.opt.ClientOnly {
+			switch c := q.clientOfOrNil(h.Header, s.opt.Trusted); {
+			case c == nil:
+				res.Undecided++
+				continue
+			case c.undecided:
+				res.Undecided++
+				continue
+			case !c.ok || c.addr != h.Addr:
+				continue
+			}
+		}
+		row := Row{XFFIP: h.Addr, Header: h.Header, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft}
+		if q != nil {
+			row.XFF = bytes.Clone(q.r.Lists[h.Header])
+			row.Request = Request{Method: bytes.Clone(q.r.Method), Host: bytes.Clone(q.r.Host), Path: bytes.Clone(q.r.Target)}
+		}
+		res.Rows = append(res.Rows, row)
+	}
 }
 
 // text renders the request for the table: "GET host/path", the target alone

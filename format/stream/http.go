@@ -121,6 +121,11 @@ func (t *Tracker) parse(c *conn, p []byte, off int64, base uint32) {
 			if i == len(p) {
 				return
 			}
+			if !xff.IsTokenPrefix(p[i : i+1]) {
+				// Not a method: whatever this is, it is not a request.
+				c.mode = modeDead
+				return
+			}
 			c.req.reset()
 			c.req.on, c.req.seq, c.req.firstRec = true, base+uint32(i), off
 			c.mode = modeReqLine

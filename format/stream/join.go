@@ -247,7 +247,7 @@ func (sc *Tracker) anchorClean(k connKey, a *anchorInfo) bool {
 	case modeIdle:
 		return c.next == a.seq
 	case modeDead:
-		return !c.closed && !seqLT(a.seq, c.next)
+		return !c.closed && seqLT(c.next, a.seq+a.wire)
 	}
 	return false
 }

@@ -79,7 +79,9 @@ func (t *Tracker) startsRequest(s *segment) bool {
 
 // dead handles a client segment of a connection that is not being
 // followed: it is taken up again at a segment that starts with a request
-// line and is not a retransmission of what was seen.
+// line and is not wholly a retransmission of what was seen (one that
+// overlaps junk read before, such as trailer bytes counted as payload, is
+// read from its start).
 func (t *Tracker) dead(c *conn, s *segment) {
 	end := s.seq + s.wire
 	if s.n > 0 && seqLE(end, c.next) {
@@ -90,7 +92,7 @@ func (t *Tracker) dead(c *conn, s *segment) {
 		t.close(c)
 		return
 	}
-	if !seqLT(s.seq, c.next) && !c.closed && t.startsRequest(s) {
+	if !c.closed && t.startsRequest(s) {
 		c.mode, c.next = modeIdle, s.seq
 		t.inOrder(c, s)
 		return
