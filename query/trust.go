@@ -109,7 +109,6 @@ func (s *searcher) requestClient(pi *packetInfo, req *httpRequest) *clientOf {
 	return req.client
 }
 
-
 // recorded is a request the build recorded with a hit packet (index.Request),
 // with what the query works out from it once.
 type recorded struct {
