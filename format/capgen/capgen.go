@@ -6,6 +6,9 @@
 // with random binary bodies segmented at MSS 1448, and a FIN exchange;
 // several connections are open at once and their packets interleave. A
 // fraction Config.XFFRate of packets are requests carrying X-Forwarded-For.
+// With Config.CookieRate, that share of requests carries a Cookie header of
+// 1 to 16 KiB before the X-Forwarded-For line, whose header block then
+// spans several segments (for benchmarks that measure recall on them).
 //
 // Write returns the Truth: every packet an exact indexer must report, with
 // the addresses it must extract. The rules the Truth follows:
@@ -40,6 +43,90 @@
 //     zero for packets written as pcapng Simple Packet Blocks.
 //   - With Config.TruncateLast the file ends inside one more record that is
 //     not counted in Packets and has no Hit.
+//
+// # Busy mode
+//
+// WriteBusy writes what a busy link behind a load balancer looks like, to
+// test an indexer that follows every connection's open header block across
+// the whole capture. The proxy (10.0.0.2, fd00::2) keeps BusyConfig.Conns
+// (default 5000) keep-alive connections open at once to 64 backends (ports
+// 8080 and 80), over IPv4 and IPv6; their segments interleave at random.
+// Most connections open with a handshake inside the capture, some are
+// already open when it starts (their first client segment starts with a
+// request line); they close with FINs or a RST, and some new ones reuse the
+// 5-tuple of a closed one (new SYN, new ISN). Nothing closes before Conns
+// connections are open, so BusyTruth.MaxOpen reaches Conns.
+//
+// A connection sends one request at a time, or 2 or 3 pipelined back to
+// back (a request then starts in the middle of a segment, right after the
+// previous request's body), and the backend answers each (status line,
+// headers, binary or text body). Requests have 1 to 12 MSS-sized segments
+// of headers (MSS 1460 or 1448, 20 less over IPv6; Cookie headers of 1 to 16
+// KiB), bodies with Content-Length or chunked coding (chunks cut across
+// segments), and forwarding header lines of the five headers anywhere in
+// the block: first line, middle, right after the cookie (ten segments in),
+// last (as haproxy and nginx append X-Forwarded-For), several lines of one
+// header, IPv4 and IPv6 elements in several spellings, RFC 7239 Forwarded
+// elements (for=192.0.2.1;proto=http, for="[2001:db8::1]:4711",
+// for="192.0.2.43:_hidden"), and non-address elements (unknown, _hidden).
+// Segment boundaries fall wherever the MSS puts them and, for a share of
+// requests, at a chosen place: inside a forwarding header name, right after
+// its colon, inside its value, between the CR and the LF ending it, right
+// before it, or between the CR and the LF of the block's final empty line.
+// Some requests end their lines with LF alone. The client flow misbehaves:
+// exact retransmissions (a few segments later, or after the responses),
+// frames duplicated back to back, segments captured 1 to 3 places after
+// their successors, and segments missing from the capture. Output streams
+// to the writer; memory follows the connections, not the capture's size.
+//
+// WriteBusy returns a BusyTruth (nothing of it with BusyConfig.NoTruth but
+// the counts). The rules it follows, which define an exact indexer:
+//
+//  1. A flow is one direction of a TCP connection (innermost source address
+//     and port, destination address and port). Requests travel in the
+//     client flow, proxy to backend.
+//  2. A client flow's bytes are ordered by TCP sequence number. A SYN starts
+//     a new connection in the flow; a connection seen without one starts at
+//     its first data segment. A byte carried by several records
+//     (retransmission, duplicate) counts once: the copy in the first record,
+//     in file order, that carried it. Copies are whole segments with the
+//     same bytes, never partial overlaps.
+//  3. The stream is a sequence of HTTP/1.1 requests: request line, header
+//     lines up to the first empty line (CRLF, or LF alone), then a body
+//     framed by "Transfer-Encoding: chunked" (without trailers) or
+//     Content-Length, none otherwise.
+//  4. Each "X-Forwarded-For:", "Forwarded:", "X-Real-IP:", "True-Client-IP:"
+//     or "CF-Connecting-IP:" line (name in any letter case) of a request
+//     header block is a line of that header. Its record is the record
+//     carrying its first byte; its value runs from after the colon to the
+//     line end, possibly records later, trimmed of spaces and tabs.
+//  5. A BusyHit is a (record, header) pair whose lines of that header
+//     starting in that record have at least one address: the record's offset,
+//     timestamp and client flow, the addresses (each once, in order), the
+//     values, and the request's method, target, Host value and whole list
+//     for that header (its values of that header joined with ", "). Elements
+//     are read as format/xff reads them: comma-separated, and for Forwarded
+//     the first for= of each element, unquoted, obfuscated port dropped;
+//     unknown, _hidden and elements without for= are not addresses; ports
+//     and brackets are stripped, IPv4-mapped IPv6 is IPv4. The truth comes
+//     from the addresses the generator put in.
+//  6. A request is gap-affected when a byte of its connection before the end
+//     of its header block is not in the capture: a missing segment (Gaps), or
+//     one the capture ended before. (An indexer cannot frame anything after a
+//     hole.) A (record, header) pair with a line of a gap-affected request
+//     is in GapHits instead of Hits; GapRequests counts these requests.
+//  7. Never hits: forwarding header text in request bodies (header lines,
+//     JSON, whole requests, also at the start of a segment), in responses
+//     (header blocks and bodies), inside other header values, and the
+//     look-alike names X-Original-Forwarded-For, X-Forwarded-Host, X-Real-IPs
+//     and others. Their addresses are in DecoyPrefix.
+//
+// Lines counts the forwarding header lines of the requests that are not
+// gap-affected; LinesBodyCut those of them in requests whose body is not
+// wholly captured, which tshark, waiting for whole requests, does not
+// show. busy_test.go explains the tshark options under which tshark shows
+// exactly the other X-Forwarded-For lines, and how it counts retransmitted
+// requests.
 package capgen
 
 import (
@@ -86,6 +173,13 @@ type Config struct {
 	// Tunnels wraps about 30% of connections in GRE, ERSPAN type I, VXLAN
 	// or Geneve over IPv4.
 	Tunnels bool
+	// CookieRate gives that share of the bulk requests a Cookie header of
+	// CookieMin to CookieMax bytes (defaults 1 KiB and 16 KiB), before the
+	// X-Forwarded-For line: their header blocks span several segments and
+	// the XFF line is in a later one, possibly split across two (Hit notes
+	// it). 0 (the default) leaves the output as it was without the option.
+	CookieRate           float64
+	CookieMin, CookieMax int
 }
 
 // Hit is a packet an exact indexer must find.
@@ -173,6 +267,8 @@ type gen struct {
 	scratch [512]byte
 	rec     [64]byte
 	tmp     []byte
+
+	cookie string // CookieRate: cookie values are substrings of it
 }
 
 const (
@@ -231,6 +327,9 @@ func newGen(w io.Writer, cfg Config) (*gen, error) {
 	}
 	if cfg.XFFRate > 1 {
 		return nil, fmt.Errorf("capgen: XFFRate %v above 1", cfg.XFFRate)
+	}
+	if cfg.CookieRate > 1 || cfg.CookieMin < 0 || cfg.CookieMax < 0 || cfg.CookieMax > 64<<10 {
+		return nil, fmt.Errorf("capgen: CookieRate %v above 1 or cookie sizes %d..%d not in 0..64 KiB", cfg.CookieRate, cfg.CookieMin, cfg.CookieMax)
 	}
 	ethTags := func(f iface) iface {
 		if f.link == LinkEthernet {
@@ -295,6 +394,9 @@ func newGen(w io.Writer, cfg Config) (*gen, error) {
 
 	if cfg.Variants {
 		g.buildScenarios()
+	}
+	if cfg.CookieRate > 0 {
+		g.cookie = cookieText(cfg.Seed, 2*g.cookieMax())
 	}
 	return g, nil
 }

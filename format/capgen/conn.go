@@ -21,8 +21,9 @@ type conn struct {
 	mac     [6]byte
 	tunPort uint16
 	vni     uint32
-	capPay  int // TCP payload bytes the snap length keeps
-	counted int // segments already added to gen.planPk
+	capPay  int    // TCP payload bytes the snap length keeps
+	mss     uint16 // MSS option of SYNs; 0 means the mss constant
+	counted int    // segments already added to gen.planPk
 
 	buf   []byte // payload bytes of srcBuf segments
 	segs  []seg
@@ -845,6 +846,12 @@ func (g *gen) bulkRequest(c *conn, carry bool) {
 	g.req("GET", path, nil)
 	g.hdr("User-Agent", userAgents[g.r.intn(len(userAgents))])
 	g.hdr("Accept", "*/*")
+	if g.cfg.CookieRate > 0 && g.r.chance(g.cfg.CookieRate) {
+		lo, hi := g.cookieMin(), g.cookieMax()
+		n := lo + g.r.intn(hi-lo+1)
+		o := g.r.intn(len(g.cookie) - n + 1)
+		g.hdr("Cookie", g.cookie[o:o+n])
+	}
 	if carry {
 		g.xff("X-Forwarded-For", " ", "")
 		g.addr(g.r.clientAddr())
@@ -859,6 +866,39 @@ func (g *gen) bulkRequest(c *conn, carry bool) {
 	g.hdr("X-Forwarded-Proto", "https")
 	g.hdr("Connection", "keep-alive")
 	g.addRequest(c)
+}
+
+func (g *gen) cookieMin() int {
+	if g.cfg.CookieMin == 0 {
+		return min(1<<10, g.cookieMax())
+	}
+	return min(g.cfg.CookieMin, g.cookieMax())
+}
+
+func (g *gen) cookieMax() int {
+	if g.cfg.CookieMax == 0 {
+		return 16 << 10
+	}
+	return max(g.cfg.CookieMax, 1)
+}
+
+// cookieText returns n bytes of "name=value;" pairs (no spaces, so that any
+// substring is a value with nothing to trim), from its own generator so
+// that the option draws nothing from the main one.
+func cookieText(seed int64, n int) string {
+	const alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	r := newRNG(seed ^ 0x636f6f6b6965)
+	b := make([]byte, 0, n+64)
+	for i := 0; len(b) < n; i++ {
+		b = append(b, 'c')
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, '=')
+		for k := 16 + r.intn(48); k > 0; k-- {
+			b = append(b, alpha[r.u64()&63])
+		}
+		b = append(b, ';')
+	}
+	return string(b[:n])
 }
 
 func (g *gen) planBulk(c *conn) {

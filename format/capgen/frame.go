@@ -20,6 +20,7 @@ const (
 const (
 	tcpFIN = 0x01
 	tcpSYN = 0x02
+	tcpRST = 0x04
 	tcpPSH = 0x08
 	tcpACK = 0x10
 )
@@ -319,7 +320,11 @@ func (g *gen) frameHeader(c *conn, dir uint8, flags uint8, seq, ack uint32, payl
 	b[t+16], b[t+17], b[t+18], b[t+19] = 0, 0, 0, 0
 	if tcpLen == 24 {
 		b[t+20], b[t+21] = 2, 4
-		be.PutUint16(b[t+22:], mss)
+		m := uint16(mss)
+		if c.mss != 0 {
+			m = c.mss
+		}
+		be.PutUint16(b[t+22:], m)
 	}
 	p += tcpLen
 	pls := sum16(payload)

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"bytes"
 	"cmp"
 	"net/netip"
 	"slices"
@@ -10,32 +9,10 @@ import (
 	"github.com/xffidx/xffidx/format/xff"
 )
 
-// connKey names a connection whichever way a segment travels: its two
-// endpoints in a fixed order (the lower address and port first).
-type connKey struct {
-	a, b   [16]byte
-	ap, bp uint16
-}
-
 // keyOf returns the connection of seg and the direction seg travels in (0:
 // from the key's first endpoint).
 func keyOf(seg *packet.Segment) (connKey, uint8) {
-	src, dst := seg.SrcIP.As16(), seg.DstIP.As16()
-	if c := bytes.Compare(src[:], dst[:]); c < 0 || c == 0 && seg.SrcPort <= seg.DstPort {
-		return connKey{a: src, b: dst, ap: seg.SrcPort, bp: seg.DstPort}, 0
-	}
-	return connKey{a: dst, b: src, ap: seg.DstPort, bp: seg.SrcPort}, 1
-}
-
-// Client returns the client endpoint (the sender of requests) and the server
-// of a connection whose direction dir carries the requests.
-func (k connKey) endpoints(dir uint8) (client, server netip.AddrPort) {
-	a := netip.AddrPortFrom(netip.AddrFrom16(k.a).Unmap(), k.ap)
-	b := netip.AddrPortFrom(netip.AddrFrom16(k.b).Unmap(), k.bp)
-	if dir == 0 {
-		return a, b
-	}
-	return b, a
+	return makeKey(addrWords(seg.SrcIP), addrWords(seg.DstIP), seg.SrcPort, seg.DstPort)
 }
 
 // Modes of a connection's client stream.
@@ -160,10 +137,15 @@ func (r *request) addList(h xff.Header, v []byte) {
 // longer than its timeout at ts is dropped first: what it held is finished
 // as cut off.
 func (t *Tracker) lookup(key connKey, ts int64) *conn {
-	c := t.conns[key]
-	if c == nil {
+	return t.lookupHashed(key, key.hash(), ts)
+}
+
+func (t *Tracker) lookupHashed(key connKey, h uint64, ts int64) *conn {
+	sl := t.conns.find(key, h)
+	if sl == nil || sl.c == nil {
 		return nil
 	}
+	c := sl.c
 	if t.expired(c, ts) {
 		t.drop(c, true)
 		return nil
@@ -192,10 +174,19 @@ func (t *Tracker) drop(c *conn, evict bool) {
 	}
 	t.finishRequest(c, false)
 	t.release(c)
-	delete(t.conns, c.key)
-	if t.opt.Log && c.anchor.set {
-		t.retired = append(t.retired, c)
+	if t.opt.Log {
+		// The key keeps its id: its later segments are logged under it.
+		if sl := t.conns.find(c.key, c.key.hash()); sl != nil {
+			sl.c = nil
+		}
+		if c.anchor.set {
+			t.retired = append(t.retired, c)
+		}
+		t.live--
+		return
 	}
+	t.conns.remove(c.key, c.key.hash())
+	t.live--
 }
 
 // release gives back a connection's held bytes.
@@ -206,36 +197,56 @@ func (t *Tracker) release(c *conn) {
 
 // add creates the state of key.
 func (t *Tracker) add(key connKey) *conn {
-	if len(t.conns) >= t.sweepAt {
+	if t.live >= t.sweepAt {
 		t.sweep()
 	}
 	c := &conn{key: key, client: -1, hitRec: -1}
-	if t.opt.Log {
-		c.id = t.log.keyID(key)
-	}
-	t.conns[key] = c
+	sl := t.slot(key)
+	c.id = sl.id
+	sl.c = c
+	t.live++
 	return c
+}
+
+// slot returns key's slot, adding it (with a new id, for a logging
+// tracker) if needed.
+func (t *Tracker) slot(key connKey) *slot {
+	h := key.hash()
+	sl := t.conns.find(key, h)
+	if sl == nil {
+		if t.opt.Log {
+			id := uint32(len(t.log.keys))
+			t.log.keys = append(t.log.keys, key)
+			sl = t.conns.insert(key, h)
+			sl.id = id
+		} else {
+			sl = t.conns.insert(key, h)
+		}
+	}
+	return sl
 }
 
 // sweep forgets connections that no packet could find alive any more (silent
 // for twice their timeout before the latest timestamp seen), and, if the
 // table is still full, the longest silent ones.
 func (t *Tracker) sweep() {
-	for _, c := range t.conns {
+	var old []*conn
+	t.conns.each(func(c *conn) {
 		if t.maxTS != 0 && c.lastTS != 0 && t.maxTS-c.lastTS > 2*t.timeout(c) {
-			t.drop(c, true)
+			old = append(old, c)
 		}
+	})
+	for _, c := range old {
+		t.drop(c, true)
 	}
-	if len(t.conns) >= t.opt.MaxConns {
-		all := make([]*conn, 0, len(t.conns))
-		for _, c := range t.conns {
-			all = append(all, c)
-		}
+	if t.live >= t.opt.MaxConns {
+		all := make([]*conn, 0, t.live)
+		t.conns.each(func(c *conn) { all = append(all, c) })
 		slices.SortFunc(all, func(x, y *conn) int { return cmp.Compare(x.lastTS, y.lastTS) })
 		for _, c := range all[:len(all)-t.opt.MaxConns*3/4] {
 			t.out.Counts.Overflow++
 			t.drop(c, true)
 		}
 	}
-	t.sweepAt = max(1<<14, min(2*len(t.conns), t.opt.MaxConns))
+	t.sweepAt = max(1<<14, min(2*t.live, t.opt.MaxConns))
 }

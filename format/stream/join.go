@@ -59,20 +59,9 @@ type logEntry struct {
 
 type chunkLog struct {
 	entries []logEntry
-	ids     map[connKey]uint32
-	keys    []connKey
-	full    bool // entries from fullAt on were not kept
+	keys    []connKey // by id
+	full    bool      // entries from fullAt on were not kept
 	fullAt  int
-}
-
-func (l *chunkLog) keyID(k connKey) uint32 {
-	if id, ok := l.ids[k]; ok {
-		return id
-	}
-	id := uint32(len(l.keys))
-	l.ids[k] = id
-	l.keys = append(l.keys, k)
-	return id
 }
 
 func (l *chunkLog) len() int { return len(l.entries) }
@@ -89,7 +78,7 @@ func (l *chunkLog) add(id uint32, s *segment) {
 
 // Chunk is a logging tracker's result for Join.
 type Chunk struct {
-	conns   map[connKey]*conn
+	conns   table
 	retired []*conn
 	log     chunkLog
 	out     Output
@@ -100,7 +89,9 @@ type Chunk struct {
 // leaves it empty for the next.
 func (t *Tracker) TakeChunk() *Chunk {
 	ch := &Chunk{conns: t.conns, retired: t.retired, log: t.log, out: t.out, maxTS: t.maxTS}
+	ch.conns.keys = &ch.log.keys
 	*t = *New(t.opt)
+	t.conns.keys = &t.log.keys
 	return ch
 }
 
@@ -123,11 +114,14 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 			first[c.id] = &c.anchor
 		}
 	}
-	for _, c := range ch.conns {
-		note(c)
-	}
+	ch.conns.each(note)
 	for _, c := range ch.retired {
 		note(c)
+	}
+	// known[id]: the true state holds the connection.
+	known := make([]bool, len(keys))
+	for id, k := range keys {
+		known[id] = t.get(k) != nil
 	}
 
 	// 1. Connections taken up in the chunk that the true state knows:
@@ -136,18 +130,18 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 	sc.fetch, sc.maxTS = fetch, t.maxTS
 	replayFirst := false
 	for id, k := range keys {
-		if tc := t.conns[k]; tc != nil && first[id] != nil {
+		if known[id] && first[id] != nil {
 			if ch.log.full && first[id].logLen > ch.log.fullAt {
 				return false, nil
 			}
-			sc.conns[k] = tc.clone()
+			sc.put(t.get(k).clone())
 			replayFirst = true
 		}
 	}
 	if replayFirst {
 		for i := range ch.log.entries {
 			e := &ch.log.entries[i]
-			if a := first[e.id]; a == nil || i >= a.logLen || t.conns[keys[e.id]] == nil {
+			if a := first[e.id]; a == nil || i >= a.logLen || !known[e.id] {
 				continue
 			}
 			s := e.segment()
@@ -157,11 +151,7 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 			return false, sc.ferr
 		}
 		for id, k := range keys {
-			a := first[id]
-			if a == nil || t.conns[k] == nil {
-				continue
-			}
-			if !sc.anchorClean(k, a) {
+			if a := first[id]; a != nil && known[id] && !sc.anchorClean(k, a) {
 				return false, sc.ferr
 			}
 		}
@@ -170,8 +160,8 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 		}
 	}
 	if ch.log.full {
-		for id, k := range keys {
-			if first[id] == nil && t.conns[k] != nil {
+		for id := range keys {
+			if first[id] == nil && known[id] {
 				return false, nil
 			}
 		}
@@ -186,7 +176,7 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 	t.fetch, t.ferr = fetch, nil
 	for i := range ch.log.entries {
 		e := &ch.log.entries[i]
-		if first[e.id] != nil || t.conns[keys[e.id]] == nil {
+		if first[e.id] != nil || !known[e.id] {
 			continue
 		}
 		s := e.segment()
@@ -205,21 +195,47 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 		if first[id] == nil {
 			continue
 		}
-		if old := t.conns[k]; old != nil {
-			t.held -= old.heldSize
-			delete(t.conns, k)
-		}
-		if c := ch.conns[k]; c != nil {
-			c.anchor, c.id = anchorInfo{}, 0
-			t.conns[k] = c
-			t.held += c.heldSize
+		t.del(k)
+		if sl := ch.conns.find(k, k.hash()); sl != nil && sl.c != nil {
+			sl.c.anchor, sl.c.id = anchorInfo{}, 0
+			t.put(sl.c)
 		}
 	}
 	t.maxTS = max(t.maxTS, ch.maxTS)
-	if len(t.conns) >= t.sweepAt {
+	if t.live >= t.sweepAt {
 		t.sweep()
 	}
 	return true, nil
+}
+
+// get returns the state of k (expired or not), nil if none.
+func (t *Tracker) get(k connKey) *conn {
+	if sl := t.conns.find(k, k.hash()); sl != nil {
+		return sl.c
+	}
+	return nil
+}
+
+// put installs c as the state of its key (of a tracker that does not log).
+func (t *Tracker) put(c *conn) {
+	sl := t.conns.find(c.key, c.key.hash())
+	if sl == nil {
+		sl = t.conns.insert(c.key, c.key.hash())
+	}
+	if sl.c == nil {
+		t.live++
+	}
+	sl.c = c
+	t.held += c.heldSize
+}
+
+// del forgets k's state (of a tracker that does not log).
+func (t *Tracker) del(k connKey) {
+	if c := t.get(k); c != nil {
+		t.held -= c.heldSize
+		t.live--
+		t.conns.remove(k, k.hash())
+	}
 }
 
 func (e *logEntry) segment() segment {

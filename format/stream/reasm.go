@@ -20,7 +20,7 @@ func (t *Tracker) handle(key connKey, s *segment) {
 		syn := s.flags&(flagSYN|flagACK) == flagSYN
 		if !syn && !t.startsRequest(s) {
 			if t.opt.Log {
-				t.log.add(t.log.keyID(key), s)
+				t.log.add(t.slot(key).id, s)
 			}
 			return
 		}

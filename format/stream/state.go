@@ -18,12 +18,18 @@ import (
 // it: the state the tracker keeps (Save) goes on from there when the
 // capture grows, and then records them again, whole.
 func (t *Tracker) Finish() {
-	for _, c := range t.conns {
+	var old, open []*conn
+	t.conns.each(func(c *conn) {
 		if t.expired(c, t.maxTS) {
-			t.drop(c, true)
+			old = append(old, c)
+		} else if c.req.on {
+			open = append(open, c)
 		}
+	})
+	for _, c := range old {
+		t.drop(c, true)
 	}
-	for _, c := range t.conns {
+	for _, c := range open {
 		r := &c.req
 		if !r.on {
 			continue
@@ -69,13 +75,12 @@ func (t *Tracker) Save() []byte {
 	b := []byte{stateVersion}
 	b = binary.AppendVarint(b, t.maxTS)
 	n := 0
-	for _, c := range t.conns {
-		if n == maxSavedConns {
-			break
+	t.conns.each(func(c *conn) {
+		if n < maxSavedConns {
+			n++
+			b = appendConn(b, c)
 		}
-		n++
-		b = appendConn(b, c)
-	}
+	})
 	return b
 }
 
@@ -86,10 +91,10 @@ func appendBytes(b, v []byte) []byte {
 
 func appendConn(b []byte, c *conn) []byte {
 	b = append(b, 1) // a connection follows
-	b = append(b, c.key.a[:]...)
-	b = append(b, c.key.b[:]...)
-	b = binary.BigEndian.AppendUint16(b, c.key.ap)
-	b = binary.BigEndian.AppendUint16(b, c.key.bp)
+	for _, w := range [4]uint64{c.key.a[0], c.key.a[1], c.key.b[0], c.key.b[1]} {
+		b = binary.BigEndian.AppendUint64(b, w)
+	}
+	b = binary.BigEndian.AppendUint32(b, c.key.ports)
 	flags := byte(0)
 	if c.closed {
 		flags |= 1
@@ -247,15 +252,13 @@ func (t *Tracker) Resume(state []byte, sameCapture bool) error {
 				c.line.off = -1
 			}
 		}
-		if len(t.conns) >= t.opt.MaxConns {
+		if t.live >= t.opt.MaxConns {
 			break
 		}
-		t.conns[c.key] = c
-		t.held += c.heldSize
+		t.put(c)
 	}
 	if r.err != nil {
-		t.conns = map[connKey]*conn{}
-		t.held = 0
+		t.conns, t.held, t.live = table{}, 0, 0
 		return r.err
 	}
 	return nil
@@ -263,10 +266,10 @@ func (t *Tracker) Resume(state []byte, sameCapture bool) error {
 
 func readConn(r *stateReader) *conn {
 	c := &conn{}
-	copy(c.key.a[:], r.bytes(16))
-	copy(c.key.b[:], r.bytes(16))
-	if v := r.bytes(4); v != nil {
-		c.key.ap, c.key.bp = binary.BigEndian.Uint16(v), binary.BigEndian.Uint16(v[2:])
+	if v := r.bytes(36); v != nil {
+		c.key.a = [2]uint64{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
+		c.key.b = [2]uint64{binary.BigEndian.Uint64(v[16:]), binary.BigEndian.Uint64(v[24:])}
+		c.key.ports = binary.BigEndian.Uint32(v[32:])
 	}
 	c.client = int8(r.byte1())
 	c.mode = r.byte1()

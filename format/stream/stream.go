@@ -142,7 +142,8 @@ type Output struct {
 type Tracker struct {
 	opt     Options
 	idleNS  int64
-	conns   map[connKey]*conn
+	conns   table
+	live    int // connections with state
 	out     Output
 	maxTS   int64
 	held    int // held payload bytes over all connections
@@ -178,10 +179,8 @@ func New(opt Options) *Tracker {
 	if opt.MaxConns <= 0 {
 		opt.MaxConns = DefaultMaxConns
 	}
-	t := &Tracker{opt: opt, idleNS: int64(opt.IdleTimeout), conns: map[connKey]*conn{}, sweepAt: 1 << 14, cur: -1}
-	if opt.Log {
-		t.log.ids = map[connKey]uint32{}
-	}
+	t := &Tracker{opt: opt, idleNS: int64(opt.IdleTimeout), sweepAt: 1 << 14, cur: -1}
+	t.conns.keys = &t.log.keys
 	return t
 }
 
@@ -193,30 +192,33 @@ func (t *Tracker) Drain() Output {
 }
 
 // Conns returns the number of connections the tracker holds state for.
-func (t *Tracker) Conns() int { return len(t.conns) }
+func (t *Tracker) Conns() int { return t.live }
 
 // Record follows one packet record. dataPos is the file offset of rec.Data.
 func (t *Tracker) Record(rec *format.Record, dataPos int64) {
-	seg, ok := packet.InnermostTCP(rec.LinkType, rec.Data)
-	if !ok {
-		return
+	key, dir, seq, flags, payload, ok, handled := fastTCP(rec.LinkType, rec.Data)
+	if !handled {
+		var seg packet.Segment
+		if seg, ok = packet.InnermostTCP(rec.LinkType, rec.Data); ok {
+			key, dir = keyOf(&seg)
+			seq, flags, payload = seg.Seq, seg.Flags, seg.Payload
+		}
 	}
 	const synFinRst = 0x07
-	if len(seg.Payload) == 0 && seg.Flags&synFinRst == 0 {
-		return // a pure ACK changes nothing
+	if !ok || len(payload) == 0 && flags&synFinRst == 0 {
+		return // not TCP, or a pure ACK: it changes nothing
 	}
-	key, dir := keyOf(&seg)
 	s := &t.seg
 	*s = segment{
 		off:   rec.Offset,
 		ts:    rec.TS,
-		pos:   dataPos + int64(len(rec.Data)-cap(seg.Payload)),
-		seq:   seg.Seq,
-		n:     uint32(len(seg.Payload)),
-		wire:  uint32(len(seg.Payload)) + rec.OrigLen - min(rec.CapLen, rec.OrigLen),
-		flags: seg.Flags,
+		pos:   dataPos + int64(len(rec.Data)-cap(payload)),
+		seq:   seq,
+		n:     uint32(len(payload)),
+		wire:  uint32(len(payload)) + rec.OrigLen - min(rec.CapLen, rec.OrigLen),
+		flags: flags,
 		dir:   dir,
-		data:  seg.Payload,
+		data:  payload,
 	}
 	t.handle(key, s)
 }
