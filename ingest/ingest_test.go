@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -9,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xffidx/xffidx/index"
-
+	"github.com/xffidx/xffidx/format/capgen"
 	"github.com/xffidx/xffidx/format/xff"
+	"github.com/xffidx/xffidx/index"
 )
 
 func corpusFiles(t *testing.T) []string {
@@ -41,7 +42,11 @@ func hitsOf(t *testing.T, path string, chunk int64, workers int) ([]string, inde
 	}
 	var keys []string
 	for _, h := range hits {
-		keys = append(keys, h.Addr.String()+"@"+string(rune(h.Pos+'0'))+"@"+time.Duration(h.Offset).String()+"@"+string(h.Raw))
+		k := h.Addr.String() + "@" + string(rune(h.Pos+'0')) + "@" + time.Duration(h.Offset).String() + "@" + string(h.Raw)
+		for _, r := range h.Requests {
+			k += fmt.Sprintf("@%+v", r)
+		}
+		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	info := r.Info
@@ -51,9 +56,21 @@ func hitsOf(t *testing.T, path string, chunk int64, workers int) ([]string, inde
 
 // TestChunkingDoesNotChangeResults: however a file is cut into chunks, and
 // however many workers walk them, the index is the same as one sequential
-// walk. Tiny chunks force resyncs inside records and reconciliation.
+// walk: hits, positions, request records and totals. Tiny chunks force
+// resyncs inside records and the joining of connection state (header
+// blocks begun in one chunk and going on in later ones) at every record;
+// the busy-link captures have thousands of connections open across every
+// chunk boundary.
 func TestChunkingDoesNotChangeResults(t *testing.T) {
-	for _, f := range corpusFiles(t) {
+	files := corpusFiles(t)
+	for _, cfg := range []capgen.BusyConfig{
+		{Seed: 11, TargetBytes: 2 << 20, Conns: 400},
+		{Seed: 12, TargetBytes: 3 << 20, Conns: 1000, Format: capgen.FormatPcapNG, GapRate: 0.01, ReorderRate: 0.05, DupRate: 0.02},
+	} {
+		path, _ := busyCapture(t, cfg)
+		files = append(files, path)
+	}
+	for _, f := range files {
 		st, _ := os.Stat(f)
 		want, wantInfo := hitsOf(t, f, st.Size()+1, 1)
 		for _, chunk := range []int64{97, 1000, 4096, 65536} {

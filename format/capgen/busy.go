@@ -145,6 +145,11 @@ type BusyTruth struct {
 	// the frames written twice back to back; Reordered the segments written
 	// after a later segment of their flow.
 	Gaps, Retrans, Dups, Reordered int
+	// GapSegs are the client segments missing from the capture. Whatever an
+	// indexer finds in a flow after one of them is read across a gap: a
+	// body segment there that starts like a request cannot be told from
+	// one, so tests except such finds.
+	GapSegs []BusyGap `json:",omitempty"`
 	Decoys                         int // decoy texts: look-alike header lines, request bodies, response headers and bodies
 
 	lines   [numHeaders]int
@@ -165,6 +170,13 @@ type busyGap struct {
 	src, dst netip.AddrPort
 	seq      uint32
 	n        int
+}
+
+// BusyGap is a client segment missing from a busy capture.
+type BusyGap struct {
+	Src, Dst netip.AddrPort
+	Seq      uint32
+	Len      int
 }
 
 // busyCopy is a later copy of a client segment that starts with a request
@@ -454,6 +466,7 @@ func (b *busy) step(c *bconn) {
 			b.tr.Gaps++
 			if b.collect {
 				b.tr.gapSegs = append(b.tr.gapSegs, busyGap{src: c.p.cli, dst: c.p.srv, seq: it.seq, n: int(it.n)})
+				b.tr.GapSegs = append(b.tr.GapSegs, BusyGap{Src: c.p.cli, Dst: c.p.srv, Seq: it.seq, Len: int(it.n)})
 			}
 			continue
 		}

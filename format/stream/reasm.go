@@ -131,6 +131,10 @@ func (t *Tracker) inOrder(c *conn, s *segment) {
 		// Partly new: a retransmission that carries more than the original.
 		t.consume(c, s, uint32(-d))
 		t.drainHeld(c)
+	case s.flags&flagRST != 0:
+		// The connection is gone: the hole before it will not fill.
+		t.gap(c)
+		t.close(c)
 	default:
 		t.hold(c, s)
 	}

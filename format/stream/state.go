@@ -12,23 +12,34 @@ import (
 // Finish ends the walk of one capture's records. Connections silent for
 // longer than their timeout at the capture's last timestamp are dropped
 // (their open header blocks counted as evicted), as a later packet would
-// have found them. For each request still open, the hits of a forwarding
+// have found them. A hole still open in a client stream is a gap: the
+// segments held after it are read as after any gap. (A capture that grows
+// and fills such a hole later keeps the request it cut as cut.) For each
+// request still open, the hits of a forwarding
 // line cut by the end of the capture are recorded (its complete elements)
 // and so are its records, as they stand (Complete false), without ending
 // it: the state the tracker keeps (Save) goes on from there when the
 // capture grows, and then records them again, whole.
 func (t *Tracker) Finish() {
-	var old, open []*conn
+	var old, holes, open []*conn
 	t.conns.each(func(c *conn) {
 		if t.expired(c, t.maxTS) {
 			old = append(old, c)
-		} else if c.req.on {
-			open = append(open, c)
+		} else if len(c.held) > 0 {
+			holes = append(holes, c)
 		}
 	})
 	for _, c := range old {
 		t.drop(c, true)
 	}
+	for _, c := range holes {
+		t.gap(c)
+	}
+	t.conns.each(func(c *conn) {
+		if c.req.on {
+			open = append(open, c)
+		}
+	})
 	for _, c := range open {
 		r := &c.req
 		if !r.on {
