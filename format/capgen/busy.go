@@ -150,7 +150,7 @@ type BusyTruth struct {
 	// body segment there that starts like a request cannot be told from
 	// one, so tests except such finds.
 	GapSegs []BusyGap `json:",omitempty"`
-	Decoys                         int // decoy texts: look-alike header lines, request bodies, response headers and bodies
+	Decoys  int       // decoy texts: look-alike header lines, request bodies, response headers and bodies
 
 	lines   [numHeaders]int
 	tsLost  [numHeaders]int // lines of Requests whose body is not wholly in the capture
