@@ -36,7 +36,7 @@ func scanWhole(sc *chunkScanner, f *os.File, size int64) *chunkResult {
 		sc.tr = stream.New(stream.Options{Log: true})
 	}
 	sc.walk(0, true, 24, size)
-	res.chunk = sc.tr.TakeChunk()
+	res.chunk = sc.tr.TakeChunk(nil)
 	return res
 }
 

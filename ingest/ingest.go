@@ -61,7 +61,8 @@ type fileScan struct {
 	// truth follows the connections as one sequential walk would: each
 	// chunk's own tracking is joined to it in file order.
 	truth *stream.Tracker
-	fbuf  []byte
+	// spares are chunks Join is done with, whose memory workers use again.
+	spares chan *stream.Chunk
 }
 
 func (fs *fileScan) chunkSize() int64 {
@@ -205,6 +206,7 @@ func (fs *fileScan) run() error {
 	}
 	workers := min(fs.workers(), nChunks)
 	window := 2 * workers // chunks in flight: bounds memory
+	fs.spares = make(chan *stream.Chunk, window+workers)
 
 	jobs := make(chan job)
 	results := make(chan *chunkResult, window)
@@ -299,7 +301,12 @@ func (fs *fileScan) scanChunk(sc *chunkScanner, j job) *chunkResult {
 	sc.w, sc.res = j.ctx, res
 	sc.walk(0, j.k == 0, j.start, j.end)
 	res.ctxOut = sc.w
-	res.chunk = sc.tr.TakeChunk()
+	var spare *stream.Chunk
+	select {
+	case spare = <-fs.spares:
+	default:
+	}
+	res.chunk = sc.tr.TakeChunk(spare)
 	sc.res = nil
 	if sc.readErr != nil {
 		res.err = fmt.Errorf("%s: %w", fs.path, sc.readErr)
@@ -340,6 +347,10 @@ func (fs *fileScan) accept(r *chunkResult) error {
 		ok, err := fs.truth.Join(r.chunk, fs.fetch)
 		if err != nil {
 			return fmt.Errorf("%s: %w", fs.path, err)
+		}
+		select {
+		case fs.spares <- r.chunk:
+		default:
 		}
 		if !ok {
 			// The chunk's connection tracking cannot be joined to what

@@ -134,7 +134,7 @@ func chunked(t testing.TB, c *capture, recs []format.Record, cuts []int, opt Opt
 		for i := range part {
 			w.Record(&part[i], part[i].Offset+int64(part[i].DataOff))
 		}
-		ch := w.TakeChunk()
+		ch := w.TakeChunk(nil)
 		ok, err := truth.Join(ch, c.fetch)
 		if err != nil {
 			t.Fatal(err)

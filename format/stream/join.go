@@ -86,12 +86,22 @@ type Chunk struct {
 }
 
 // TakeChunk hands over what a logging tracker found in its chunk and
-// leaves it empty for the next.
-func (t *Tracker) TakeChunk() *Chunk {
+// leaves it empty for the next. spare, if not nil, is a chunk Join is done
+// with: its memory is used again.
+func (t *Tracker) TakeChunk(spare *Chunk) *Chunk {
 	ch := &Chunk{conns: t.conns, retired: t.retired, log: t.log, out: t.out, maxTS: t.maxTS}
 	ch.conns.keys = &ch.log.keys
 	*t = *New(t.opt)
 	t.conns.keys = &t.log.keys
+	if spare != nil {
+		clear(spare.conns.slots)
+		t.conns.slots = spare.conns.slots
+		t.log = chunkLog{entries: spare.log.entries[:0], keys: spare.log.keys[:0]}
+		clear(spare.retired)
+		t.retired = spare.retired[:0]
+		clear(spare.out.Requests)
+		t.out = Output{Hits: spare.out.Hits[:0], Requests: spare.out.Requests[:0]}
+	}
 	return ch
 }
 
