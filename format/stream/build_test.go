@@ -217,3 +217,10 @@ func reqString(r RequestInfo) string {
 func packetSegment(rec *format.Record) (packet.Segment, bool) {
 	return packet.InnermostTCP(rec.LinkType, rec.Data)
 }
+
+var (
+	ipA  = netip.MustParseAddr("10.0.0.2")
+	ipB  = netip.MustParseAddr("10.0.1.5")
+	ip6A = netip.MustParseAddr("fd00::2")
+	ip6B = netip.MustParseAddr("fd00:1::5")
+)

@@ -300,3 +300,6 @@ func (c *conn) clone() *conn {
 	}
 	return &d
 }
+
+// Logged returns how many segments the chunk's tracker logged.
+func (ch *Chunk) Logged() int { return len(ch.log.entries) }

@@ -160,6 +160,7 @@ type Tracker struct {
 	ferr  error
 
 	seg segment // the segment being handled
+	dec decoded
 
 	// The parser's per-record bookkeeping: the record being consumed, the
 	// requests that ended in it (whether they are recorded depends on how
@@ -196,31 +197,43 @@ func (t *Tracker) Conns() int { return t.live }
 
 // Record follows one packet record. dataPos is the file offset of rec.Data.
 func (t *Tracker) Record(rec *format.Record, dataPos int64) {
-	key, dir, seq, flags, payload, ok, handled := fastTCP(rec.LinkType, rec.Data)
+	d := &t.dec
+	ok, handled := fastTCP(rec.LinkType, rec.Data, d)
 	if !handled {
 		var seg packet.Segment
 		if seg, ok = packet.InnermostTCP(rec.LinkType, rec.Data); ok {
-			key, dir = keyOf(&seg)
-			seq, flags, payload = seg.Seq, seg.Flags, seg.Payload
+			d.key, d.dir = keyOf(&seg)
+			d.seq, d.flags, d.payload = seg.Seq, seg.Flags, seg.Payload
 		}
 	}
 	const synFinRst = 0x07
-	if !ok || len(payload) == 0 && flags&synFinRst == 0 {
+	if !ok || len(d.payload) == 0 && d.flags&synFinRst == 0 {
 		return // not TCP, or a pure ACK: it changes nothing
+	}
+	if sl := t.conns.find(d.key, d.key.hash()); sl != nil && sl.c != nil && d.flags&synFinRst == 0 {
+		// Most segments are the server's side of a followed connection:
+		// only its clock matters.
+		if c := sl.c; c.client >= 0 && d.dir != uint8(c.client) && !t.expired(c, rec.TS) {
+			if rec.TS != 0 {
+				c.lastTS = rec.TS
+				t.maxTS = max(t.maxTS, rec.TS)
+			}
+			return
+		}
 	}
 	s := &t.seg
 	*s = segment{
 		off:   rec.Offset,
 		ts:    rec.TS,
-		pos:   dataPos + int64(len(rec.Data)-cap(payload)),
-		seq:   seq,
-		n:     uint32(len(payload)),
-		wire:  uint32(len(payload)) + rec.OrigLen - min(rec.CapLen, rec.OrigLen),
-		flags: flags,
-		dir:   dir,
-		data:  payload,
+		pos:   dataPos + int64(len(rec.Data)-cap(d.payload)),
+		seq:   d.seq,
+		n:     uint32(len(d.payload)),
+		wire:  uint32(len(d.payload)) + rec.OrigLen - min(rec.CapLen, rec.OrigLen),
+		flags: d.flags,
+		dir:   d.dir,
+		data:  d.payload,
 	}
-	t.handle(key, s)
+	t.handle(d.key, s)
 }
 
 // segment is one TCP segment as the tracker uses it. data is its captured

@@ -420,3 +420,42 @@ func compareOutputs(t *testing.T, name string, want, got Output) {
 		t.Errorf("%s: counts differ:\n  sequential %+v\n  chunked    %+v", name, want.Counts, got.Counts)
 	}
 }
+
+// FuzzTracker drives a few connections with segments made from the fuzzer's
+// bytes (sequence numbers going back and forth, any flags, any payload):
+// the tracker must not panic, and chunked walks must equal the sequential
+// one.
+func FuzzTracker(f *testing.F) {
+	f.Add([]byte("\x00\x02\x00\x00GET / HTTP/1.1\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n\x01\x18\x10\x00HTTP/1.1 200 OK\r\n\r\n"), uint8(3))
+	f.Add([]byte("\x00\x18\x00\x00POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab\x00\x18\x02\x00cdGET /x HTTP/1.1\r\nX-Real-IP: 2001:db8::1\r\n\r\n"), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, every uint8) {
+		c := newCapture()
+		seqs := [4]uint32{1000, 5000, 9000, 13000}
+		ts := int64(1e18)
+		for len(data) >= 4 {
+			conn, flags, back, n := int(data[0]%4), data[1], data[2], int(data[3])
+			data = data[4:]
+			n = min(n, len(data))
+			payload := data[:n]
+			data = data[n:]
+			src := endpoint{ipA, uint16(40000 + conn/2)}
+			dst := endpoint{ipB, 80}
+			if conn%2 == 1 {
+				src, dst = dst, src
+			}
+			seq := seqs[conn] - uint32(back)
+			c.frame(ts, src, dst, seq, flags, payload, 0)
+			seqs[conn] = seq + uint32(len(payload))
+			ts += int64(back) * 1e8
+		}
+		recs := c.records(t)
+		want := canon(sequential(recs, Options{}))
+		var cuts []int
+		step := int(every%7) + 1
+		for i := step; i < len(recs); i += step {
+			cuts = append(cuts, i)
+		}
+		got, _ := chunked(t, c, recs, cuts, Options{})
+		compareOutputs(t, "fuzz", want, canon(got))
+	})
+}

@@ -171,66 +171,80 @@ func (t *table) each(fn func(c *conn)) {
 	}
 }
 
+// decoded is what the tracker reads off a frame.
+type decoded struct {
+	key     connKey
+	dir     uint8
+	flags   uint8
+	seq     uint32
+	payload []byte
+}
+
 // fastTCP decodes the common frame, Ethernet (with at most one 802.1Q tag)
 // carrying IPv4 without fragmentation or IPv6 without extension headers,
-// carrying TCP, straight into a key; handled is false for anything else,
-// which packet.InnermostTCP decodes. Lengths are checked as there.
-func fastTCP(linkType uint32, f []byte) (key connKey, dir uint8, seq uint32, flags uint8, payload []byte, ok, handled bool) {
+// carrying TCP, straight into d; handled is false for anything else, which
+// packet.InnermostTCP decodes. Lengths are checked as there.
+func fastTCP(linkType uint32, f []byte, d *decoded) (ok, handled bool) {
 	if linkType != 1 || len(f) < 14 {
-		return
+		return false, false
 	}
 	et := binary.BigEndian.Uint16(f[12:14])
 	ip := f[14:]
 	if et == 0x8100 {
 		if len(f) < 18 {
-			return
+			return false, false
 		}
 		et, ip = binary.BigEndian.Uint16(f[16:18]), f[18:]
 	}
-	var src, dst [2]uint64
 	var tcp []byte
+	k := &d.key
 	switch et {
 	case 0x0800:
 		if len(ip) < 20 || ip[0]>>4 != 4 || ip[9] != 6 || binary.BigEndian.Uint16(ip[6:8])&0x3FFF != 0 {
-			return
+			return false, false
 		}
 		hl := int(ip[0]&0x0F) * 4
 		total := int(binary.BigEndian.Uint16(ip[2:4]))
 		if hl < 20 || total == 0 || total < hl || hl > len(ip) {
-			return
+			return false, false
 		}
 		if total < len(ip) {
 			ip = ip[:total]
 		}
 		const mapped = 0xffff << 32
-		src = [2]uint64{0, mapped | uint64(binary.BigEndian.Uint32(ip[12:16]))}
-		dst = [2]uint64{0, mapped | uint64(binary.BigEndian.Uint32(ip[16:20]))}
+		k.a = [2]uint64{0, mapped | uint64(binary.BigEndian.Uint32(ip[12:16]))}
+		k.b = [2]uint64{0, mapped | uint64(binary.BigEndian.Uint32(ip[16:20]))}
 		tcp = ip[hl:]
 	case 0x86DD:
 		if len(ip) < 40 || ip[0]>>4 != 6 || ip[6] != 6 {
-			return
+			return false, false
 		}
 		plen := int(binary.BigEndian.Uint16(ip[4:6]))
 		if plen == 0 {
-			return // a jumbogram: the general decoder knows
+			return false, false // a jumbogram: the general decoder knows
 		}
 		if 40+plen < len(ip) {
 			ip = ip[:40+plen]
 		}
-		src = [2]uint64{binary.BigEndian.Uint64(ip[8:16]), binary.BigEndian.Uint64(ip[16:24])}
-		dst = [2]uint64{binary.BigEndian.Uint64(ip[24:32]), binary.BigEndian.Uint64(ip[32:40])}
+		k.a = [2]uint64{binary.BigEndian.Uint64(ip[8:16]), binary.BigEndian.Uint64(ip[16:24])}
+		k.b = [2]uint64{binary.BigEndian.Uint64(ip[24:32]), binary.BigEndian.Uint64(ip[32:40])}
 		tcp = ip[40:]
 	default:
-		return
+		return false, false
 	}
-	handled = true
 	if len(tcp) < 20 {
-		return
+		return false, true
 	}
 	off := int(tcp[12]>>4) * 4
 	if off < 20 || off > len(tcp) {
-		return
+		return false, true
 	}
-	key, dir = makeKey(src, dst, binary.BigEndian.Uint16(tcp[0:2]), binary.BigEndian.Uint16(tcp[2:4]))
-	return key, dir, binary.BigEndian.Uint32(tcp[4:8]), tcp[13], tcp[off:], true, true
+	sport, dport := binary.BigEndian.Uint16(tcp[0:2]), binary.BigEndian.Uint16(tcp[2:4])
+	k.ports, d.dir = uint32(sport)<<16|uint32(dport), 0
+	if k.b[0] < k.a[0] || k.b[0] == k.a[0] && (k.b[1] < k.a[1] || k.b[1] == k.a[1] && dport < sport) {
+		k.a, k.b = k.b, k.a
+		k.ports, d.dir = uint32(dport)<<16|uint32(sport), 1
+	}
+	d.seq, d.flags, d.payload = binary.BigEndian.Uint32(tcp[4:8]), tcp[13], tcp[off:]
+	return true, true
 }
