@@ -446,7 +446,7 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 	r.Committed, r.Info = true, info
 	r.Delta = index.FileInfo{
 		Size: id.Size - fsc.dataStart, Packets: info.Packets - before.Packets, XFFLines: info.XFFLines - before.XFFLines, OtherLines: info.OtherLines - before.OtherLines,
-		Hits: info.Hits - before.Hits, Addresses: table.Entries, NonAddresses: info.NonAddresses - before.NonAddresses,
+		Hits: info.Hits - before.Hits, Addresses: info.Addresses - before.Addresses, NonAddresses: info.NonAddresses - before.NonAddresses,
 		SkippedBytes: info.SkippedBytes - before.SkippedBytes,
 		ContLines:    info.ContLines - before.ContLines, Requests: info.Requests - before.Requests,
 		Dups: info.Dups - before.Dups, Early: info.Early - before.Early, Gaps: info.Gaps - before.Gaps,

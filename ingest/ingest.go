@@ -99,8 +99,13 @@ func (fs *fileScan) readHead() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", fs.path, err)
 		}
-		if err := fs.truth.Resume(state, true); state != nil && err != nil {
-			fs.warnf("connection state saved with the file does not decode (%v): connections open at offset %d are taken up afresh", err, r.ResumeAt)
+		if state != nil {
+			prov, err := fs.truth.Resume(state, true)
+			if err != nil {
+				fs.warnf("connection state saved with the file does not decode (%v): connections open at offset %d are taken up afresh", err, r.ResumeAt)
+			}
+			// The last build's provisional end is read again, whole.
+			fs.info.Addresses -= prov
 		}
 		return nil
 	}
@@ -176,7 +181,7 @@ func (fs *fileScan) continueRotation(head []byte) {
 	if err != nil || state == nil {
 		return
 	}
-	if err := fs.truth.Resume(state, false); err != nil {
+	if _, err := fs.truth.Resume(state, false); err != nil {
 		fs.warnf("connection state of %s does not decode (%v): its open connections are not continued here", prev.Path, err)
 		return
 	}
@@ -452,12 +457,7 @@ func (fs *fileScan) drain() error {
 	}
 	for i := range out.Requests {
 		ri := &out.Requests[i]
-		r := index.Request{Seq: ri.Seq, Method: ri.Method, Target: ri.Target, Host: ri.Host, First: ri.First, Complete: ri.Complete, Lists: ri.Lists, Capped: ri.Capped}
-		for h := range ri.Lists {
-			if ri.Lists[h] != nil {
-				r.Listed |= 1 << h
-			}
-		}
+		r := index.Request{Seq: ri.Seq, Method: ri.Method, Target: ri.Target, Host: ri.Host, First: ri.First, Complete: ri.Complete, Lists: ri.Lists, Listed: ri.Listed, Capped: ri.Capped}
 		if err := fs.table.AddRequest(ri.Off, &r); err != nil {
 			return fmt.Errorf("%s: %w", fs.path, err)
 		}
@@ -498,11 +498,11 @@ func (fs *fileScan) finish() error {
 		fs.info.ResumeAt = fs.next // the cut record is read again once complete
 	}
 	fs.info.Tracking = index.TrackingVersion
-	fs.truth.Finish()
+	state := fs.truth.Finish()
 	if err := fs.drain(); err != nil {
 		return err
 	}
-	if err := fs.table.SetState(fs.truth.Save()); err != nil {
+	if err := fs.table.SetState(state); err != nil {
 		return fmt.Errorf("%s: %w", fs.path, err)
 	}
 	fs.reportProgress(fs.size)

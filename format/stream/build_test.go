@@ -16,8 +16,7 @@ import (
 // A tiny capture writer for the tests: Ethernet, IPv4 or IPv6, TCP.
 
 type capture struct {
-	buf  []byte
-	recs []format.Record // offsets of the records, filled by walk
+	buf []byte
 }
 
 func newCapture() *capture {
@@ -205,7 +204,7 @@ func diffHits(a, b []Hit) (onlyA, onlyB []string) {
 
 func reqString(r RequestInfo) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d seq %d %s %s host %q first %v complete %v capped %d", r.Off, r.Seq, r.Method, r.Target, r.Host, r.First, r.Complete, r.Capped)
+	fmt.Fprintf(&b, "%d seq %d %s %s host %q first %v complete %v listed %d capped %d", r.Off, r.Seq, r.Method, r.Target, r.Host, r.First, r.Complete, r.Listed, r.Capped)
 	for h := range r.Lists {
 		if r.Lists[h] != nil {
 			fmt.Fprintf(&b, " %v=%q", xff.Header(h), r.Lists[h])

@@ -109,9 +109,6 @@ type request struct {
 	pendVal []byte
 	pendCut bool
 	pendLns int
-	// alone: the request line is in a record that began at a request
-	// boundary, so that the record parsed alone shows the request.
-	alone bool
 }
 
 func (r *request) reset() {

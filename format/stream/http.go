@@ -449,7 +449,7 @@ func (t *Tracker) info(r *request, rec int64, complete bool, arena *[]byte) Requ
 		return (*arena)[n:len(*arena):len(*arena)]
 	}
 	ri := RequestInfo{
-		Off: rec, Seq: r.seq, First: rec == r.firstRec, Complete: complete, Capped: r.capped,
+		Off: rec, Seq: r.seq, First: rec == r.firstRec, Complete: complete, Listed: r.listed, Capped: r.capped,
 		Method: cp(r.method), Target: cp(r.target), Host: cp(r.host),
 	}
 	for h := range r.lists {

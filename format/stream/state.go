@@ -9,68 +9,50 @@ import (
 	"github.com/xffidx/xffidx/format/xff"
 )
 
-// Finish ends the walk of one capture's records. Connections silent for
-// longer than their timeout at the capture's last timestamp are dropped
-// (their open header blocks counted as evicted), as a later packet would
-// have found them. A hole still open in a client stream is a gap: the
-// segments held after it are read as after any gap. (A capture that grows
-// and fills such a hole later keeps the request it cut as cut.) For each
-// request still open, the hits of a forwarding
-// line cut by the end of the capture are recorded (its complete elements)
-// and so are its records, as they stand (Complete false), without ending
-// it: the state the tracker keeps (Save) goes on from there when the
-// capture grows, and then records them again, whole.
-func (t *Tracker) Finish() {
-	var old, holes, open []*conn
+// Finish ends the walk of one capture's records and returns the state to
+// save with it, from which a walk of the same capture grown goes on
+// (Resume).
+//
+// Connections silent for longer than their timeout at the capture's last
+// timestamp are dropped first (their open header blocks counted as
+// evicted), as a later packet would have found them. The state is taken
+// then. After it, what is still open is finished provisionally, so that a
+// capture that does not grow is indexed whole: a hole still open in a
+// client stream is a gap (the segments held after it are read as after any
+// gap), and an open request is finished as it stands (a forwarding line
+// cut by the end of the capture gives its complete elements; its records
+// are recorded with Complete false). The counts of that provisional part go
+// with the state: a walk that resumes from it takes them back, since it
+// reads what they counted again, whole.
+func (t *Tracker) Finish() []byte {
+	var old []*conn
 	t.conns.each(func(c *conn) {
 		if t.expired(c, t.maxTS) {
 			old = append(old, c)
-		} else if len(c.held) > 0 {
-			holes = append(holes, c)
 		}
 	})
 	for _, c := range old {
 		t.drop(c, true)
 	}
-	for _, c := range holes {
-		t.gap(c)
-	}
-	t.conns.each(func(c *conn) {
-		if c.req.on {
-			open = append(open, c)
-		}
-	})
+	conns := t.saveConns()
+	before, hits := t.out.Counts, len(t.out.Hits)
+	var open []*conn
+	t.conns.each(func(c *conn) { open = append(open, c) })
 	for _, c := range open {
-		r := &c.req
-		if !r.on {
-			continue
-		}
-		var partial []byte
-		var partialH xff.Header
-		if c.mode == modeHeaders && c.line.on && c.line.keep && c.line.named && c.line.off >= 0 {
-			if f := xff.ParseField(c.line.buf); f.Kind == xff.FieldForward {
-				partial, partialH = f.Value, f.Header
-				pos := r.pos[f.Header]
-				f.Header.Elements(f.Value, true, func(elem []byte) {
-					if a, ok := xff.ParseAddr(elem); ok {
-						t.hit(c, c.line.off, a, f.Header, pos)
-					}
-					pos++
-				})
-			}
-		}
-		for _, rec := range r.hitRecs {
-			info := t.info(r, rec, false, nil)
-			if partial != nil {
-				l := info.Lists[partialH]
-				if r.listed.Has(partialH) {
-					l = append(l, ", "...)
-				}
-				info.Lists[partialH] = append(l, partial...)
-			}
-			t.out.Requests = append(t.out.Requests, info)
+		if len(c.held) > 0 {
+			t.gap(c)
 		}
 	}
+	for _, c := range open {
+		t.finishRequest(c, false)
+	}
+	prov := t.out.Counts
+	prov.sub(before)
+	b := []byte{stateVersion}
+	b = binary.AppendVarint(b, t.maxTS)
+	b = appendCounts(b, prov)
+	b = binary.AppendUvarint(b, uint64(len(t.out.Hits)-hits))
+	return append(b, conns...)
 }
 
 // stateVersion is the first byte of a saved state.
@@ -79,12 +61,9 @@ const stateVersion = 1
 // maxSavedConns bounds a saved state; the most recently active are kept.
 const maxSavedConns = 1 << 18
 
-// Save encodes the tracker's connection state (after Finish), to resume
-// the walk where it stopped: the same capture grown, or the next capture
-// of a rotation (see Resume).
-func (t *Tracker) Save() []byte {
-	b := []byte{stateVersion}
-	b = binary.AppendVarint(b, t.maxTS)
+// saveConns encodes the connections' state.
+func (t *Tracker) saveConns() []byte {
+	var b []byte
 	n := 0
 	t.conns.each(func(c *conn) {
 		if n < maxSavedConns {
@@ -92,6 +71,25 @@ func (t *Tracker) Save() []byte {
 			b = appendConn(b, c)
 		}
 	})
+	return b
+}
+
+// countFields lists a Counts' fields, for encoding them in order.
+func (c *Counts) fields() []*int64 {
+	return []*int64{&c.XFFLines, &c.OtherLines, &c.ContLines, &c.HitPackets, &c.NonAddr, &c.Requests, &c.Dups, &c.Early, &c.Gaps, &c.Evicted, &c.Overflow}
+}
+
+func (c *Counts) sub(o Counts) {
+	of := o.fields()
+	for i, f := range c.fields() {
+		*f -= *of[i]
+	}
+}
+
+func appendCounts(b []byte, c Counts) []byte {
+	for _, f := range c.fields() {
+		b = binary.AppendVarint(b, *f)
+	}
 	return b
 }
 
@@ -235,17 +233,25 @@ func (r *stateReader) blob(limit int) []byte {
 	return append([]byte(nil), r.bytes(n)...)
 }
 
-// Resume loads a state saved by Save. With sameCapture false the state is
-// the previous capture's of a rotation: record offsets in it name that
-// capture, so what refers to its records is let go (held segments, the
-// records of open requests), and a line going on from it is recorded at
-// the first record of this capture that carries it.
-func (t *Tracker) Resume(state []byte, sameCapture bool) error {
+// Resume loads a state returned by Finish. With sameCapture, the walk goes
+// on over the same capture grown: the counts of what Finish did
+// provisionally are taken back (made negative in the output), and
+// provisionalHits says how many hits it recorded, which this walk records
+// again. Otherwise the state is the previous capture's of a rotation: record
+// offsets in it name that capture, so what refers to its records is let go
+// (held segments, the records of open requests), and a line going on from
+// it is recorded at the first record of this capture that carries it.
+func (t *Tracker) Resume(state []byte, sameCapture bool) (provisionalHits int64, err error) {
 	r := &stateReader{b: state}
 	if r.byte1() != stateVersion {
-		return fmt.Errorf("%w: unknown version", errState)
+		return 0, fmt.Errorf("%w: unknown version", errState)
 	}
 	t.maxTS = r.varint()
+	var prov Counts
+	for _, f := range prov.fields() {
+		*f = r.varint()
+	}
+	provHits := int64(r.uvarint(1 << 62))
 	for len(r.b) > 0 && r.err == nil {
 		if r.byte1() != 1 {
 			r.fail()
@@ -270,9 +276,13 @@ func (t *Tracker) Resume(state []byte, sameCapture bool) error {
 	}
 	if r.err != nil {
 		t.conns, t.held, t.live = table{}, 0, 0
-		return r.err
+		return 0, r.err
 	}
-	return nil
+	if !sameCapture {
+		return 0, nil
+	}
+	t.out.Counts.sub(prov)
+	return provHits, nil
 }
 
 func readConn(r *stateReader) *conn {

@@ -93,8 +93,8 @@ type RequestInfo struct {
 	Complete bool // the header block was followed to its end: Lists are whole
 	// Lists holds, per header with lines in the request, all its values
 	// joined with ", " (at most xff.MaxValue bytes; Capped says it was cut).
-	Lists  [xff.NumHeaders][]byte
-	Capped xff.HeaderSet
+	Lists          [xff.NumHeaders][]byte
+	Listed, Capped xff.HeaderSet
 }
 
 // Counts sums what a tracker saw.
@@ -151,7 +151,6 @@ type Tracker struct {
 
 	// Logging trackers (Options.Log) only.
 	log     chunkLog
-	nextID  uint32
 	retired []*conn // connections taken up here and swept before the end
 
 	// fetch reads a logged segment's payload during Join.

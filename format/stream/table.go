@@ -40,16 +40,6 @@ func makeKey(src, dst [2]uint64, sport, dport uint16) (connKey, uint8) {
 	return connKey{a: dst, b: src, ports: uint32(dport)<<16 | uint32(sport)}, 1
 }
 
-func (k connKey) addrs() (netip.AddrPort, netip.AddrPort) {
-	w := func(v [2]uint64) netip.Addr {
-		var b [16]byte
-		binary.BigEndian.PutUint64(b[:8], v[0])
-		binary.BigEndian.PutUint64(b[8:], v[1])
-		return netip.AddrFrom16(b).Unmap()
-	}
-	return netip.AddrPortFrom(w(k.a), uint16(k.ports>>16)), netip.AddrPortFrom(w(k.b), uint16(k.ports))
-}
-
 // table is an open-addressing hash table of connections (linear probing,
 // deletion by backward shift). A slot of a logging tracker may hold a key
 // with no state: a connection it logs segments of, by id. Slots are small
