@@ -360,6 +360,7 @@ func (fs *fileScan) accept(r *chunkResult) error {
 		if !ok {
 			// The chunk's connection tracking cannot be joined to what
 			// came before: walk it again on the true tracker.
+			fs.b.logger().Debug("chunk walked again: its connection tracking does not join", "file", fs.path, "chunk", r.k)
 			r = fs.rerun(r.k, fs.next, fs.nextKind != endCorrupt, start, end)
 			if r.err != nil {
 				return r.err

@@ -46,11 +46,11 @@ type conn struct {
 	heldSize int
 	holdTS   int64 // when the oldest held segment came
 
-	// The parser.
-	line      carry
+	// The parser: p while a request or a body is being read (nil between
+	// requests and when not followed, so that idle connections stay small).
+	p         *parser
 	remaining int64 // body or chunk bytes still to come
 	skipCRLF  uint8 // chunk-end bytes still to skip
-	req       request
 
 	// Hits of the record being handled, for the one-hit-per-address rule.
 	hitRec int64
@@ -73,6 +73,37 @@ type heldSeg struct {
 type seenAddr struct {
 	addr netip.Addr
 	h    xff.Header
+}
+
+// parser is the request parser's state that lives only while a request or
+// its body is being read.
+type parser struct {
+	line carry
+	req  request
+}
+
+// newParser takes a parser from the tracker's free list, or a new one.
+func (t *Tracker) newParser() *parser {
+	if n := len(t.freeParsers); n > 0 {
+		p := t.freeParsers[n-1]
+		t.freeParsers = t.freeParsers[:n-1]
+		return p
+	}
+	return &parser{}
+}
+
+// idleParser gives c's parser back when nothing is being read.
+func (t *Tracker) idleParser(c *conn) {
+	p := c.p
+	if p == nil || p.req.on || p.line.on || (c.mode != modeIdle && c.mode != modeDead) {
+		return
+	}
+	c.p = nil
+	if len(t.freeParsers) < 256 {
+		p.req.reset()
+		p.line.reset()
+		t.freeParsers = append(t.freeParsers, p)
+	}
 }
 
 // carry is a line the end of a segment cut: what of it may still matter.
@@ -166,7 +197,7 @@ func (t *Tracker) expired(c *conn, ts int64) bool {
 // drop forgets c. evict says an open request header block was cut off by
 // the timeout or a full table (and is counted so).
 func (t *Tracker) drop(c *conn, evict bool) {
-	if c.req.on && evict && c.mode >= modeReqLine && c.mode <= modeGuess {
+	if c.p != nil && c.p.req.on && evict && c.mode >= modeReqLine && c.mode <= modeGuess {
 		t.out.Counts.Evicted++
 	}
 	t.finishRequest(c, false)
@@ -174,7 +205,7 @@ func (t *Tracker) drop(c *conn, evict bool) {
 	if t.opt.Log {
 		// The key keeps its id: its later segments are logged under it.
 		if sl := t.conns.find(c.key, c.key.hash()); sl != nil {
-			sl.c = nil
+			sl.c, sl.client = nil, -1
 		}
 		if c.anchor.set {
 			t.retired = append(t.retired, c)

@@ -39,7 +39,7 @@ func (t *Tracker) consume(c *conn, s *segment, skip uint32) {
 	if guess && !t.ended {
 		t.rollback(c, mark)
 		t.finishRequest(c, false)
-		c.mode, c.line = modeDead, carry{buf: c.line.buf[:0]}
+		c.mode, c.p.line = modeDead, carry{buf: c.p.line.buf[:0]}
 	}
 	if missing := int64(s.wire) - int64(skip) - int64(len(p)); missing > 0 && c.mode != modeDead {
 		t.hole(c, missing)
@@ -57,6 +57,7 @@ func (t *Tracker) consume(c *conn, s *segment, skip uint32) {
 	if s.flags&(flagFIN|flagRST) != 0 {
 		t.close(c)
 	}
+	t.idleParser(c)
 }
 
 // outMark is where a tentative parse started, to undo it.
@@ -71,13 +72,13 @@ type outMark struct {
 func (t *Tracker) markOut(c *conn) outMark {
 	// The request's slices only grow past the mark (pend is not set at a
 	// segment start), so a copy of the struct restores them.
-	return outMark{hits: len(t.out.Hits), reqs: len(t.out.Requests), counts: t.out.Counts, req: c.req, hitRec: c.hitRec, seen: slices.Clone(c.seen)}
+	return outMark{hits: len(t.out.Hits), reqs: len(t.out.Requests), counts: t.out.Counts, req: c.p.req, hitRec: c.hitRec, seen: slices.Clone(c.seen)}
 }
 
 func (t *Tracker) rollback(c *conn, m outMark) {
 	t.out.Hits, t.out.Requests, t.out.Counts = t.out.Hits[:m.hits], t.out.Requests[:m.reqs], m.counts
 	t.here = t.here[:0]
-	c.req, c.hitRec, c.seen = m.req, m.hitRec, append(c.seen[:0], m.seen...)
+	c.p.req, c.hitRec, c.seen = m.req, m.hitRec, append(c.seen[:0], m.seen...)
 }
 
 // hole accounts for payload bytes the snap length cut off.
@@ -99,7 +100,7 @@ func (t *Tracker) hole(c *conn, missing int64) {
 		// The line the cut falls in ends there: a forwarding line gives
 		// the elements that are complete.
 		t.finishCarry(c)
-		if !c.req.chunked && c.req.cl <= 0 {
+		if !c.p.req.chunked && c.p.req.cl <= 0 {
 			// Without a body announced, the block may go on in the next
 			// segment: modeGuess reads it, and keeps it if it ends there.
 			c.mode = modeGuess
@@ -107,7 +108,7 @@ func (t *Tracker) hole(c *conn, missing int64) {
 		}
 	}
 	t.finishRequest(c, false)
-	c.mode, c.line = modeDead, carry{buf: c.line.buf[:0]}
+	c.mode, c.p.line = modeDead, carry{buf: c.p.line.buf[:0]}
 }
 
 // parse runs the request parser over p, the bytes at stream position base
@@ -126,8 +127,11 @@ func (t *Tracker) parse(c *conn, p []byte, off int64, base uint32) {
 				c.mode = modeDead
 				return
 			}
-			c.req.reset()
-			c.req.on, c.req.seq, c.req.firstRec = true, base+uint32(i), off
+			if c.p == nil {
+				c.p = t.newParser()
+			}
+			c.p.req.reset()
+			c.p.req.on, c.p.req.seq, c.p.req.firstRec = true, base+uint32(i), off
 			c.mode = modeReqLine
 		case modeReqLine:
 			i = t.requestLine(c, p, i, off)
@@ -172,12 +176,12 @@ func (t *Tracker) parse(c *conn, p []byte, off int64, base uint32) {
 func (t *Tracker) lineAt(c *conn, p []byte, i int, off int64, keep int) (line []byte, next int, truncated, ok bool) {
 	lf := bytes.IndexByte(p[i:], '\n')
 	if lf < 0 {
-		c.line.add(p[i:], off, keep)
+		c.p.line.add(p[i:], off, keep)
 		return nil, len(p), false, false
 	}
 	line = p[i : i+lf]
-	if c.line.on {
-		line, truncated = c.line.join(line, keep)
+	if c.p.line.on {
+		line, truncated = c.p.line.join(line, keep)
 	}
 	return line, i + lf + 1, truncated, true
 }
@@ -187,7 +191,7 @@ func (t *Tracker) requestLine(c *conn, p []byte, i int, off int64) int {
 	if !ok {
 		return next
 	}
-	c.line.reset()
+	c.p.line.reset()
 	var n int
 	var method, target []byte
 	if !truncated {
@@ -196,11 +200,11 @@ func (t *Tracker) requestLine(c *conn, p []byte, i int, off int64) int {
 		n, method, target = xff.RequestLine(t.lbuf)
 	}
 	if n == 0 {
-		c.req.on = false
+		c.p.req.on = false
 		c.mode = modeDead
 		return len(p)
 	}
-	r := &c.req
+	r := &c.p.req
 	r.method = append(r.method[:0], method[:min(len(method), maxMethod)]...)
 	r.target = append(r.target[:0], target[:min(len(target), maxTarget)]...)
 	t.out.Counts.Requests++
@@ -212,15 +216,15 @@ func (t *Tracker) requestLine(c *conn, p []byte, i int, off int64) int {
 func (t *Tracker) headers(c *conn, p []byte, i int, off int64) int {
 	for i < len(p) && c.mode == modeHeaders {
 		lineOff := off
-		if c.line.on && c.line.off >= 0 {
-			lineOff = c.line.off // -1: begun in the previous capture
+		if c.p.line.on && c.p.line.off >= 0 {
+			lineOff = c.p.line.off // -1: begun in the previous capture
 		}
 		line, next, truncated, ok := t.lineAt(c, p, i, off, carryKeepCap)
 		if !ok {
 			return next
 		}
-		named := c.line.named || !c.line.on
-		c.line.reset()
+		named := c.p.line.named || !c.p.line.on
+		c.p.line.reset()
 		i = next
 		t.headerLine(c, line, lineOff, truncated, named)
 	}
@@ -244,7 +248,7 @@ func (t *Tracker) headerLine(c *conn, line []byte, off int64, truncated, named b
 	if f.Kind != xff.FieldFold {
 		t.flushPend(c)
 	}
-	r := &c.req
+	r := &c.p.req
 	switch f.Kind {
 	case xff.FieldEmpty:
 		t.endBlock(c)
@@ -274,7 +278,7 @@ func (t *Tracker) headerLine(c *conn, line []byte, off int64, truncated, named b
 // endBlock ends a request header block: the request is complete, and its
 // body (if any) follows.
 func (t *Tracker) endBlock(c *conn) {
-	r := &c.req
+	r := &c.p.req
 	chunked, cl := r.chunked, r.cl
 	t.ended = true
 	t.finishRequest(c, true)
@@ -291,14 +295,14 @@ func (t *Tracker) endBlock(c *conn) {
 func (t *Tracker) chunkSize(c *conn, p []byte, i int, off int64) int {
 	line, next, truncated, ok := t.lineAt(c, p, i, off, maxSmallLine)
 	if !ok {
-		if c.line.n > maxSmallLine {
-			c.line.reset()
+		if c.p.line.n > maxSmallLine {
+			c.p.line.reset()
 			c.mode = modeDead
 			return len(p)
 		}
 		return next
 	}
-	c.line.reset()
+	c.p.line.reset()
 	var size int64
 	digits := 0
 	for _, ch := range line {
@@ -327,7 +331,7 @@ func (t *Tracker) trailer(c *conn, p []byte, i int, off int64) int {
 		if !ok {
 			return next
 		}
-		c.line.reset()
+		c.p.line.reset()
 		i = next
 		if !truncated && (len(line) == 0 || len(line) == 1 && line[0] == '\r') {
 			c.mode = modeIdle
@@ -339,7 +343,10 @@ func (t *Tracker) trailer(c *conn, p []byte, i int, off int64) int {
 
 // flushPend emits the forwarding line whose obs-folds were awaited.
 func (t *Tracker) flushPend(c *conn) {
-	r := &c.req
+	if c.p == nil {
+		return
+	}
+	r := &c.p.req
 	if !r.pend {
 		return
 	}
@@ -358,19 +365,22 @@ func (t *Tracker) flushPend(c *conn) {
 // finishCarry ends a carried line where the stream was cut: a forwarding
 // line gives its complete elements.
 func (t *Tracker) finishCarry(c *conn) {
-	if !c.line.on || c.mode != modeHeaders || !c.line.keep || !c.line.named {
-		c.line.reset()
+	if c.p == nil {
 		return
 	}
-	f := xff.ParseField(c.line.buf)
-	off := c.line.off
+	if !c.p.line.on || c.mode != modeHeaders || !c.p.line.keep || !c.p.line.named {
+		c.p.line.reset()
+		return
+	}
+	f := xff.ParseField(c.p.line.buf)
+	off := c.p.line.off
 	if off < 0 {
 		off = t.cur // begun in the previous capture
 	}
-	c.line.reset()
+	c.p.line.reset()
 	if f.Kind == xff.FieldForward && off >= 0 {
 		t.flushPend(c)
-		r := &c.req
+		r := &c.p.req
 		r.pend, r.pendH, r.pendOff, r.pendCut, r.pendLns = true, f.Header, off, true, 1
 		r.pendVal = append(r.pendVal[:0], f.Value...)
 		t.flushPend(c)
@@ -379,7 +389,7 @@ func (t *Tracker) finishCarry(c *conn) {
 
 // emitLine indexes the elements of one forwarding header value.
 func (t *Tracker) emitLine(c *conn, h xff.Header, value []byte, off int64, cut bool) {
-	r := &c.req
+	r := &c.p.req
 	r.addList(h, value)
 	if r.capped.Has(h) {
 		cut = true
@@ -407,7 +417,7 @@ func (t *Tracker) hit(c *conn, off int64, a netip.Addr, h xff.Header, pos int) {
 	}
 	c.seen = append(c.seen, sa)
 	t.out.Hits = append(t.out.Hits, Hit{Off: off, Addr: a, Header: h, Pos: pos})
-	r := &c.req
+	r := &c.p.req
 	if n := len(r.hitRecs); (n == 0 || r.hitRecs[n-1] != off) && n < maxHitRecs && !slices.Contains(r.hitRecs, off) {
 		r.hitRecs = append(r.hitRecs, off)
 	}
@@ -417,10 +427,10 @@ func (t *Tracker) hit(c *conn, off int64, a netip.Addr, h xff.Header, pos int) {
 // to be read back is recorded (now, or when the current record is done).
 // complete says its header block was read to the end.
 func (t *Tracker) finishRequest(c *conn, complete bool) {
-	r := &c.req
-	if !r.on {
+	if c.p == nil || !c.p.req.on {
 		return
 	}
+	r := &c.p.req
 	if !complete {
 		t.finishCarry(c)
 	}

@@ -90,9 +90,7 @@ type Chunk struct {
 // with: its memory is used again.
 func (t *Tracker) TakeChunk(spare *Chunk) *Chunk {
 	ch := &Chunk{conns: t.conns, retired: t.retired, log: t.log, out: t.out, maxTS: t.maxTS}
-	ch.conns.keys = &ch.log.keys
 	*t = *New(t.opt)
-	t.conns.keys = &t.log.keys
 	if spare != nil {
 		clear(spare.conns.slots)
 		t.conns.slots = spare.conns.slots
@@ -235,7 +233,7 @@ func (t *Tracker) put(c *conn) {
 	if sl.c == nil {
 		t.live++
 	}
-	sl.c = c
+	sl.c, sl.client = c, c.client
 	t.held += c.heldSize
 }
 
@@ -287,16 +285,20 @@ func (c *conn) clone() *conn {
 		h.data = append([]byte(nil), h.data...)
 		d.held = append(d.held, h)
 	}
-	d.line.buf = append([]byte(nil), c.line.buf...)
 	d.seen = append([]seenAddr(nil), c.seen...)
-	r := &d.req
-	r.method = append([]byte(nil), r.method...)
-	r.target = append([]byte(nil), r.target...)
-	r.host = append([]byte(nil), r.host...)
-	r.hitRecs = append([]int64(nil), r.hitRecs...)
-	r.pendVal = append([]byte(nil), r.pendVal...)
-	for h := range r.lists {
-		r.lists[h] = append([]byte(nil), r.lists[h]...)
+	if c.p != nil {
+		p := *c.p
+		p.line.buf = append([]byte(nil), p.line.buf...)
+		r := &p.req
+		r.method = append([]byte(nil), r.method...)
+		r.target = append([]byte(nil), r.target...)
+		r.host = append([]byte(nil), r.host...)
+		r.hitRecs = append([]int64(nil), r.hitRecs...)
+		r.pendVal = append([]byte(nil), r.pendVal...)
+		for h := range r.lists {
+			r.lists[h] = append([]byte(nil), r.lists[h]...)
+		}
+		d.p = &p
 	}
 	return &d
 }

@@ -10,8 +10,33 @@ import (
 func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
 func seqLE(a, b uint32) bool { return int32(a-b) <= 0 }
 
+// serverSide settles a segment that is the server's side of a followed
+// connection, and carries no SYN, FIN or RST: it changes nothing (not even
+// the connection's clock, which only its client side moves).
+func (t *Tracker) serverSide(key connKey, dir, flags uint8, ts int64) bool {
+	if flags&(flagSYN|flagFIN|flagRST) != 0 {
+		return false
+	}
+	sl := t.conns.find(key, key.hash())
+	if sl == nil || sl.client < 0 || dir == uint8(sl.client) {
+		return false
+	}
+	t.maxTS = max(t.maxTS, ts)
+	return true
+}
+
+// setClient records c's client side in its slot.
+func (t *Tracker) setClient(c *conn) {
+	if sl := t.conns.find(c.key, c.key.hash()); sl != nil {
+		sl.client = c.client
+	}
+}
+
 // handle follows one segment of connection key.
 func (t *Tracker) handle(key connKey, s *segment) {
+	if t.serverSide(key, s.dir, s.flags, s.ts) {
+		return
+	}
 	if s.ts > t.maxTS {
 		t.maxTS = s.ts
 	}
@@ -41,10 +66,12 @@ func (t *Tracker) handle(key connKey, s *segment) {
 		t.release(c)
 		c.client, c.mode, c.closed, c.next = int8(s.dir), modeIdle, false, s.seq+1
 		c.start = s.off
+		t.setClient(c)
 		return
 	case c.client < 0:
 		// Taken up at a request line.
 		c.client, c.mode, c.next, c.start = int8(s.dir), modeIdle, s.seq, s.off
+		t.setClient(c)
 	case s.dir != uint8(c.client):
 		// The server's side: never a request.
 		if s.flags&flagRST != 0 {
@@ -218,7 +245,10 @@ func (t *Tracker) gap(c *conn) {
 	} else {
 		t.out.Counts.Gaps++
 		t.finishRequest(c, false)
-		c.mode, c.line = modeDead, carry{buf: c.line.buf[:0]}
+		c.mode = modeDead
+		if c.p != nil {
+			c.p.line.reset()
+		}
 		c.next = first.seq
 	}
 	for i := range held {
@@ -237,5 +267,9 @@ func (t *Tracker) gap(c *conn) {
 func (t *Tracker) close(c *conn) {
 	t.finishRequest(c, false)
 	t.release(c)
-	c.mode, c.closed, c.line = modeDead, true, carry{buf: c.line.buf[:0]}
+	c.mode, c.closed = modeDead, true
+	if c.p != nil {
+		c.p.line.reset()
+	}
+	t.idleParser(c)
 }

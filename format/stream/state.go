@@ -56,7 +56,7 @@ func (t *Tracker) Finish() []byte {
 }
 
 // stateVersion is the first byte of a saved state.
-const stateVersion = 1
+const stateVersion = 2
 
 // maxSavedConns bounds a saved state; the most recently active are kept.
 const maxSavedConns = 1 << 18
@@ -123,7 +123,26 @@ func appendConn(b []byte, c *conn) []byte {
 		b = append(b, h.flags)
 		b = appendBytes(b, h.data)
 	}
-	l := &c.line
+	b = binary.AppendVarint(b, c.remaining)
+	b = append(b, c.skipCRLF)
+	if c.p == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = appendParser(b, c.p)
+	}
+	b = binary.AppendVarint(b, c.hitRec)
+	b = binary.AppendUvarint(b, uint64(len(c.seen)))
+	for _, s := range c.seen {
+		ab, _ := s.addr.MarshalBinary()
+		b = appendBytes(b, ab)
+		b = append(b, byte(s.h))
+	}
+	return b
+}
+
+func appendParser(b []byte, p *parser) []byte {
+	l := &p.line
 	lf := byte(0)
 	for i, v := range []bool{l.on, l.keep, l.named, l.bad} {
 		if v {
@@ -134,9 +153,7 @@ func appendConn(b []byte, c *conn) []byte {
 	b = binary.AppendVarint(b, l.off)
 	b = binary.AppendUvarint(b, uint64(l.n))
 	b = appendBytes(b, l.buf)
-	b = binary.AppendVarint(b, c.remaining)
-	b = append(b, c.skipCRLF)
-	r := &c.req
+	r := &p.req
 	rf := byte(0)
 	for i, v := range []bool{r.on, r.hostSet, r.chunked} {
 		if v {
@@ -158,13 +175,6 @@ func appendConn(b []byte, c *conn) []byte {
 	b = binary.AppendUvarint(b, uint64(len(r.hitRecs)))
 	for _, o := range r.hitRecs {
 		b = binary.AppendVarint(b, o)
-	}
-	b = binary.AppendVarint(b, c.hitRec)
-	b = binary.AppendUvarint(b, uint64(len(c.seen)))
-	for _, s := range c.seen {
-		ab, _ := s.addr.MarshalBinary()
-		b = appendBytes(b, ab)
-		b = append(b, byte(s.h))
 	}
 	return b
 }
@@ -264,9 +274,11 @@ func (t *Tracker) Resume(state []byte, sameCapture bool) (provisionalHits int64,
 		if !sameCapture {
 			c.held, c.heldSize, c.holdTS = nil, 0, 0
 			c.start, c.hitRec, c.seen = -1, -1, nil
-			c.req.hitRecs, c.req.firstRec = nil, -1
-			if c.line.on {
-				c.line.off = -1
+			if p := c.p; p != nil {
+				p.req.hitRecs, p.req.firstRec = nil, -1
+				if p.line.on {
+					p.line.off = -1
+				}
 			}
 		}
 		if t.live >= t.opt.MaxConns {
@@ -310,14 +322,31 @@ func readConn(r *stateReader) *conn {
 	if c.heldSize > maxHeldBytes {
 		r.fail()
 	}
-	lf := r.byte1()
-	c.line = carry{on: lf&1 != 0, keep: lf&2 != 0, named: lf&4 != 0, bad: lf&8 != 0}
-	c.line.off = r.varint()
-	c.line.n = r.uvarint(1 << 40)
-	c.line.buf = r.blob(maxReqLine)
 	c.remaining = r.varint()
 	c.skipCRLF = r.byte1()
-	rq := &c.req
+	if r.byte1() == 1 {
+		c.p = readParser(r)
+	}
+	c.hitRec = r.varint()
+	ns := r.uvarint(1 << 16)
+	for range ns {
+		var a netip.Addr
+		if err := a.UnmarshalBinary(r.blob(16)); err != nil {
+			r.fail()
+		}
+		c.seen = append(c.seen, seenAddr{a, xff.Header(r.byte1())})
+	}
+	return c
+}
+
+func readParser(r *stateReader) *parser {
+	p := &parser{}
+	lf := r.byte1()
+	p.line = carry{on: lf&1 != 0, keep: lf&2 != 0, named: lf&4 != 0, bad: lf&8 != 0}
+	p.line.off = r.varint()
+	p.line.n = r.uvarint(1 << 40)
+	p.line.buf = r.blob(maxReqLine)
+	rq := &p.req
 	rf := r.byte1()
 	rq.on, rq.hostSet, rq.chunked = rf&1 != 0, rf&2 != 0, rf&4 != 0
 	rq.seq = r.u32()
@@ -333,14 +362,5 @@ func readConn(r *stateReader) *conn {
 	for range n {
 		rq.hitRecs = append(rq.hitRecs, r.varint())
 	}
-	c.hitRec = r.varint()
-	ns := r.uvarint(1 << 16)
-	for range ns {
-		var a netip.Addr
-		if err := a.UnmarshalBinary(r.blob(16)); err != nil {
-			r.fail()
-		}
-		c.seen = append(c.seen, seenAddr{a, xff.Header(r.byte1())})
-	}
-	return c
+	return p
 }

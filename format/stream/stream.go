@@ -164,6 +164,8 @@ type Tracker struct {
 	// The parser's per-record bookkeeping: the record being consumed, the
 	// requests that ended in it (whether they are recorded depends on how
 	// the record ends), and whether a header block ended.
+	freeParsers []*parser
+
 	cur   int64
 	here  []RequestInfo
 	arena []byte
@@ -179,9 +181,7 @@ func New(opt Options) *Tracker {
 	if opt.MaxConns <= 0 {
 		opt.MaxConns = DefaultMaxConns
 	}
-	t := &Tracker{opt: opt, idleNS: int64(opt.IdleTimeout), sweepAt: 1 << 14, cur: -1}
-	t.conns.keys = &t.log.keys
-	return t
+	return &Tracker{opt: opt, idleNS: int64(opt.IdleTimeout), sweepAt: 1 << 14, cur: -1}
 }
 
 // Drain returns the output gathered so far and forgets it.
@@ -209,16 +209,8 @@ func (t *Tracker) Record(rec *format.Record, dataPos int64) {
 	if !ok || len(d.payload) == 0 && d.flags&synFinRst == 0 {
 		return // not TCP, or a pure ACK: it changes nothing
 	}
-	if sl := t.conns.find(d.key, d.key.hash()); sl != nil && sl.c != nil && d.flags&synFinRst == 0 {
-		// Most segments are the server's side of a followed connection:
-		// only its clock matters.
-		if c := sl.c; c.client >= 0 && d.dir != uint8(c.client) && !t.expired(c, rec.TS) {
-			if rec.TS != 0 {
-				c.lastTS = rec.TS
-				t.maxTS = max(t.maxTS, rec.TS)
-			}
-			return
-		}
+	if t.serverSide(d.key, d.dir, d.flags, rec.TS) {
+		return
 	}
 	s := &t.seg
 	*s = segment{

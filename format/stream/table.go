@@ -42,30 +42,25 @@ func makeKey(src, dst [2]uint64, sport, dport uint16) (connKey, uint8) {
 
 // table is an open-addressing hash table of connections (linear probing,
 // deletion by backward shift). A slot of a logging tracker may hold a key
-// with no state: a connection it logs segments of, by id. Slots are small
-// (the key is in the connection, or in keys by id) so that the table stays
-// in cache.
+// with no state: a connection it logs segments of, by id. A slot is one
+// cache line, with the key and the connection's client side, so that the
+// server's segments (most of them) are settled without reading the
+// connection's state.
 type table struct {
 	slots []slot
 	n     int
-	keys  *[]connKey // a logging tracker's keys by id
 }
 
 type slot struct {
-	h  uint64 // 0: empty
-	c  *conn
-	id uint32
+	h      uint64 // 0: empty
+	key    connKey
+	c      *conn
+	id     uint32
+	client int8 // c.client
 }
 
 func (t *table) init(size int) {
 	t.slots, t.n = make([]slot, size), 0
-}
-
-func (t *table) keyOf(s *slot) connKey {
-	if s.c != nil {
-		return s.c.key
-	}
-	return (*t.keys)[s.id]
 }
 
 // find returns the slot of key, or nil.
@@ -86,7 +81,7 @@ func (t *table) index(k connKey, h uint64) int {
 		if s.h == 0 {
 			return -1
 		}
-		if s.h == h && t.keyOf(s) == k {
+		if s.h == h && s.key == k {
 			return int(i)
 		}
 	}
@@ -106,7 +101,7 @@ func (t *table) insert(k connKey, h uint64) *slot {
 	for t.slots[i].h != 0 {
 		i = (i + 1) & mask
 	}
-	t.slots[i] = slot{h: h}
+	t.slots[i] = slot{h: h, key: k, client: -1}
 	t.n++
 	return &t.slots[i]
 }
