@@ -116,7 +116,9 @@ func (ch *Chunk) Output() *Output { return &ch.out }
 // must be walked again on t instead. ch's output is added to t's.
 func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]byte, error)) (bool, error) {
 	keys := ch.log.keys
-	first := make([]*anchorInfo, len(keys))
+	j := &t.join
+	j.reset(len(keys))
+	first := j.first
 	note := func(c *conn) {
 		if a := first[c.id]; a == nil || c.anchor.logLen < a.logLen {
 			first[c.id] = &c.anchor
@@ -126,30 +128,46 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 	for _, c := range ch.retired {
 		note(c)
 	}
-	// known[id]: the true state holds the connection.
-	known := make([]bool, len(keys))
 	for id, k := range keys {
-		known[id] = t.get(k) != nil
+		j.known[id] = t.get(k) != nil
 	}
-
-	// 1. Connections taken up in the chunk that the true state knows:
-	// replay their prefix on a scratch tracker holding copies.
-	sc := New(Options{IdleTimeout: t.opt.IdleTimeout, MaxConns: t.opt.MaxConns})
-	sc.fetch, sc.maxTS = fetch, t.maxTS
-	replayFirst := false
-	for id, k := range keys {
-		if known[id] && first[id] != nil {
-			if ch.log.full && first[id].logLen > ch.log.fullAt {
-				return false, nil
-			}
-			sc.put(t.get(k).clone())
-			replayFirst = true
+	for i := range ch.log.entries {
+		if a := first[ch.log.entries[i].id]; a != nil && i < a.logLen {
+			j.prefix[ch.log.entries[i].id] = true
 		}
 	}
-	if replayFirst {
+
+	// 1. Connections taken up in the chunk that the true state knows: the
+	// anchor is checked on the true state after the logged prefix, replayed
+	// on a scratch tracker holding copies (where there is no prefix and the
+	// check changes nothing, on the true state as it is).
+	sc := j.scratch(t, fetch)
+	replay := false
+	for id, k := range keys {
+		a := first[id]
+		if a == nil || !j.known[id] {
+			continue
+		}
+		if ch.log.full && a.logLen > ch.log.fullAt {
+			return false, nil
+		}
+		c := t.get(k)
+		if !j.prefix[id] {
+			if clean, certain := cleanAsIs(c, a, t.expired(c, a.ts)); certain {
+				if !clean {
+					return false, nil
+				}
+				continue
+			}
+		}
+		sc.put(c.clone())
+		j.scratched[id] = true
+		replay = true
+	}
+	if replay {
 		for i := range ch.log.entries {
 			e := &ch.log.entries[i]
-			if a := first[e.id]; a == nil || i >= a.logLen || !known[e.id] {
+			if a := first[e.id]; a == nil || i >= a.logLen || !j.scratched[e.id] {
 				continue
 			}
 			s := e.segment()
@@ -159,7 +177,7 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 			return false, sc.ferr
 		}
 		for id, k := range keys {
-			if a := first[id]; a != nil && known[id] && !sc.anchorClean(k, a) {
+			if j.scratched[id] && !sc.anchorClean(k, first[id]) {
 				return false, sc.ferr
 			}
 		}
@@ -169,7 +187,7 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 	}
 	if ch.log.full {
 		for id := range keys {
-			if first[id] == nil && known[id] {
+			if first[id] == nil && j.known[id] {
 				return false, nil
 			}
 		}
@@ -184,7 +202,7 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 	t.fetch, t.ferr = fetch, nil
 	for i := range ch.log.entries {
 		e := &ch.log.entries[i]
-		if first[e.id] != nil || !known[e.id] {
+		if first[e.id] != nil || !j.known[e.id] {
 			continue
 		}
 		s := e.segment()
@@ -203,17 +221,79 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 		if first[id] == nil {
 			continue
 		}
-		t.del(k)
-		if sl := ch.conns.find(k, k.hash()); sl != nil && sl.c != nil {
-			sl.c.anchor, sl.c.id = anchorInfo{}, 0
-			t.put(sl.c)
+		var c *conn
+		if sl := ch.conns.find(k, k.hash()); sl != nil {
+			c = sl.c
 		}
+		if c == nil {
+			t.del(k)
+			continue
+		}
+		c.anchor, c.id = anchorInfo{}, 0
+		t.put(c)
 	}
 	t.maxTS = max(t.maxTS, ch.maxTS)
 	if t.live >= t.sweepAt {
 		t.sweep()
 	}
 	return true, nil
+}
+
+// joinState is the memory Join uses again from chunk to chunk.
+type joinState struct {
+	first     []*anchorInfo // by id: the chunk's first anchor of the connection
+	known     []bool        // the true state holds the connection
+	prefix    []bool        // segments were logged before its anchor
+	scratched []bool        // checked on the scratch tracker
+	sc        *Tracker
+}
+
+func (j *joinState) reset(n int) {
+	if cap(j.first) < n {
+		j.first, j.known, j.prefix, j.scratched = make([]*anchorInfo, n), make([]bool, n), make([]bool, n), make([]bool, n)
+	}
+	j.first, j.known, j.prefix, j.scratched = j.first[:n], j.known[:n], j.prefix[:n], j.scratched[:n]
+	clear(j.first)
+	clear(j.known)
+	clear(j.prefix)
+	clear(j.scratched)
+}
+
+// scratch returns the emptied scratch tracker.
+func (j *joinState) scratch(t *Tracker, fetch func(pos int64, n int, buf []byte) ([]byte, error)) *Tracker {
+	if j.sc == nil {
+		j.sc = New(Options{IdleTimeout: t.opt.IdleTimeout, MaxConns: t.opt.MaxConns})
+	}
+	sc := j.sc
+	if sc.live > 0 || sc.conns.n > 0 {
+		clear(sc.conns.slots)
+		sc.conns.n = 0
+	}
+	sc.live, sc.held, sc.ferr = 0, 0, nil
+	sc.out = Output{Hits: sc.out.Hits[:0], Requests: sc.out.Requests[:0]}
+	sc.fetch, sc.maxTS = fetch, t.maxTS
+	return sc
+}
+
+// cleanAsIs decides the anchor check on the true state c without changing
+// it, when it can (certain): the SYN of a connection with no request open,
+// a request line for a connection silent past its timeout with none open, or
+// one whose state handles it as no state would.
+func cleanAsIs(c *conn, a *anchorInfo, expired bool) (clean, certain bool) {
+	open := c.p != nil && c.p.req.on
+	if a.syn || expired {
+		return true, !open
+	}
+	if c.client != int8(a.dir) || len(c.held) > 0 {
+		return false, true
+	}
+	switch c.mode {
+	case modeIdle:
+		return c.next == a.seq, true
+	case modeDead:
+		return !c.closed && seqLT(c.next, a.seq+a.wire), true
+	}
+	return false, true
 }
 
 // get returns the state of k (expired or not), nil if none.
@@ -224,13 +304,13 @@ func (t *Tracker) get(k connKey) *conn {
 	return nil
 }
 
-// put installs c as the state of its key (of a tracker that does not log).
+// put installs c as the state of its key (of a tracker that does not log),
+// in place of any it had.
 func (t *Tracker) put(c *conn) {
-	sl := t.conns.find(c.key, c.key.hash())
-	if sl == nil {
-		sl = t.conns.insert(c.key, c.key.hash())
-	}
-	if sl.c == nil {
+	sl := t.conns.insert(c.key, c.key.hash())
+	if old := sl.c; old != nil {
+		t.held -= old.heldSize
+	} else {
 		t.live++
 	}
 	sl.c, sl.client = c, c.client

@@ -165,6 +165,7 @@ type Tracker struct {
 	// requests that ended in it (whether they are recorded depends on how
 	// the record ends), and whether a header block ended.
 	freeParsers []*parser
+	join        joinState // Join's memory, on the true tracker
 
 	cur   int64
 	here  []RequestInfo
