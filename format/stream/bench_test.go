@@ -45,3 +45,21 @@ func BenchmarkRequests(b *testing.B) {
 }
 
 var _ format.Record
+
+// BenchmarkServerSide: the server's side of a followed connection, the
+// bulk of the packets: per packet.
+func BenchmarkServerSide(b *testing.B) {
+	c := newCapture()
+	cli := endpoint{netip.MustParseAddr("10.0.0.2"), 40000}
+	srv := endpoint{netip.MustParseAddr("10.0.1.8"), 80}
+	c.frame(1e18, cli, srv, 1000, flagSYN, nil, 0)
+	c.frame(1e18, srv, cli, 5000, flagACK, make([]byte, 1448), 0)
+	recs := c.records(b)
+	t := New(Options{})
+	t.Record(&recs[0], recs[0].Offset+int64(recs[0].DataOff))
+	r := &recs[1]
+	pos := r.Offset + int64(r.DataOff)
+	for b.Loop() {
+		t.Record(r, pos)
+	}
+}

@@ -14,6 +14,12 @@ type connKey struct {
 	ports uint32 // port of a, then port of b
 }
 
+// eq compares keys word by word (the compiler's struct comparison calls
+// memequal for 36 bytes).
+func (k *connKey) eq(o *connKey) bool {
+	return k.a[1] == o.a[1] && k.b[1] == o.b[1] && k.ports == o.ports && k.a[0] == o.a[0] && k.b[0] == o.b[0]
+}
+
 func (k connKey) hash() uint64 {
 	const m1, m2, m3 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9, 0x94d049bb133111eb
 	h := (k.a[0] ^ bits.RotateLeft64(k.b[0], 17)) * m1
@@ -81,7 +87,7 @@ func (t *table) index(k connKey, h uint64) int {
 		if s.h == 0 {
 			return -1
 		}
-		if s.h == h && s.key == k {
+		if s.h == h && s.key.eq(&k) {
 			return int(i)
 		}
 	}
@@ -185,7 +191,11 @@ func fastTCP(linkType uint32, f []byte, d *decoded) (ok, handled bool) {
 	k := &d.key
 	switch et {
 	case 0x0800:
-		if len(ip) < 20 || ip[0]>>4 != 4 || ip[9] != 6 || binary.BigEndian.Uint16(ip[6:8])&0x3FFF != 0 {
+		if len(ip) < 20 {
+			return false, false
+		}
+		_ = ip[19]
+		if ip[0]>>4 != 4 || ip[9] != 6 || ip[6]&0x3F != 0 || ip[7] != 0 {
 			return false, false
 		}
 		hl := int(ip[0]&0x0F) * 4
