@@ -187,17 +187,24 @@ func (r *reporter) summary(st ingest.Stats) {
 	if r.json() {
 		r.log.Info("build done", "new", st.New, "grown", st.Grown, "unchanged", st.Unchanged, "renamed", st.Renamed,
 			"changed", st.Changed, "reindexed", st.Reindexed, "pruned", st.Pruned, "failed", st.Failed, "corrupt", st.Corrupt, "bytes", st.Bytes,
-			"packets", st.Packets, "xff_lines", st.XFFLines, "other_header_lines", st.OtherLines, "hits", st.Hits, "addresses", st.Addresses,
-			"non_addresses", st.NonAddresses, "skipped_bytes", st.SkippedBytes, "seconds", secs, "mb_per_s", mbps)
+			"packets", st.Packets, "xff_lines", st.XFFLines, "other_header_lines", st.OtherLines, "continuation_lines", st.ContLines,
+			"hits", st.Hits, "addresses", st.Addresses, "non_addresses", st.NonAddresses, "skipped_bytes", st.SkippedBytes,
+			"retransmitted_segments", st.Dups, "reordered_segments", st.Early, "gaps", st.Gaps, "evicted_blocks", st.Evicted, "overflow", st.Overflow,
+			"seconds", secs, "mb_per_s", mbps)
 		return
 	}
 	reindexed := ""
 	if st.Reindexed > 0 {
-		reindexed = fmt.Sprintf(", %d re-read for the forwarding headers an older xffidx did not index", st.Reindexed)
+		reindexed = fmt.Sprintf(", %d re-read for what an older xffidx did not index (other headers, header blocks over several segments)", st.Reindexed)
 	}
-	fmt.Fprintf(r.g.stderr, "files: %d new, %d grown, %d unchanged, %d renamed, %d changed, %d pruned, %d failed (%d with corrupt regions)%s; read %.1f MB: %d packets, %d XFF lines, %d other forwarding header lines, %d hits, %d addresses, %d non-address elements, %d corrupt bytes skipped; %.2f s, %.1f MB/s\n",
+	bounds := ""
+	if st.Overflow > 0 {
+		bounds = fmt.Sprintf(", %d over a memory bound (results may depend on --workers)", st.Overflow)
+	}
+	fmt.Fprintf(r.g.stderr, "files: %d new, %d grown, %d unchanged, %d renamed, %d changed, %d pruned, %d failed (%d with corrupt regions)%s; read %.1f MB: %d packets, %d XFF lines, %d other forwarding header lines (%d in a later segment than their request line), %d hits, %d addresses, %d non-address elements, %d corrupt bytes skipped; connections: %d retransmitted and %d reordered segments, %d gaps, %d open header blocks given up%s; %.2f s, %.1f MB/s\n",
 		st.New, st.Grown, st.Unchanged, st.Renamed, st.Changed, st.Pruned, st.Failed, st.Corrupt, reindexed,
-		float64(st.Bytes)/1e6, st.Packets, st.XFFLines, st.OtherLines, st.Hits, st.Addresses, st.NonAddresses, st.SkippedBytes, secs, mbps)
+		float64(st.Bytes)/1e6, st.Packets, st.XFFLines, st.OtherLines, st.ContLines, st.Hits, st.Addresses, st.NonAddresses, st.SkippedBytes,
+		st.Dups, st.Early, st.Gaps, st.Evicted, bounds, secs, mbps)
 }
 
 func humanBytes(n int64) string {

@@ -17,7 +17,7 @@ func newStats(g *globals) *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
-			var bytes, packets, hits, addrs, xffLines, otherLines int64
+			var bytes, packets, hits, addrs, xffLines, otherLines, contLines, gaps int64
 			for _, f := range files {
 				bytes += f.Size
 				packets += f.Packets
@@ -25,6 +25,8 @@ func newStats(g *globals) *cobra.Command {
 				addrs += f.Addresses
 				xffLines += f.XFFLines
 				otherLines += f.OtherLines
+				contLines += f.ContLines
+				gaps += f.Gaps
 			}
 			disk, err := store.DiskUsage()
 			if err != nil {
@@ -34,8 +36,8 @@ func newStats(g *globals) *cobra.Command {
 			if addrs > 0 {
 				perEntry = float64(disk) / float64(addrs)
 			}
-			fmt.Fprintf(g.stdout, "files\t%d\ncapture bytes\t%d\npackets\t%d\nhit packets\t%d\naddress entries\t%d\nindex bytes\t%d\nindex bytes per entry\t%.1f\nxff lines\t%d\nother forwarding header lines\t%d\n",
-				len(files), bytes, packets, hits, addrs, disk, perEntry, xffLines, otherLines)
+			fmt.Fprintf(g.stdout, "files\t%d\ncapture bytes\t%d\npackets\t%d\nhit packets\t%d\naddress entries\t%d\nindex bytes\t%d\nindex bytes per entry\t%.1f\nxff lines\t%d\nother forwarding header lines\t%d\nlines in a later segment than their request line\t%d\ngaps\t%d\n",
+				len(files), bytes, packets, hits, addrs, disk, perEntry, xffLines, otherLines, contLines, gaps)
 			return nil
 		},
 	}
