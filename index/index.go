@@ -2,23 +2,41 @@
 // and the others package xff knows) occur in capture files, in a Pebble
 // key-value store, and answers look-ups by address.
 //
-// # Key schema (version 2)
+// # Key schema (version 3)
 //
 // Every key starts with a one-byte tag naming its table. Integers are
 // big-endian so that byte order is numeric order.
 //
 //	'h' fam addr fid off hdr → pos       one hit: address addr was in the
-//	                                      list of header hdr of the packet
-//	                                      record at byte offset off of
-//	                                      capture file fid
-//	'v' fid off hdr          → raw       the raw value(s) of header hdr of
-//	                                      that packet, only where the packet
-//	                                      alone does not show them (a value
-//	                                      continued in the next TCP segment,
-//	                                      or a header block begun in an
-//	                                      earlier segment)
+//	                                      list of header hdr of a request in
+//	                                      the packet record at byte offset
+//	                                      off of capture file fid (the
+//	                                      record holding the line's first
+//	                                      byte)
+//	'r' fid off seq          → request   the request behind the hits of
+//	                                      that packet, where the packet
+//	                                      alone does not show it (its header
+//	                                      block began in an earlier TCP
+//	                                      segment, goes on in a later one, or
+//	                                      it starts behind another request's
+//	                                      body); seq is the TCP sequence
+//	                                      number of its first byte. The value
+//	                                      is encoded by appendRequest
+//	                                      (request.go): version, flags (1 the
+//	                                      request line is in this packet, 2
+//	                                      the block was read to its end),
+//	                                      method, target, Host, the headers
+//	                                      listed and capped, and each listed
+//	                                      header's whole list
+//	's' fid                  → state     the connection state at the file's
+//	                                      end (format/stream), from which a
+//	                                      build of the grown file, or of the
+//	                                      next capture of a rotation, goes on
+//	'v' fid off hdr          → raw       version 2 only: the raw value(s) of
+//	                                      header hdr of that packet, where the
+//	                                      packet alone did not show them
 //	'f' fid                  → FileInfo  catalog entry of one capture (JSON)
-//	'm' "schema"             → version   schema version ("2")
+//	'm' "schema"             → version   schema version ("3")
 //
 // fam is 4 or 6; addr is the 4- or 16-byte address (IPv4-mapped IPv6 is
 // stored as IPv4); fid is a uint32; off a uint64; hdr one byte, the
@@ -41,8 +59,11 @@
 // fid; its old keys are then deleted, and until that delete lands a look-up
 // ignores hits of any entry but the newest (highest fid) of each path.
 //
-// Version 1 (xffidx before the other headers) had no hdr byte and no 'm'
-// key; Store.Upgrade rewrites such an index in place (migrate.go).
+// Version 2 (before connection tracking) had no 'r' or 's' keys, and 'v'
+// keys instead; Store.Upgrade marks it version 3 without changing a key, and
+// builds read its files again (FileInfo.Tracking). Version 1 (xffidx before
+// the other headers) had no hdr byte and no 'm' key; Store.Upgrade rewrites
+// such an index in place (migrate.go).
 package index
 
 import (
