@@ -23,11 +23,13 @@ X="$OUT/xffidx"
 IX="$OUT/index"
 
 # The capture: bulk proxy->backend traffic, mostly binary response bodies,
-# ~2 % of packets carrying XFF, one address in ~25 % of them.
-CAP="$OUT/bench-$SIZE.pcap"
-[ -f "$CAP" ] || "$OUT/capgen" -seed 42 -size "$SIZE" -o "$CAP" -truth "$CAP.truth.json"
-CAP1="$OUT/bench-1G.pcap"
-[ -f "$CAP1" ] || "$OUT/capgen" -seed 43 -size 1G -o "$CAP1"
+# ~2 % of packets carrying XFF, one address in ~25 % of them; 8 % of the
+# requests carry a 1-12 KB cookie, so their header blocks span several
+# segments and their XFF line (last) is in a later one.
+CAP="$OUT/bench-$SIZE-cookies.pcap"
+[ -f "$CAP" ] || "$OUT/capgen" -seed 42 -size "$SIZE" -cookie-rate 0.08 -cookie-max 12K -o "$CAP" -truth "$CAP.truth.json"
+CAP1="$OUT/bench-1G-cookies.pcap"
+[ -f "$CAP1" ] || "$OUT/capgen" -seed 43 -size 1G -cookie-rate 0.08 -cookie-max 12K -o "$CAP1"
 BYTES=$(stat -c %s "$CAP")
 
 now() { date +%s%N; }
@@ -69,6 +71,34 @@ OLDLINE=""
 if [ -n "${OLD:-}" ]; then
 	BO=$(median <"$OUT/buildold")
 	OLDLINE="| older xffidx build ($OLD), all workers | $BO s, $(mbps "$BO") MB/s; this build $(ratio "$B2" "$BO") x its throughput |"
+fi
+
+# Recall and precision against the generator's truth: every (record,
+# address) of X-Forwarded-For, this build and the older one.
+recall() {
+	rm -rf "$IX"; "$1" --index "$IX" build "$CAP" >/dev/null 2>&1
+	"$1" --index "$IX" query --cidr 0.0.0.0/0 --cidr ::/0 --format json >"$OUT/all.json" 2>/dev/null || true
+	python3 - "$CAP.truth.json" "$OUT/all.json" <<'PY'
+import json, sys
+truth = set()
+for h in json.load(open(sys.argv[1]))["Hits"]:
+    for a in h["Addrs"]:
+        truth.add((h["Offset"], a))
+found = set()
+for line in open(sys.argv[2]):
+    r = json.loads(line)
+    found.add((r["offset"], r["xff_ip"]))
+both = len(truth & found)
+print("%.4f %.4f %d %d" % (both / max(1, len(truth)), both / max(1, len(found)), len(truth), len(found)))
+PY
+}
+read -r RECALL PRECISION NTRUTH NFOUND < <(recall "$X")
+CONT=$("$X" --index "$IX" stats | awk -F'\t' '$1 == "lines in a later segment than their request line" { c = $2 } $1 == "xff lines" { x = $2 } $1 == "other forwarding header lines" { o = $2 } END { printf "%d of %d forwarding header lines (%.1f %%)", c, x + o, 100 * c / (x + o) }')
+RECALLLINE="| recall / precision against the generator's truth ($NTRUTH XFF (record, address) pairs) | $RECALL / $PRECISION; in a later segment than their request line: $CONT |"
+if [ -n "${OLD:-}" ]; then
+	read -r ORECALL OPRECISION _ _ < <(recall "$OLD")
+	RECALLLINE="$RECALLLINE
+| older xffidx: recall / precision | $ORECALL / $OPRECISION |"
 fi
 
 # Peak RSS of the build, 1 GiB vs the big capture.
@@ -147,5 +177,6 @@ cat <<EOF | tee "$OUT/results.md"
 | tshark -Y 'http.x_forwarded_for contains "$FEW"', once | $TS s |
 | index on disk after compaction | $IXBYTES bytes, $PERENTRY bytes per address entry |
 | cold cache | $COLD |
+$RECALLLINE
 $OLDLINE
 EOF
