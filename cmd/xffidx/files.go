@@ -24,6 +24,10 @@ type fileRow struct {
 	FirstTS   string   `json:"first_ts"`
 	LastTS    string   `json:"last_ts"`
 	State     string   `json:"state"`
+	// What connection tracking met, and the previous capture of a rotation
+	// whose open connections this one took up.
+	Gaps          int64  `json:"gaps"`
+	ContinuesFrom string `json:"continues_from,omitempty"`
 }
 
 func newFiles(g *globals) *cobra.Command {
@@ -36,7 +40,9 @@ ok (as indexed), grown (records appended since: run build), changed (not the
 file that was indexed: run build), missing (gone: run prune).
 
 JSON is NDJSON: {"path","size","format","link_types","packets","hits",
-"first_ts","last_ts","state"}.`,
+"first_ts","last_ts","state","gaps","continues_from"}: gaps counts holes in
+client streams the capture missed; continues_from names the previous capture
+of a rotation whose open connections this one took up (absent if none).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			files, err := g.store().Catalog()
@@ -51,7 +57,7 @@ JSON is NDJSON: {"path","size","format","link_types","packets","hits",
 				enc := json.NewEncoder(w)
 				enc.SetEscapeHTML(false)
 				for _, f := range files {
-					enc.Encode(fileRow{f.Path, f.Size, f.Format, f.LinkTypes, f.Packets, f.Hits, ts(f.FirstTS, &f), ts(f.LastTS, &f), string(index.State(&f))})
+					enc.Encode(fileRow{f.Path, f.Size, f.Format, f.LinkTypes, f.Packets, f.Hits, ts(f.FirstTS, &f), ts(f.LastTS, &f), string(index.State(&f)), f.Gaps, f.ContinuesFrom})
 				}
 			case "table", "":
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
