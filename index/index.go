@@ -7,7 +7,7 @@
 // Every key starts with a one-byte tag naming its table. Integers are
 // big-endian so that byte order is numeric order.
 //
-//	'h' fam addr fid off hdr → pos       one hit: address addr was in the
+//	'h' fam addr fid off hdr → pos conn  one hit: address addr was in the
 //	                                      list of header hdr of a request in
 //	                                      the packet record at byte offset
 //	                                      off of capture file fid (the
@@ -43,7 +43,10 @@
 // xff.Header number (0 X-Forwarded-For, 1 Forwarded, 2 X-Real-IP,
 // 3 True-Client-IP, 4 CF-Connecting-IP); pos the uvarint position of the
 // address's first occurrence in that header's list (0 = left-most, the
-// client as the first proxy saw it).
+// client as the first proxy saw it); conn, when present, the uvarint
+// (off - start + 1) << 1 | syn, where start is the record where the build's
+// connection tracking took the hit's connection up (its SYN when syn is 1),
+// so that --write reads the conversation from there (encodeConn).
 //
 // Hits are keyed address first so that one address, and a CIDR prefix, is one
 // contiguous range scan; file then offset after it so that a look-up reads

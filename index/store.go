@@ -318,6 +318,10 @@ type Hit struct {
 	// Requests holds the request records of the packet (the 'r' table):
 	// set when the packet alone does not show its requests.
 	Requests []Request
+	// ConnStart is the record where the build took the hit's connection up
+	// (its SYN when ConnSYN), -1 if it does not say.
+	ConnStart int64
+	ConnSYN   bool
 }
 
 // Lookup returns the hits of every address in the given prefixes found in
@@ -345,8 +349,14 @@ func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, [
 				if !ok || f == nil || !headers.Has(hk.header) {
 					continue
 				}
-				pos, _ := binary.Uvarint(it.Value())
-				hits = append(hits, Hit{Addr: hk.addr, File: f, Offset: hk.off, Header: hk.header, Pos: int(pos)})
+				v := it.Value()
+				pos, n := binary.Uvarint(v)
+				h := Hit{Addr: hk.addr, File: f, Offset: hk.off, Header: hk.header, Pos: int(pos), ConnStart: -1}
+				if n > 0 && n < len(v) {
+					c, _ := binary.Uvarint(v[n:])
+					h.ConnStart, h.ConnSYN = decodeConn(hk.off, c)
+				}
+				hits = append(hits, h)
 			}
 			if err := it.Close(); err != nil {
 				return err

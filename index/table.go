@@ -28,11 +28,12 @@ import (
 // comparing the words compares the keys; the family byte comes before any
 // padding, so IPv4 keys sort before IPv6 ones as the bytes do.
 type hitEntry struct {
-	w   [4]uint64
-	pos uint32
+	w    [4]uint64
+	pos  uint32
+	conn uint32 // ConnStart as encodeConn gives it; 0 unknown
 }
 
-const hitEntrySize = 36 // on disk in a run file: 32 key bytes, 4 value bytes
+const hitEntrySize = 40 // on disk in a run file: 32 key bytes, 8 value bytes
 
 func (e *hitEntry) keyLen() int {
 	if byte(e.w[0]>>48) == 4 {
@@ -89,11 +90,12 @@ func (s *Store) NewTable(fid uint32) (*TableBuilder, error) {
 }
 
 // AddHit records that addr is at position pos of the list of header h of
-// the packet record at off.
-func (t *TableBuilder) AddHit(addr netip.Addr, off int64, h xff.Header, pos int) error {
+// the packet record at off, in a connection that starts at the record at
+// connStart (its SYN if syn; -1: not known).
+func (t *TableBuilder) AddHit(addr netip.Addr, off int64, h xff.Header, pos int, connStart int64, syn bool) error {
 	var b [32]byte
 	t.key = HitKey(b[:0], addr, t.fid, off, h)
-	e := hitEntry{pos: uint32(min(pos, 1<<31))}
+	e := hitEntry{pos: uint32(min(pos, 1<<31)), conn: encodeConn(off, connStart, syn)}
 	for i := range e.w {
 		e.w[i] = binary.BigEndian.Uint64(b[8*i:])
 	}
@@ -167,6 +169,7 @@ func (t *TableBuilder) spill() error {
 			binary.BigEndian.PutUint64(rec[8*i:], x)
 		}
 		binary.BigEndian.PutUint32(rec[32:], e.pos)
+		binary.BigEndian.PutUint32(rec[36:], e.conn)
 		w.Write(rec[:])
 	}
 	if err := w.Flush(); err != nil {
@@ -266,14 +269,18 @@ func (t *TableBuilder) writeTable(path string, cat []byte, last bool, each func(
 		var prev hitEntry
 		first := true
 		var key []byte
-		var val [binary.MaxVarintLen32]byte
+		var val [2 * binary.MaxVarintLen32]byte
 		err := each(func(e hitEntry) error {
 			if !first && e.w == prev.w {
 				return nil // the same address twice in one header of a packet: one hit
 			}
 			first, prev = false, e
 			key = e.appendKey(key[:0])
-			return w.Set(key, val[:binary.PutUvarint(val[:], uint64(e.pos))])
+			v := binary.AppendUvarint(val[:0], uint64(e.pos))
+			if e.conn != 0 {
+				v = binary.AppendUvarint(v, uint64(e.conn))
+			}
+			return w.Set(key, v)
 		})
 		if err != nil {
 			return err
@@ -334,6 +341,7 @@ func (r *runEntries) next() (hitEntry, error) {
 		e.w[i] = binary.BigEndian.Uint64(r.rec[8*i:])
 	}
 	e.pos = binary.BigEndian.Uint32(r.rec[32:])
+	e.conn = binary.BigEndian.Uint32(r.rec[36:])
 	return e, nil
 }
 
@@ -385,4 +393,28 @@ func mergeEntries(srcs []entrySource, emit func(hitEntry) error) error {
 		heap.Fix(&h, 0)
 	}
 	return nil
+}
+
+// encodeConn packs where a hit's connection starts, relative to the hit's
+// record: (off - connStart + 1) << 1 | syn, 0 when not known or too far
+// (2 GiB) to say.
+func encodeConn(off, connStart int64, syn bool) uint32 {
+	d := off - connStart + 1
+	if connStart < 0 || d <= 0 || d >= 1<<31 {
+		return 0
+	}
+	v := uint32(d) << 1
+	if syn {
+		v |= 1
+	}
+	return v
+}
+
+// decodeConn undoes encodeConn: the connection's first record, -1 if not
+// known, and whether it is its SYN.
+func decodeConn(off int64, v uint64) (int64, bool) {
+	if v == 0 || v >= 1<<32 {
+		return -1, false
+	}
+	return off - int64(v>>1) + 1, v&1 != 0
 }

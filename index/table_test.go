@@ -42,7 +42,7 @@ func TestTableBuilder(t *testing.T) {
 				if p, ok := want[k]; !ok || pos < p {
 					want[k] = pos
 				}
-				if err := tb.AddHit(a, off, xff.XForwardedFor, pos); err != nil {
+				if err := tb.AddHit(a, off, xff.XForwardedFor, pos, -1, false); err != nil {
 					t.Fatal(err)
 				}
 			}

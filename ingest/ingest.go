@@ -452,7 +452,7 @@ func (fs *fileScan) absorb(r *chunkResult) error {
 func (fs *fileScan) drain() error {
 	out := fs.truth.Drain()
 	for _, h := range out.Hits {
-		if err := fs.table.AddHit(h.Addr, h.Off, h.Header, h.Pos); err != nil {
+		if err := fs.table.AddHit(h.Addr, h.Off, h.Header, h.Pos, h.ConnStart, h.ConnSYN); err != nil {
 			return fmt.Errorf("%s: %w", fs.path, err)
 		}
 	}

@@ -42,7 +42,7 @@ func hitsOf(t *testing.T, path string, chunk int64, workers int) ([]string, inde
 	}
 	var keys []string
 	for _, h := range hits {
-		k := h.Addr.String() + "@" + string(rune(h.Pos+'0')) + "@" + time.Duration(h.Offset).String() + "@" + string(h.Raw)
+		k := h.Addr.String() + "@" + string(rune(h.Pos+'0')) + "@" + time.Duration(h.Offset).String() + "@" + string(h.Raw) + fmt.Sprintf("@conn %d %v", h.ConnStart, h.ConnSYN)
 		for _, r := range h.Requests {
 			k += fmt.Sprintf("@%+v", r)
 		}

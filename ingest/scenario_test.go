@@ -31,7 +31,7 @@ func answers(t *testing.T, store *index.Store) []string {
 	}
 	var out []string
 	for _, h := range hits {
-		out = append(out, fmt.Sprintf("hit %s %v %s@%d pos %d raw %q requests %+v", h.Addr, h.Header, h.File.Path, h.Offset, h.Pos, h.Raw, h.Requests))
+		out = append(out, fmt.Sprintf("hit %s %v %s@%d pos %d raw %q requests %+v conn %d %v", h.Addr, h.Header, h.File.Path, h.Offset, h.Pos, h.Raw, h.Requests, h.ConnStart, h.ConnSYN))
 	}
 	for _, f := range files {
 		out = append(out, fmt.Sprintf("file %s size %d packets %d hits %d lines %d/%d (%d continued) requests %d addrs %d nonaddr %d skipped %d first %v last %v resume %d headers %b gaps %d dups %d early %d evicted %d",

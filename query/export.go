@@ -55,8 +55,11 @@ func Export(path string, rows []Row, files []index.FileInfo) (ExportStats, error
 		k := keyOf(r.FiveTuple)
 		if sp := ff.flows[k]; sp != nil {
 			sp.minHit, sp.maxHit = min(sp.minHit, r.Offset), max(sp.maxHit, r.Offset)
+			sp.noteSYN(r)
 		} else {
-			ff.flows[k] = &span{minHit: r.Offset, maxHit: r.Offset}
+			sp := &span{minHit: r.Offset, maxHit: r.Offset, syn: -1}
+			sp.noteSYN(r)
+			ff.flows[k] = sp
 		}
 	}
 	linkTypes := map[uint32]bool{}
@@ -98,6 +101,7 @@ func Export(path string, rows []Row, files []index.FileInfo) (ExportStats, error
 			return st, fmt.Errorf("%s: %w", ff.info.Path, err)
 		}
 		st.Conversations += len(ff.flows)
+		st.FromIndex += x.byIndex
 	}
 	slices.SortStableFunc(recs, func(a, b format.Record) int { return cmp.Compare(a.TS, b.TS) })
 	for _, rec := range recs {
@@ -115,6 +119,9 @@ func Export(path string, rows []Row, files []index.FileInfo) (ExportStats, error
 // ExportStats counts what Export wrote.
 type ExportStats struct {
 	Packets, Conversations int
+	// FromIndex counts conversations whose start (SYN) the index gave, so
+	// that the capture was not searched backwards for it.
+	FromIndex int
 	// Partial counts conversations whose start or end was not found within
 	// reach (a connection open for very long, or cut by the capture).
 	Partial int
@@ -130,6 +137,17 @@ type span struct {
 	minHit, maxHit       int64
 	first, last          int64 // record offsets of its first and last packets
 	startFound, endFound bool
+	// syn is the connection's SYN as the build saw it (-1: no row said),
+	// the earliest one when rows of the same 5-tuple name several (ports
+	// reused).
+	syn int64
+}
+
+// noteSYN takes the SYN the build recorded for r's connection.
+func (sp *span) noteSYN(r Row) {
+	if r.connSYN && r.conn >= 0 && (sp.syn < 0 || r.conn < sp.syn) {
+		sp.syn = r.conn
+	}
 }
 
 // exportReach bounds how far from its hits a connection is looked for;
@@ -141,15 +159,21 @@ const (
 
 // extent walks windows of one capture.
 type extent struct {
-	f    *os.File
-	info *index.FileInfo
-	buf  []byte
+	f       *os.File
+	info    *index.FileInfo
+	buf     []byte
+	byIndex int // connections whose start the index gave
 }
 
 // find sets sp.first and sp.last.
 func (x *extent) find(k flowKey, sp *span) {
 	sp.first, sp.last = sp.minHit, sp.maxHit
-	for window := int64(1 << 20); ; window *= 4 {
+	if sp.syn >= 0 && sp.syn <= sp.minHit {
+		// The build followed the connection from its SYN: no looking back.
+		sp.first, sp.startFound = sp.syn, true
+		x.byIndex++
+	}
+	for window := int64(1 << 20); !sp.startFound; window *= 4 {
 		from := max(x.dataStart(sp.minHit), sp.minHit-window)
 		first, syn, aligned := int64(-1), int64(-1), false
 		x.walk(from, from == x.dataStart(sp.minHit), sp.minHit+1, func(rec format.Record, seg *packet.Segment, ok bool) bool {

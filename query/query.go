@@ -30,6 +30,10 @@ type Row struct {
 	TSDigit int // fractional second digits the capture records
 	FiveTuple
 	Request // the request that carried the XFF line (query time)
+	// conn is where the build says the connection started (its SYN when
+	// connSYN; -1 unknown): --write starts there.
+	conn    int64
+	connSYN bool
 }
 
 // FileProblem says why the hits of one file could not be read.

@@ -271,7 +271,7 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 			}
 			req = of // the request where it is the client
 		}
-		row := Row{XFFIP: h.Addr, XFF: value, Header: h.Header, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft}
+		row := Row{XFFIP: h.Addr, XFF: value, Header: h.Header, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft, conn: h.ConnStart, connSYN: h.ConnSYN}
 		if req != nil && !req.Cont {
 			row.Request = Request{Method: bytes.Clone(req.Method), Host: bytes.Clone(req.Host), Path: bytes.Clone(req.Target)}
 		}
@@ -316,7 +316,7 @@ func (s *searcher) recordedRows(hits []index.Hit, ts time.Time, digits int, ft F
 				continue
 			}
 		}
-		row := Row{XFFIP: h.Addr, Header: h.Header, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft}
+		row := Row{XFFIP: h.Addr, Header: h.Header, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft, conn: h.ConnStart, connSYN: h.ConnSYN}
 		if q != nil {
 			row.XFF = bytes.Clone(q.r.Lists[h.Header])
 			row.Request = Request{Method: bytes.Clone(q.r.Method), Host: bytes.Clone(q.r.Host), Path: bytes.Clone(q.r.Target)}

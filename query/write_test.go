@@ -32,8 +32,9 @@ func flowFrames(t *testing.T, path string, f query.Flow) string {
 }
 
 // TestExportConversations: --write puts out every packet of each matched
-// connection, both directions, handshake to close, and tshark selects the
-// same frames from it as from the original for each 5-tuple.
+// connection, both directions, handshake to close, starting at the SYN the
+// build's connection tracking recorded, and tshark selects the same frames
+// from it as from the original for each 5-tuple.
 func TestExportConversations(t *testing.T) {
 	if _, err := exec.LookPath("tshark"); err != nil {
 		t.Skip("tshark not installed")
@@ -102,6 +103,11 @@ func checkExport(t *testing.T, out string, rows []query.Row, files []index.FileI
 	}
 	if st.Conversations != len(flows) || st.Partial != unclosed {
 		t.Errorf("exported %+v; %d flows, %d not closed in the capture", st, len(flows), unclosed)
+	}
+	// Every conversation here opens inside the capture, and the build
+	// followed each from its SYN: the index says where each starts.
+	if st.FromIndex != st.Conversations {
+		t.Errorf("%d of %d conversations started where the index said", st.FromIndex, st.Conversations)
 	}
 	if total != st.Packets {
 		t.Errorf("%d packets in the flows, %d written", total, st.Packets)

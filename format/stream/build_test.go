@@ -177,6 +177,11 @@ func hitString(h Hit) string {
 	return fmt.Sprintf("%d %v %v pos %d", h.Off, h.Header, h.Addr, h.Pos)
 }
 
+// hitStringStart adds where the connection started.
+func hitStringStart(h Hit) string {
+	return fmt.Sprintf("%s conn %d syn %v", hitString(h), h.ConnStart, h.ConnSYN)
+}
+
 // diffHits reports the hits only in a and only in b.
 func diffHits(a, b []Hit) (onlyA, onlyB []string) {
 	set := func(hs []Hit) map[string]bool {

@@ -41,6 +41,8 @@ type conn struct {
 	next   uint32
 	lastTS int64
 	start  int64 // record of the SYN, or of the request line the connection was taken up at
+	// startSYN: start is the SYN.
+	startSYN bool
 
 	held     []heldSeg
 	heldSize int
@@ -56,8 +58,10 @@ type conn struct {
 	hitRec int64
 	seen   []seenAddr
 
-	// Logging trackers only: where the tracker took the connection up.
+	// Logging trackers only: where the tracker took the connection up, and
+	// a number telling apart the connections it created for one key.
 	anchor anchorInfo
+	serial uint32
 }
 
 type heldSeg struct {
@@ -228,7 +232,8 @@ func (t *Tracker) add(key connKey) *conn {
 	if t.live >= t.sweepAt {
 		t.sweep()
 	}
-	c := &conn{key: key, client: -1, hitRec: -1}
+	t.serials++
+	c := &conn{key: key, client: -1, hitRec: -1, serial: t.serials}
 	sl := t.slot(key)
 	c.id = sl.id
 	sl.c = c

@@ -416,7 +416,7 @@ func (t *Tracker) hit(c *conn, off int64, a netip.Addr, h xff.Header, pos int) {
 		return
 	}
 	c.seen = append(c.seen, sa)
-	t.out.Hits = append(t.out.Hits, Hit{Off: off, Addr: a, Header: h, Pos: pos})
+	t.out.Hits = append(t.out.Hits, Hit{Off: off, Addr: a, Header: h, Pos: pos, ConnStart: c.start, ConnSYN: c.startSYN, serial: c.serial})
 	r := &c.p.req
 	if n := len(r.hitRecs); (n == 0 || r.hitRecs[n-1] != off) && n < maxHitRecs && !slices.Contains(r.hitRecs, off) {
 		r.hitRecs = append(r.hitRecs, off)

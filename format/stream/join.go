@@ -41,6 +41,7 @@ const maxLogEntries = 1 << 18
 // anchorInfo is where a logging tracker took a connection up.
 type anchorInfo struct {
 	set    bool
+	serial uint32 // the connection's serial number in the chunk
 	syn    bool
 	dir    uint8
 	seq    uint32
@@ -153,9 +154,13 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 		}
 		c := t.get(k)
 		if !j.prefix[id] {
-			if clean, certain := cleanAsIs(c, a, t.expired(c, a.ts)); certain {
+			expired := t.expired(c, a.ts)
+			if clean, certain := cleanAsIs(c, a, expired); certain {
 				if !clean {
 					return false, nil
+				}
+				if !a.syn && !expired {
+					j.keepStart(a.serial, c)
 				}
 				continue
 			}
@@ -177,8 +182,15 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 			return false, sc.ferr
 		}
 		for id, k := range keys {
-			if j.scratched[id] && !sc.anchorClean(k, first[id]) {
+			if !j.scratched[id] {
+				continue
+			}
+			clean, live := sc.anchorClean(k, first[id])
+			if !clean {
 				return false, sc.ferr
+			}
+			if live != nil {
+				j.keepStart(first[id].serial, live)
 			}
 		}
 		if sc.ferr != nil {
@@ -213,7 +225,23 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 		return true, err
 	}
 
-	// The chunk's own findings, and its state for what it took up.
+	// The chunk's own findings, and its state for what it took up. Where
+	// the true state kept a connection through its anchor, the chunk's
+	// tracker took it up without knowing where it started: say it.
+	if len(j.starts) > 0 {
+		for i := range ch.out.Hits {
+			h := &ch.out.Hits[i]
+			if st, ok := j.starts[h.serial]; ok {
+				h.ConnStart, h.ConnSYN = st.start, st.syn
+			}
+		}
+		fix := func(c *conn) {
+			if st, ok := j.starts[c.serial]; ok {
+				c.start, c.startSYN = st.start, st.syn
+			}
+		}
+		ch.conns.each(fix)
+	}
 	t.out.Hits = append(t.out.Hits, ch.out.Hits...)
 	t.out.Requests = append(t.out.Requests, ch.out.Requests...)
 	t.out.Counts.add(ch.out.Counts)
@@ -246,6 +274,21 @@ type joinState struct {
 	prefix    []bool        // segments were logged before its anchor
 	scratched []bool        // checked on the scratch tracker
 	sc        *Tracker
+	// starts: by the chunk's connection serial, where the true state says
+	// the connection started.
+	starts map[uint32]connStart
+}
+
+type connStart struct {
+	start int64
+	syn   bool
+}
+
+func (j *joinState) keepStart(serial uint32, c *conn) {
+	if j.starts == nil {
+		j.starts = map[uint32]connStart{}
+	}
+	j.starts[serial] = connStart{c.start, c.startSYN}
 }
 
 func (j *joinState) reset(n int) {
@@ -254,6 +297,7 @@ func (j *joinState) reset(n int) {
 	}
 	j.first, j.known, j.prefix, j.scratched = j.first[:n], j.known[:n], j.prefix[:n], j.scratched[:n]
 	clear(j.first)
+	clear(j.starts)
 	clear(j.known)
 	clear(j.prefix)
 	clear(j.scratched)
@@ -334,26 +378,29 @@ func (e *logEntry) segment() segment {
 // replayed prefix) to the anchor and reports whether it handles it as no
 // state does. The side effects the true state has there (a timeout, a SYN
 // ending an open request) are the scratch tracker's output.
-func (sc *Tracker) anchorClean(k connKey, a *anchorInfo) bool {
+// The connection whose state the true state keeps through a clean request
+// anchor (live) has the true state's start, which the chunk's tracker could
+// not know.
+func (sc *Tracker) anchorClean(k connKey, a *anchorInfo) (clean bool, live *conn) {
 	c := sc.lookup(k, a.ts)
 	if c == nil {
-		return true
+		return true, nil
 	}
 	if a.syn {
 		s := segment{off: a.off, ts: a.ts, seq: a.seq, wire: a.wire, flags: flagSYN, dir: a.dir}
 		sc.handle(k, &s)
-		return true
+		return true, nil
 	}
 	if c.client != int8(a.dir) || len(c.held) > 0 {
-		return false
+		return false, nil
 	}
 	switch c.mode {
 	case modeIdle:
-		return c.next == a.seq
+		return c.next == a.seq, c
 	case modeDead:
-		return !c.closed && seqLT(c.next, a.seq+a.wire)
+		return !c.closed && seqLT(c.next, a.seq+a.wire), c
 	}
-	return false
+	return false, nil
 }
 
 // clone copies a connection's state, sharing nothing that either copy

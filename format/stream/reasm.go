@@ -57,7 +57,7 @@ func (t *Tracker) handle(key connKey, s *segment) {
 	if t.opt.Log && !c.anchor.set {
 		// Everything before this segment was logged: the tracker takes the
 		// connection up here, from no state.
-		c.anchor = anchorInfo{set: true, seq: s.seq, wire: s.wire, dir: s.dir, ts: s.ts, syn: s.flags&(flagSYN|flagACK) == flagSYN, logLen: t.log.len()}
+		c.anchor = anchorInfo{set: true, serial: c.serial, seq: s.seq, wire: s.wire, dir: s.dir, ts: s.ts, syn: s.flags&(flagSYN|flagACK) == flagSYN, logLen: t.log.len()}
 	}
 	switch {
 	case s.flags&(flagSYN|flagACK) == flagSYN:
@@ -65,12 +65,12 @@ func (t *Tracker) handle(key connKey, s *segment) {
 		t.finishRequest(c, false)
 		t.release(c)
 		c.client, c.mode, c.closed, c.next = int8(s.dir), modeIdle, false, s.seq+1
-		c.start = s.off
+		c.start, c.startSYN = s.off, true
 		t.setClient(c)
 		return
 	case c.client < 0:
 		// Taken up at a request line.
-		c.client, c.mode, c.next, c.start = int8(s.dir), modeIdle, s.seq, s.off
+		c.client, c.mode, c.next, c.start, c.startSYN = int8(s.dir), modeIdle, s.seq, s.off, false
 		t.setClient(c)
 	case s.dir != uint8(c.client):
 		// The server's side: never a request.

@@ -108,6 +108,9 @@ func appendConn(b []byte, c *conn) []byte {
 	if c.closed {
 		flags |= 1
 	}
+	if c.startSYN {
+		flags |= 2
+	}
 	b = append(b, byte(c.client), c.mode, flags)
 	b = binary.BigEndian.AppendUint32(b, c.next)
 	b = binary.AppendVarint(b, c.lastTS)
@@ -273,7 +276,7 @@ func (t *Tracker) Resume(state []byte, sameCapture bool) (provisionalHits int64,
 		}
 		if !sameCapture {
 			c.held, c.heldSize, c.holdTS = nil, 0, 0
-			c.start, c.hitRec, c.seen = -1, -1, nil
+			c.start, c.startSYN, c.hitRec, c.seen = -1, false, -1, nil
 			if p := c.p; p != nil {
 				p.req.hitRecs, p.req.firstRec = nil, -1
 				if p.line.on {
@@ -306,7 +309,8 @@ func readConn(r *stateReader) *conn {
 	}
 	c.client = int8(r.byte1())
 	c.mode = r.byte1()
-	c.closed = r.byte1()&1 != 0
+	cf := r.byte1()
+	c.closed, c.startSYN = cf&1 != 0, cf&2 != 0
 	if c.client < -1 || c.client > 1 || c.mode >= numModes {
 		r.fail()
 	}

@@ -78,6 +78,12 @@ type Hit struct {
 	Addr   netip.Addr
 	Header xff.Header
 	Pos    int // position in the request's list of that header
+	// ConnStart is the record where the tracker took the connection up:
+	// its SYN (ConnSYN), or the request line it began at; -1 when it began
+	// in an earlier capture.
+	ConnStart int64
+	ConnSYN   bool
+	serial    uint32 // the connection's, in a chunk's tracker (for Join)
 }
 
 // RequestInfo describes the request behind the hits of one record, for the
@@ -151,6 +157,7 @@ type Tracker struct {
 
 	// Logging trackers (Options.Log) only.
 	log     chunkLog
+	serials uint32
 	retired []*conn // connections taken up here and swept before the end
 
 	// fetch reads a logged segment's payload during Join.

@@ -390,6 +390,23 @@ func TestChunkingEqualsSequential(t *testing.T) {
 
 func compareOutputs(t *testing.T, name string, want, got Output) {
 	t.Helper()
+	var ws, gs []string
+	for _, h := range want.Hits {
+		ws = append(ws, hitStringStart(h))
+	}
+	for _, h := range got.Hits {
+		gs = append(gs, hitStringStart(h))
+	}
+	slices.Sort(ws)
+	slices.Sort(gs)
+	if !slices.Equal(slices.Compact(ws), slices.Compact(gs)) {
+		for i := range min(len(ws), len(gs)) {
+			if ws[i] != gs[i] {
+				t.Errorf("%s: hits (with connection starts) differ: sequential %s, chunked %s", name, ws[i], gs[i])
+				break
+			}
+		}
+	}
 	onlyWant, onlyGot := diffHits(want.Hits, got.Hits)
 	if len(onlyWant) > 0 || len(onlyGot) > 0 {
 		t.Errorf("%s: hits differ: %d only sequential, %d only chunked", name, len(onlyWant), len(onlyGot))
@@ -400,7 +417,7 @@ func compareOutputs(t *testing.T, name string, want, got Output) {
 			t.Logf("  only chunked:    %s", s)
 		}
 	}
-	var ws, gs []string
+	ws, gs = nil, nil
 	for _, r := range want.Requests {
 		ws = append(ws, reqString(r))
 	}
