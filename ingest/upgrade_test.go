@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/xffidx/xffidx/format/capgen"
 	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
 )
@@ -150,5 +151,85 @@ func TestUpgradeSchema1(t *testing.T) {
 		if err != nil || st.Unchanged != len(captures) {
 			t.Errorf("half %v: the next build: %+v %v", half, st, err)
 		}
+	}
+}
+
+// TestUpgradeSchema2: an index written before connection tracking (schema
+// 2: no request records, no saved state, catalog entries without
+// "tracking") is refused by queries until a build or prune marks it
+// schema 3; it then answers as before, and the build reads its captures
+// again, with connection tracking: the index equals a fresh build's.
+func TestUpgradeSchema2(t *testing.T) {
+	var captures []string
+	for _, f := range corpusFiles(t) {
+		if b, _ := os.ReadFile(f); len(b) < 4<<20 {
+			captures = append(captures, f)
+		}
+	}
+	path, _ := busyCapture(t, capgen.BusyConfig{Seed: 31, TargetBytes: 1 << 20, Conns: 300})
+	captures = append(captures, path)
+	fresh := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	if _, err := (&Builder{Store: fresh}).Build(captures, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := answers(t, fresh)
+
+	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	if _, err := (&Builder{Store: store}).Build(captures, nil); err != nil {
+		t.Fatal(err)
+	}
+	before, _, err := store.Lookup(everything, xff.AllHeaders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		db, err := pebble.Open(filepath.Join(store.Dir, "db"), &pebble.Options{Logger: quietLog{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		b := db.NewBatch()
+		it, _ := db.NewIter(nil)
+		for it.First(); it.Valid(); it.Next() {
+			k := slices.Clone(it.Key())
+			switch k[0] {
+			case 'r', 's':
+				b.Delete(k, nil)
+			case 'm':
+				b.Set(k, []byte("2"), nil)
+			case 'f':
+				var f map[string]any
+				if err := json.Unmarshal(it.Value(), &f); err != nil {
+					t.Fatal(err)
+				}
+				delete(f, "tracking")
+				v, _ := json.Marshal(f)
+				b.Set(k, v, nil)
+			}
+		}
+		it.Close()
+		if err := b.Commit(pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if _, err := store.Catalog(); !errors.Is(err, index.ErrOldSchema) || !strings.Contains(err.Error(), "schema 2") {
+		t.Fatalf("catalog of a schema 2 index: %v", err)
+	}
+	if err := store.Upgrade(nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := store.Lookup(everything, xff.AllHeaders)
+	if err != nil || len(got) != len(before) {
+		t.Fatalf("after the upgrade: %d hits (%v), before %d", len(got), err, len(before))
+	}
+	st, err := (&Builder{Store: store}).Build(captures, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Reindexed != len(captures) {
+		t.Errorf("%d files re-read, want %d", st.Reindexed, len(captures))
+	}
+	if diff := firstDiff(answers(t, store), want); diff != "" {
+		t.Errorf("after the build, unlike a fresh build: %s", diff)
 	}
 }
