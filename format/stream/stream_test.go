@@ -476,3 +476,69 @@ func FuzzTracker(f *testing.F) {
 		compareOutputs(t, "fuzz", want, canon(got))
 	})
 }
+
+// TestSegmentBoundaries: the cases the look-back window missed, one by one:
+// a block whose final CR ends a segment (its LF in the next), a request that
+// starts in the middle of a segment right behind the previous request's
+// body, a header block over twelve segments far apart, a value split
+// between its CR and LF, and a name split in two.
+func TestSegmentBoundaries(t *testing.T) {
+	cli := endpoint{ipA, 40000}
+	srv := endpoint{ipB, 80}
+	type step struct {
+		data string
+		gap  int // other records written before this one
+	}
+	cookie := strings.Repeat("k", 1400)
+	cases := []struct {
+		name  string
+		steps []step
+		want  []string // "header addr" of the hits, in order
+	}{
+		{"CR cut from its LF", []step{{"GET /a HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.1\r\n\r", 0}, {"\nGET /b HTTP/1.1\r\nX-Real-IP: 192.0.2.2\r\n\r\n", 3}},
+			[]string{"X-Forwarded-For 192.0.2.1", "X-Real-IP 192.0.2.2"}},
+		{"request behind a body", []step{{"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123", 0}, {"456789GET /b HTTP/1.1\r\nX-Forwarded-For: 192.0.2.3\r\n\r\n", 5}},
+			[]string{"X-Forwarded-For 192.0.2.3"}},
+		{"twelve segments far apart", func() []step {
+			s := []step{{"GET /c HTTP/1.1\r\nHost: h\r\nCookie: " + cookie, 0}}
+			for range 10 {
+				s = append(s, step{cookie, 500})
+			}
+			return append(s, step{"\r\nX-Forwarded-For: 192.0.2.4\r\n\r\n", 2000})
+		}(), []string{"X-Forwarded-For 192.0.2.4"}},
+		{"value split at its line end", []step{{"GET /d HTTP/1.1\r\nX-Forwarded-For: 192.0.2.5, 192.0.2.6\r", 0}, {"\n\r\n", 10}},
+			[]string{"X-Forwarded-For 192.0.2.5", "X-Forwarded-For 192.0.2.6"}},
+		{"name split", []step{{"GET /e HTTP/1.1\r\nX-Forwar", 0}, {"ded-For: 192.0.2.7\r\n\r\n", 10}},
+			[]string{"X-Forwarded-For 192.0.2.7"}},
+	}
+	for _, tc := range cases {
+		c := newCapture()
+		seq := uint32(7000)
+		c.frame(1, cli, srv, seq-1, flagSYN, nil, 0)
+		other := endpoint{ipA, 41000}
+		ts := int64(2)
+		for _, st := range tc.steps {
+			for range st.gap {
+				c.frame(ts, other, srv, 1, flagACK, []byte("x"), 0)
+				ts++
+			}
+			c.frame(ts, cli, srv, seq, flagACK, []byte(st.data), 0)
+			seq += uint32(len(st.data))
+			ts++
+		}
+		recs := c.records(t)
+		out := sequential(recs, Options{})
+		var got []string
+		for _, h := range out.Hits {
+			got = append(got, fmt.Sprintf("%v %v", h.Header, h.Addr))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: hits %q, want %q", tc.name, got, tc.want)
+		}
+		for _, r := range out.Requests {
+			if len(r.Method) == 0 || !r.Complete {
+				t.Errorf("%s: request record %s", tc.name, reqString(r))
+			}
+		}
+	}
+}

@@ -66,6 +66,16 @@ func TestScanHeadersContinuation(t *testing.T) {
 	}
 }
 
+// TestScanCRCutFromLF: a continuation segment that ends with the CR of the
+// block's final empty line (its LF in the next segment) is an open block
+// whose last line is cut, not a malformed one: its forwarding line counts.
+func TestScanCRCutFromLF(t *testing.T) {
+	res := ScanHeaders([]byte("Cookie: a=b\r\nX-Forwarded-For: 9.9.9.9\r\n\r"), nil)
+	if got := values(res); len(got) != 1 || got[0] != "9.9.9.9" || res.Malformed || !res.Open || !res.LastCut {
+		t.Errorf("lines %q malformed %v open %v last cut %v", got, res.Malformed, res.Open, res.LastCut)
+	}
+}
+
 func TestPipelinedRequestNumbers(t *testing.T) {
 	res := ScanRequests([]byte("GET /a HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 3.3.3.3\r\n\r\nGET /b HTTP/1.1\r\nX-Forwarded-For: 2.2.2.2\r\n\r\n"), nil)
 	if len(res.Lines) != 3 || res.Lines[0].Request != 0 || res.Lines[1].Request != 0 || res.Lines[2].Request != 1 {
