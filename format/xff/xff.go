@@ -85,9 +85,6 @@ func SetOf(hs ...Header) HeaderSet {
 // Has reports whether h is in the set.
 func (s HeaderSet) Has(h Header) bool { return h < NumHeaders && s&(1<<h) != 0 }
 
-// maxNameLen is the length of the longest name with its colon.
-const maxNameLen = len("cf-connecting-ip:")
-
 // ParseHeader reads a header name in any letter case, without its colon.
 func ParseHeader(name string) (Header, bool) {
 	return headerOf([]byte(name))
@@ -712,88 +709,9 @@ func forwardedNode(v []byte) []byte {
 	return v
 }
 
-// EndsWithNamePrefix reports whether b ends with a line that is a proper,
-// non-empty prefix of a header name with its colon (case-insensitive): a
-// header name that may go on in the next TCP segment. It reads at most the
-// last maxNameLen bytes.
-func EndsWithNamePrefix(b []byte) bool {
-	if len(b) == 0 || !nameByte[b[len(b)-1]] {
-		return false // the common case, decided by one table look-up
-	}
-	tail := b[max(0, len(b)-maxNameLen):]
-	nl := bytes.LastIndexByte(tail, '\n')
-	if nl < 0 {
-		return false
-	}
-	return IsNamePrefix(tail[nl+1:])
-}
-
-// nameByte marks the bytes a proper prefix of a header name can end with.
-var nameByte = func() (t [256]bool) {
-	for h := range NumHeaders {
-		name := h.nameOf()
-		for _, c := range []byte(name[:len(name)-1]) {
-			t[c] = true
-			if c >= 'a' && c <= 'z' {
-				t[c-'a'+'A'] = true
-			}
-		}
-	}
-	return t
-}()
-
-// IsNamePrefix reports whether b is a proper, non-empty prefix of a header
-// name with its colon.
-func IsNamePrefix(b []byte) bool {
-	for h := range NumHeaders {
-		if h.IsNamePrefix(b) {
-			return true
-		}
-	}
-	return false
-}
-
 // IsNamePrefix reports whether b is a proper, non-empty prefix of h's name
 // with its colon.
 func (h Header) IsNamePrefix(b []byte) bool {
 	name := h.nameOf()
 	return len(b) > 0 && len(b) < len(name) && equalFold(b, name[:len(b)])
-}
-
-// MatchName reports whether line is a header line of one of the forwarding
-// headers and returns which, with its value trimmed.
-func MatchName(line []byte) (Header, []byte, bool) {
-	colon := headerName(line)
-	if colon < 0 {
-		return 0, nil, false
-	}
-	h, ok := headerOf(line[:colon])
-	if !ok {
-		return 0, nil, false
-	}
-	return h, trimValue(line[colon+1:]), true
-}
-
-// IndexName returns the index of the first case-insensitive occurrence of a
-// forwarding header name with its colon in b, or -1. It is the build's
-// per-packet filter, so it looks at raw frame bytes: it cannot insist on a
-// line start, because a TCP payload that begins with the header (a header
-// block continued from an earlier segment) follows TCP header bytes, not a
-// newline; ScanRequests and ScanHeaders decide.
-func IndexName(b []byte) int {
-	for off := 0; off < len(b); {
-		i := indexNameEnd(b[off:])
-		if i < 0 {
-			return -1
-		}
-		colon := off + i + nameEndSpan - 1
-		for h := range NumHeaders {
-			name := h.nameOf()
-			if start := colon + 1 - len(name); start >= 0 && equalFold(b[start:colon+1], name) {
-				return start
-			}
-		}
-		off += i + 1
-	}
-	return -1
 }

@@ -132,53 +132,6 @@ func TestElements(t *testing.T) {
 	}
 }
 
-func TestIndexName(t *testing.T) {
-	cases := map[string]int{
-		"GET / HTTP/1.1\r\nX-Real-IP: 1":                16,
-		"GET / HTTP/1.1\r\nforwarded: for=1":            16,
-		"Forwarded:":                                    0,
-		"a\nTRUE-CLIENT-IP:":                            2,
-		"a\nCf-Connecting-Ip:":                          2,
-		"a\nX-Real-IPs: 1":                              -1,
-		"a\nX-Forwarded: 1":                             4,  // the scanner rejects the line
-		"a\nLast-Modified: x":                           -1, // ends like "forwarded:", is not
-		"a\nCF-Connecting-IP X-Real-IP: 1":              19,
-		"X-Forwarded-For: 1":                            -1 + 1,
-		"GET / HTTP/1.1\r\nx-forwarded-for:":            16,
-		"GET / HTTP/1.1\r\nX-Original-Forwarded-For: 1": -1,
-		"--------x-forwarded-for:":                      8, // line starts are checked later
-		"a\nX-FORWARDED-FOR:":                           2,
-		"a\nX-Forwarded-For":                            -1,
-		"\r-forwarded-for:":                             -1,
-	}
-	for in, want := range cases {
-		if got := IndexName([]byte(in)); got != want {
-			t.Errorf("IndexName(%q) = %d, want %d", in, got, want)
-		}
-	}
-}
-
-func TestEndsWithNamePrefix(t *testing.T) {
-	cases := map[string]bool{
-		"Accept: */*\r\nX-Forwa":          true,
-		"Accept: */*\r\nx":                true,
-		"Accept: */*\r\nX-Forwarded-For:": false, // complete: IndexName finds it
-		"Accept: */*\r\nX-Real":           true,
-		"Accept: */*\r\nX-Realm":          false,
-		"Accept: */*\r\nForwar":           true,
-		"Accept: */*\r\ncf-connecting-ip": true,
-		"Accept: */*\r\nTrue-Client-IP:":  false,
-		"Accept: */*\r\nz":                false,
-		"Accept: */*\r\n":                 false,
-		"X-Forwa":                         false, // no line start in reach
-	}
-	for in, want := range cases {
-		if got := EndsWithNamePrefix([]byte(in)); got != want {
-			t.Errorf("EndsWithNamePrefix(%q) = %v", in, got)
-		}
-	}
-}
-
 func TestParseAddrNoAlloc(t *testing.T) {
 	elems := [][]byte{[]byte("203.0.113.7"), []byte("2001:db8::1"), []byte("[2001:db8::2]:80")}
 	allocs := testing.AllocsPerRun(100, func() {
@@ -220,12 +173,6 @@ func FuzzScan(f *testing.F) {
 						t.Fatalf("%q parsed as %v, which reparses as %v", e, a, b)
 					}
 				})
-			}
-		}
-		if i := IndexName(payload); i >= 0 {
-			colon := i + strings.IndexByte(string(payload[i:]), ':')
-			if h, _, ok := MatchName(payload[i:]); !ok || colon-i != len(h.String()) {
-				t.Fatalf("IndexName found %q", payload[i:min(len(payload), i+20)])
 			}
 		}
 	})
