@@ -250,6 +250,7 @@ func (t *Tracker) slot(key connKey) *slot {
 		if t.opt.Log {
 			id := uint32(len(t.log.keys))
 			t.log.keys = append(t.log.keys, key)
+			t.log.counts = append(t.log.counts, Counts{})
 			sl = t.conns.insert(key, h)
 			sl.id = id
 		} else {
@@ -263,6 +264,7 @@ func (t *Tracker) slot(key connKey) *slot {
 // for twice their timeout before the latest timestamp seen), and, if the
 // table is still full, the longest silent ones.
 func (t *Tracker) sweep() {
+	t.log.swept = true
 	var old []*conn
 	t.conns.each(func(c *conn) {
 		if t.maxTS != 0 && c.lastTS != 0 && t.maxTS-c.lastTS > 2*t.timeout(c) {

@@ -439,9 +439,13 @@ func (t *Tracker) finishRequest(c *conn, complete bool) {
 		if rec == t.cur {
 			// Whether this record needs it is known at its end; until
 			// then the copy lives in a buffer reused from record to record.
-			t.here = append(t.here, t.info(r, rec, complete, &t.arena))
+			ri := t.info(r, rec, complete, &t.arena)
+			ri.serial = c.serial
+			t.here = append(t.here, ri)
 		} else {
-			t.out.Requests = append(t.out.Requests, t.info(r, rec, complete, nil))
+			ri := t.info(r, rec, complete, nil)
+			ri.serial = c.serial
+			t.out.Requests = append(t.out.Requests, ri)
 		}
 	}
 	r.on = false

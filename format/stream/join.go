@@ -1,5 +1,7 @@
 package stream
 
+import "slices"
+
 // Parallel walks.
 //
 // A capture cut into chunks is walked by one logging Tracker per chunk,
@@ -35,7 +37,7 @@ package stream
 // result equals one sequential walk for any chunking (ingest's
 // TestChunkingDoesNotChangeResults).
 
-// maxLogEntries bounds one chunk's log (48 bytes an entry).
+// maxLogEntries bounds one chunk's log (48 bytes an entry: 12 MiB).
 const maxLogEntries = 1 << 18
 
 // anchorInfo is where a logging tracker took a connection up.
@@ -61,20 +63,25 @@ type logEntry struct {
 type chunkLog struct {
 	entries []logEntry
 	keys    []connKey // by id
+	counts  []Counts  // by id: what the connection's segments added
 	full    bool      // entries from fullAt on were not kept
 	fullAt  int
+	swept   bool // the tracker swept its table: counts may be misplaced
 }
 
 func (l *chunkLog) len() int { return len(l.entries) }
 
-func (l *chunkLog) add(id uint32, s *segment) {
+// add logs a segment and returns its index; past the bound it returns an
+// index past the end (the log is full from there).
+func (l *chunkLog) add(id uint32, s *segment) int {
 	if len(l.entries) >= maxLogEntries {
 		if !l.full {
 			l.full, l.fullAt = true, len(l.entries)
 		}
-		return
+		return len(l.entries) + 1
 	}
 	l.entries = append(l.entries, logEntry{off: s.off, ts: s.ts, pos: s.pos, seq: s.seq, n: s.n, wire: s.wire, id: id, flags: s.flags, dir: s.dir})
+	return len(l.entries) - 1
 }
 
 // Chunk is a logging tracker's result for Join.
@@ -124,6 +131,7 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 		if a := first[c.id]; a == nil || c.anchor.logLen < a.logLen {
 			first[c.id] = &c.anchor
 		}
+		j.incarnations = append(j.incarnations, c)
 	}
 	ch.conns.each(note)
 	for _, c := range ch.retired {
@@ -141,9 +149,10 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 	// 1. Connections taken up in the chunk that the true state knows: the
 	// anchor is checked on the true state after the logged prefix, replayed
 	// on a scratch tracker holding copies (where there is no prefix and the
-	// check changes nothing, on the true state as it is).
-	sc := j.scratch(t, fetch)
-	replay := false
+	// check changes nothing, on the true state as it is). A connection whose
+	// anchor fails is redone alone, from its logged segments, when it can
+	// be (redoable); else the chunk must be walked again.
+	scratched := false
 	for id, k := range keys {
 		a := first[id]
 		if a == nil || !j.known[id] {
@@ -157,22 +166,33 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 			expired := t.expired(c, a.ts)
 			if clean, certain := cleanAsIs(c, a, expired); certain {
 				if !clean {
-					return false, nil
-				}
-				if !a.syn && !expired {
+					if !j.redoable(ch, uint32(id), c) {
+						return false, nil
+					}
+					j.redo[id] = true
+				} else if !a.syn && !expired {
 					j.keepStart(a.serial, c)
 				}
 				continue
 			}
 		}
-		sc.put(c.clone())
 		j.scratched[id] = true
-		replay = true
+		scratched = true
 	}
-	if replay {
+	var sc *Tracker
+	for scratched {
+		// The scratch tracker's findings are the true state's for the
+		// prefixes it replays: replayed again without a connection that
+		// turns out to need redoing.
+		sc = j.scratch(t, fetch)
+		for id, k := range keys {
+			if j.scratched[id] && !j.redo[id] {
+				sc.put(t.get(k).clone())
+			}
+		}
 		for i := range ch.log.entries {
 			e := &ch.log.entries[i]
-			if a := first[e.id]; a == nil || i >= a.logLen || !j.scratched[e.id] {
+			if a := first[e.id]; a == nil || i >= a.logLen || !j.scratched[e.id] || j.redo[e.id] {
 				continue
 			}
 			s := e.segment()
@@ -181,21 +201,25 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 		if sc.ferr != nil {
 			return false, sc.ferr
 		}
+		again := false
 		for id, k := range keys {
-			if !j.scratched[id] {
+			if !j.scratched[id] || j.redo[id] {
 				continue
 			}
 			clean, live := sc.anchorClean(k, first[id])
-			if !clean {
+			switch {
+			case !clean && !j.redoable(ch, uint32(id), t.get(k)):
 				return false, sc.ferr
-			}
-			if live != nil {
+			case !clean:
+				j.redo[id], again = true, true
+			case live != nil:
 				j.keepStart(first[id].serial, live)
 			}
 		}
 		if sc.ferr != nil {
 			return false, sc.ferr
 		}
+		scratched = again
 	}
 	if ch.log.full {
 		for id := range keys {
@@ -206,15 +230,18 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 	}
 
 	// The chunk is accepted.
-	t.out.Hits = append(t.out.Hits, sc.out.Hits...)
-	t.out.Requests = append(t.out.Requests, sc.out.Requests...)
-	t.out.Counts.add(sc.out.Counts)
+	if sc != nil {
+		t.out.Hits = append(t.out.Hits, sc.out.Hits...)
+		t.out.Requests = append(t.out.Requests, sc.out.Requests...)
+		t.out.Counts.add(sc.out.Counts)
+	}
 
-	// 2. Connections the chunk never took up: replay on the true state.
+	// 2. Connections the chunk never took up, and those redone: their
+	// logged segments replayed on the true state.
 	t.fetch, t.ferr = fetch, nil
 	for i := range ch.log.entries {
 		e := &ch.log.entries[i]
-		if first[e.id] != nil || !j.known[e.id] {
+		if !j.redo[e.id] && (first[e.id] != nil || !j.known[e.id]) {
 			continue
 		}
 		s := e.segment()
@@ -225,9 +252,19 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 		return true, err
 	}
 
-	// The chunk's own findings, and its state for what it took up. Where
-	// the true state kept a connection through its anchor, the chunk's
-	// tracker took it up without knowing where it started: say it.
+	// The chunk's own findings (but the redone connections'), and its state
+	// for what it took up. Where the true state kept a connection through
+	// its anchor, the chunk's tracker took it up without knowing where it
+	// started: say it.
+	if j.redone(ch) {
+		ch.out.Hits = slices.DeleteFunc(ch.out.Hits, func(h Hit) bool { return j.dropped[h.serial] })
+		ch.out.Requests = slices.DeleteFunc(ch.out.Requests, func(r RequestInfo) bool { return j.dropped[r.serial] })
+		for id := range keys {
+			if j.redo[id] {
+				ch.out.Counts.sub(ch.log.counts[id])
+			}
+		}
+	}
 	if len(j.starts) > 0 {
 		for i := range ch.out.Hits {
 			h := &ch.out.Hits[i]
@@ -246,7 +283,7 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 	t.out.Requests = append(t.out.Requests, ch.out.Requests...)
 	t.out.Counts.add(ch.out.Counts)
 	for id, k := range keys {
-		if first[id] == nil {
+		if first[id] == nil || j.redo[id] {
 			continue
 		}
 		var c *conn
@@ -267,13 +304,52 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 	return true, nil
 }
 
+// redoable reports whether the connection id of the chunk can be redone
+// alone from its logged segments on the true state c: the log holds all
+// of them (it is whole, and the chunk's tracker never swept its table,
+// whose counts would then be misplaced), and the segments it did not log,
+// the server's side of the connection as every one of its states there
+// saw it, are the server's side for the true state too.
+func (j *joinState) redoable(ch *Chunk, id uint32, c *conn) bool {
+	if ch.log.full || ch.log.swept || c == nil {
+		return false
+	}
+	for _, inc := range j.incarnations {
+		if inc.id == id && inc.client != c.client {
+			return false
+		}
+	}
+	return true
+}
+
+// redone marks the serials of the chunk's connections being redone, whose
+// findings are dropped; it reports whether there are any.
+func (j *joinState) redone(ch *Chunk) bool {
+	any := false
+	for _, c := range j.incarnations {
+		if j.redo[c.id] {
+			if j.dropped == nil {
+				j.dropped = map[uint32]bool{}
+			}
+			j.dropped[c.serial], any = true, true
+		}
+	}
+	return any
+}
+
 // joinState is the memory Join uses again from chunk to chunk.
 type joinState struct {
 	first     []*anchorInfo // by id: the chunk's first anchor of the connection
 	known     []bool        // the true state holds the connection
 	prefix    []bool        // segments were logged before its anchor
 	scratched []bool        // checked on the scratch tracker
-	sc        *Tracker
+	redo      []bool        // redone alone on the true state
+	// incarnations: the chunk's connection states (a key may have several:
+	// one dropped, another taken up later); dropped: the serials of those
+	// redone.
+	incarnations []*conn
+	dropped      map[uint32]bool
+	sc           *Tracker
 	// starts: by the chunk's connection serial, where the true state says
 	// the connection started.
 	starts map[uint32]connStart
@@ -293,14 +369,18 @@ func (j *joinState) keepStart(serial uint32, c *conn) {
 
 func (j *joinState) reset(n int) {
 	if cap(j.first) < n {
-		j.first, j.known, j.prefix, j.scratched = make([]*anchorInfo, n), make([]bool, n), make([]bool, n), make([]bool, n)
+		j.first, j.known, j.prefix, j.scratched, j.redo = make([]*anchorInfo, n), make([]bool, n), make([]bool, n), make([]bool, n), make([]bool, n)
 	}
-	j.first, j.known, j.prefix, j.scratched = j.first[:n], j.known[:n], j.prefix[:n], j.scratched[:n]
+	j.first, j.known, j.prefix, j.scratched, j.redo = j.first[:n], j.known[:n], j.prefix[:n], j.scratched[:n], j.redo[:n]
 	clear(j.first)
 	clear(j.starts)
 	clear(j.known)
 	clear(j.prefix)
 	clear(j.scratched)
+	clear(j.redo)
+	clear(j.dropped)
+	clear(j.incarnations)
+	j.incarnations = j.incarnations[:0]
 }
 
 // scratch returns the emptied scratch tracker.

@@ -32,11 +32,29 @@ func (t *Tracker) setClient(c *conn) {
 	}
 }
 
-// handle follows one segment of connection key.
+// handle follows one segment of connection key. A logging tracker logs
+// every segment that reaches it (all but the server's side of a followed
+// connection, which changes nothing for a state that agrees on the client
+// side), and what each connection's segments added to the counts.
 func (t *Tracker) handle(key connKey, s *segment) {
 	if t.serverSide(key, s.dir, s.flags, s.ts) {
 		return
 	}
+	if !t.opt.Log {
+		t.follow(key, s)
+		return
+	}
+	id := t.slot(key).id
+	t.logged = t.log.add(id, s)
+	before := t.out.Counts
+	t.follow(key, s)
+	delta := t.out.Counts
+	delta.sub(before)
+	t.log.counts[id].add(delta)
+}
+
+// follow is handle for a segment that may change the connection's state.
+func (t *Tracker) follow(key connKey, s *segment) {
 	if s.ts > t.maxTS {
 		t.maxTS = s.ts
 	}
@@ -44,9 +62,6 @@ func (t *Tracker) handle(key connKey, s *segment) {
 	if c == nil {
 		syn := s.flags&(flagSYN|flagACK) == flagSYN
 		if !syn && !t.startsRequest(s) {
-			if t.opt.Log {
-				t.log.add(t.slot(key).id, s)
-			}
 			return
 		}
 		c = t.add(key)
@@ -57,7 +72,7 @@ func (t *Tracker) handle(key connKey, s *segment) {
 	if t.opt.Log && !c.anchor.set {
 		// Everything before this segment was logged: the tracker takes the
 		// connection up here, from no state.
-		c.anchor = anchorInfo{set: true, serial: c.serial, seq: s.seq, wire: s.wire, dir: s.dir, ts: s.ts, syn: s.flags&(flagSYN|flagACK) == flagSYN, logLen: t.log.len()}
+		c.anchor = anchorInfo{set: true, serial: c.serial, seq: s.seq, wire: s.wire, dir: s.dir, ts: s.ts, syn: s.flags&(flagSYN|flagACK) == flagSYN, logLen: t.logged}
 	}
 	switch {
 	case s.flags&(flagSYN|flagACK) == flagSYN:

@@ -101,6 +101,7 @@ type RequestInfo struct {
 	// joined with ", " (at most xff.MaxValue bytes; Capped says it was cut).
 	Lists          [xff.NumHeaders][]byte
 	Listed, Capped xff.HeaderSet
+	serial         uint32 // the connection's, in a chunk's tracker (for Join)
 }
 
 // Counts sums what a tracker saw.
@@ -158,6 +159,7 @@ type Tracker struct {
 	// Logging trackers (Options.Log) only.
 	log     chunkLog
 	serials uint32
+	logged  int // the log index of the segment being handled
 	retired []*conn // connections taken up here and swept before the end
 
 	// fetch reads a logged segment's payload during Join.
