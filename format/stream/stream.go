@@ -159,7 +159,7 @@ type Tracker struct {
 	// Logging trackers (Options.Log) only.
 	log     chunkLog
 	serials uint32
-	logged  int // the log index of the segment being handled
+	logged  int     // the log index of the segment being handled
 	retired []*conn // connections taken up here and swept before the end
 
 	// fetch reads a logged segment's payload during Join.
