@@ -63,6 +63,11 @@ type fileScan struct {
 	truth *stream.Tracker
 	// spares are chunks Join is done with, whose memory workers use again.
 	spares chan *stream.Chunk
+	// fetchBlock is the block of the file fetch last read.
+	fetchBlock struct {
+		at   int64
+		data []byte
+	}
 }
 
 func (fs *fileScan) chunkSize() int64 {
@@ -381,7 +386,27 @@ func (fs *fileScan) accept(r *chunkResult) error {
 }
 
 // fetch reads a segment's payload back for Join.
+// Join asks for payloads in file order, often many close together (the
+// header blocks of a busy link that go on into a chunk): they are read a
+// block at a time.
 func (fs *fileScan) fetch(pos int64, n int, buf []byte) ([]byte, error) {
+	const block = 1 << 20
+	if b := &fs.fetchBlock; n <= block/4 {
+		if pos < b.at || pos+int64(n) > b.at+int64(len(b.data)) {
+			at := pos &^ (block - 1)
+			if cap(b.data) < block {
+				b.data = make([]byte, block)
+			}
+			got, err := fs.f.ReadAt(b.data[:min(int64(block), fs.size-at)], at)
+			b.at, b.data = at, b.data[:got]
+			if got == 0 && err != nil && !errors.Is(err, io.EOF) {
+				return nil, err
+			}
+		}
+		if pos >= b.at && pos+int64(n) <= b.at+int64(len(b.data)) {
+			return b.data[pos-b.at : pos-b.at+int64(n)], nil
+		}
+	}
 	got, err := fs.f.ReadAt(buf[:n], pos)
 	if got == n {
 		return buf[:n], nil
