@@ -202,7 +202,7 @@ func (t *Tracker) expired(c *conn, ts int64) bool {
 // the timeout or a full table (and is counted so).
 func (t *Tracker) drop(c *conn, evict bool) {
 	if c.p != nil && c.p.req.on && evict && c.mode >= modeReqLine && c.mode <= modeGuess {
-		t.out.Counts.Evicted++
+		t.cnt.Evicted++
 	}
 	t.finishRequest(c, false)
 	t.release(c)
@@ -243,8 +243,9 @@ func (t *Tracker) add(key connKey) *conn {
 
 // slot returns key's slot, adding it (with a new id, for a logging
 // tracker) if needed.
-func (t *Tracker) slot(key connKey) *slot {
-	h := key.hash()
+func (t *Tracker) slot(key connKey) *slot { return t.slotHashed(key, key.hash()) }
+
+func (t *Tracker) slotHashed(key connKey, h uint64) *slot {
 	sl := t.conns.find(key, h)
 	if sl == nil {
 		if t.opt.Log {
@@ -279,7 +280,7 @@ func (t *Tracker) sweep() {
 		t.conns.each(func(c *conn) { all = append(all, c) })
 		slices.SortFunc(all, func(x, y *conn) int { return cmp.Compare(x.lastTS, y.lastTS) })
 		for _, c := range all[:len(all)-t.opt.MaxConns*3/4] {
-			t.out.Counts.Overflow++
+			t.cnt.Overflow++
 			t.drop(c, true)
 		}
 	}

@@ -72,11 +72,11 @@ type outMark struct {
 func (t *Tracker) markOut(c *conn) outMark {
 	// The request's slices only grow past the mark (pend is not set at a
 	// segment start), so a copy of the struct restores them.
-	return outMark{hits: len(t.out.Hits), reqs: len(t.out.Requests), counts: t.out.Counts, req: c.p.req, hitRec: c.hitRec, seen: slices.Clone(c.seen)}
+	return outMark{hits: len(t.out.Hits), reqs: len(t.out.Requests), counts: *t.cnt, req: c.p.req, hitRec: c.hitRec, seen: slices.Clone(c.seen)}
 }
 
 func (t *Tracker) rollback(c *conn, m outMark) {
-	t.out.Hits, t.out.Requests, t.out.Counts = t.out.Hits[:m.hits], t.out.Requests[:m.reqs], m.counts
+	t.out.Hits, t.out.Requests, *t.cnt = t.out.Hits[:m.hits], t.out.Requests[:m.reqs], m.counts
 	t.here = t.here[:0]
 	c.p.req, c.hitRec, c.seen = m.req, m.hitRec, append(c.seen[:0], m.seen...)
 }
@@ -207,7 +207,7 @@ func (t *Tracker) requestLine(c *conn, p []byte, i int, off int64) int {
 	r := &c.p.req
 	r.method = append(r.method[:0], method[:min(len(method), maxMethod)]...)
 	r.target = append(r.target[:0], target[:min(len(target), maxTarget)]...)
-	t.out.Counts.Requests++
+	t.cnt.Requests++
 	c.mode = modeHeaders
 	return next
 }
@@ -352,12 +352,12 @@ func (t *Tracker) flushPend(c *conn) {
 	}
 	r.pend = false
 	if r.pendH == xff.XForwardedFor {
-		t.out.Counts.XFFLines += int64(r.pendLns)
+		t.cnt.XFFLines += int64(r.pendLns)
 	} else {
-		t.out.Counts.OtherLines += int64(r.pendLns)
+		t.cnt.OtherLines += int64(r.pendLns)
 	}
 	if r.pendOff != r.firstRec {
-		t.out.Counts.ContLines += int64(r.pendLns)
+		t.cnt.ContLines += int64(r.pendLns)
 	}
 	t.emitLine(c, r.pendH, r.pendVal, r.pendOff, r.pendCut)
 }
@@ -399,7 +399,7 @@ func (t *Tracker) emitLine(c *conn, h xff.Header, value []byte, off int64, cut b
 		if ok {
 			t.hit(c, off, a, h, r.pos[h])
 		} else {
-			t.out.Counts.NonAddr++
+			t.cnt.NonAddr++
 		}
 		r.pos[h]++
 	})
@@ -409,7 +409,7 @@ func (t *Tracker) emitLine(c *conn, h xff.Header, value []byte, off int64, cut b
 func (t *Tracker) hit(c *conn, off int64, a netip.Addr, h xff.Header, pos int) {
 	if c.hitRec != off {
 		c.hitRec, c.seen = off, c.seen[:0]
-		t.out.Counts.HitPackets++
+		t.cnt.HitPackets++
 	}
 	sa := seenAddr{a, h}
 	if slices.Contains(c.seen, sa) {

@@ -98,11 +98,15 @@ type Chunk struct {
 // with: its memory is used again.
 func (t *Tracker) TakeChunk(spare *Chunk) *Chunk {
 	ch := &Chunk{conns: t.conns, retired: t.retired, log: t.log, out: t.out, maxTS: t.maxTS}
+	for i := range ch.log.counts {
+		ch.out.Counts.add(ch.log.counts[i])
+	}
 	*t = *New(t.opt)
+	t.cnt = &t.out.Counts
 	if spare != nil {
 		clear(spare.conns.slots)
 		t.conns.slots = spare.conns.slots
-		t.log = chunkLog{entries: spare.log.entries[:0], keys: spare.log.keys[:0]}
+		t.log = chunkLog{entries: spare.log.entries[:0], keys: spare.log.keys[:0], counts: spare.log.counts[:0]}
 		clear(spare.retired)
 		t.retired = spare.retired[:0]
 		clear(spare.out.Requests)

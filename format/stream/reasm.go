@@ -13,11 +13,11 @@ func seqLE(a, b uint32) bool { return int32(a-b) <= 0 }
 // serverSide settles a segment that is the server's side of a followed
 // connection, and carries no SYN, FIN or RST: it changes nothing (not even
 // the connection's clock, which only its client side moves).
-func (t *Tracker) serverSide(key connKey, dir, flags uint8, ts int64) bool {
-	if flags&(flagSYN|flagFIN|flagRST) != 0 {
+func (t *Tracker) serverSide(key connKey, h uint64, dir, flags uint8, ts int64) bool {
+	if flags&(flagSYN|flagFIN|flagRST) != 0 || t.conns.n == 0 {
 		return false
 	}
-	sl := t.conns.find(key, key.hash())
+	sl := t.conns.find(key, h)
 	if sl == nil || sl.client < 0 || dir == uint8(sl.client) {
 		return false
 	}
@@ -37,28 +37,34 @@ func (t *Tracker) setClient(c *conn) {
 // connection, which changes nothing for a state that agrees on the client
 // side), and what each connection's segments added to the counts.
 func (t *Tracker) handle(key connKey, s *segment) {
-	if t.serverSide(key, s.dir, s.flags, s.ts) {
+	h := key.hash()
+	if t.serverSide(key, h, s.dir, s.flags, s.ts) {
 		return
 	}
+	t.handleChecked(key, h, s)
+}
+
+// handleChecked is handle for a segment serverSide has ruled on.
+func (t *Tracker) handleChecked(key connKey, h uint64, s *segment) {
 	if !t.opt.Log {
-		t.follow(key, s)
+		t.follow(key, h, s)
 		return
 	}
-	id := t.slot(key).id
+	id := t.slotHashed(key, h).id
 	t.logged = t.log.add(id, s)
-	before := t.out.Counts
-	t.follow(key, s)
-	delta := t.out.Counts
-	delta.sub(before)
-	t.log.counts[id].add(delta)
+	// What the connection's segments count goes to its own counts (the
+	// key has its slot: nothing appends to them meanwhile).
+	t.cnt = &t.log.counts[id]
+	t.follow(key, h, s)
+	t.cnt = &t.out.Counts
 }
 
 // follow is handle for a segment that may change the connection's state.
-func (t *Tracker) follow(key connKey, s *segment) {
+func (t *Tracker) follow(key connKey, h uint64, s *segment) {
 	if s.ts > t.maxTS {
 		t.maxTS = s.ts
 	}
-	c := t.lookup(key, s.ts)
+	c := t.lookupHashed(key, h, s.ts)
 	if c == nil {
 		syn := s.flags&(flagSYN|flagACK) == flagSYN
 		if !syn && !t.startsRequest(s) {
@@ -127,7 +133,7 @@ func (t *Tracker) startsRequest(s *segment) bool {
 func (t *Tracker) dead(c *conn, s *segment) {
 	end := s.seq + s.wire
 	if s.n > 0 && seqLE(end, c.next) {
-		t.out.Counts.Dups++
+		t.cnt.Dups++
 		return
 	}
 	if s.flags&flagRST != 0 {
@@ -166,7 +172,7 @@ func (t *Tracker) inOrder(c *conn, s *segment) {
 			if s.flags&flagRST != 0 {
 				t.close(c)
 			} else if s.wire > 0 {
-				t.out.Counts.Dups++
+				t.cnt.Dups++
 			}
 			return
 		}
@@ -186,14 +192,14 @@ func (t *Tracker) inOrder(c *conn, s *segment) {
 func (t *Tracker) hold(c *conn, s *segment) {
 	for _, h := range c.held {
 		if h.seq == s.seq && h.wire == s.wire {
-			t.out.Counts.Dups++
+			t.cnt.Dups++
 			return
 		}
 	}
 	p := t.payload(s)
 	if len(c.held) >= maxHeld || c.heldSize+len(p) > maxHeldBytes || t.held+len(p) > holdBudget {
 		if t.held+len(p) > holdBudget {
-			t.out.Counts.Overflow++
+			t.cnt.Overflow++
 		}
 		// No room: the hole is a gap. The segment itself is then handled
 		// after the held ones, in sequence order.
@@ -208,7 +214,7 @@ func (t *Tracker) hold(c *conn, s *segment) {
 	if len(c.held) == 0 {
 		c.holdTS = s.ts
 	}
-	t.out.Counts.Early++
+	t.cnt.Early++
 	h := heldSeg{seq: s.seq, wire: s.wire, off: s.off, ts: s.ts, pos: s.pos, flags: s.flags, data: append([]byte(nil), p...)}
 	i, _ := slices.BinarySearchFunc(c.held, h, func(a, b heldSeg) int { return int(int32(a.seq - b.seq)) })
 	c.held = slices.Insert(c.held, i, h)
@@ -236,7 +242,7 @@ func (t *Tracker) drainHeld(c *conn) {
 		}
 		s := &segment{off: h.off, ts: h.ts, pos: h.pos, seq: h.seq, n: uint32(len(h.data)), wire: h.wire, flags: h.flags, dir: uint8(c.client), data: h.data}
 		if int32(s.seq+s.wire-c.next) <= 0 {
-			t.out.Counts.Dups++
+			t.cnt.Dups++
 			continue
 		}
 		t.consume(c, s, c.next-s.seq)
@@ -258,7 +264,7 @@ func (t *Tracker) gap(c *conn) {
 		c.remaining -= int64(first.seq - c.next)
 		c.next = first.seq
 	} else {
-		t.out.Counts.Gaps++
+		t.cnt.Gaps++
 		t.finishRequest(c, false)
 		c.mode = modeDead
 		if c.p != nil {

@@ -152,6 +152,7 @@ type Tracker struct {
 	conns   table
 	live    int // connections with state
 	out     Output
+	cnt     *Counts // where counts go: out.Counts, or a connection's (logging)
 	maxTS   int64
 	held    int // held payload bytes over all connections
 	sweepAt int
@@ -191,7 +192,9 @@ func New(opt Options) *Tracker {
 	if opt.MaxConns <= 0 {
 		opt.MaxConns = DefaultMaxConns
 	}
-	return &Tracker{opt: opt, idleNS: int64(opt.IdleTimeout), sweepAt: 1 << 14, cur: -1}
+	t := &Tracker{opt: opt, idleNS: int64(opt.IdleTimeout), sweepAt: 1 << 14, cur: -1}
+	t.cnt = &t.out.Counts
+	return t
 }
 
 // Drain returns the output gathered so far and forgets it.
@@ -219,7 +222,8 @@ func (t *Tracker) Record(rec *format.Record, dataPos int64) {
 	if !ok || len(d.payload) == 0 && d.flags&synFinRst == 0 {
 		return // not TCP, or a pure ACK: it changes nothing
 	}
-	if t.serverSide(d.key, d.dir, d.flags, rec.TS) {
+	h := d.key.hash()
+	if t.serverSide(d.key, h, d.dir, d.flags, rec.TS) {
 		return
 	}
 	s := &t.seg
@@ -234,7 +238,7 @@ func (t *Tracker) Record(rec *format.Record, dataPos int64) {
 		dir:   d.dir,
 		data:  d.payload,
 	}
-	t.handle(d.key, s)
+	t.handleChecked(d.key, h, s)
 }
 
 // segment is one TCP segment as the tracker uses it. data is its captured
