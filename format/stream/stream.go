@@ -48,17 +48,17 @@ const (
 
 // Bounds on what one connection may hold; the packet bytes are hostile.
 const (
-	maxHeld      = 16       // early segments held per connection
-	maxHeldBytes = 64 << 10 // their payload bytes
-	holdTimeout  = 10 * 1e9 // ns a hole may stay open before it is a gap
-	maxHitRecs   = 64       // records with hits remembered per request
-	maxMethod    = 32       // bytes of the method kept for the request record
-	maxTarget    = 1024     // bytes of the target kept
-	maxHost      = 256      // bytes of Host kept
-	maxReqLine   = 16 << 10 // a request line carried across segments
-	maxSmallLine = 256      // a chunk-size or short header line carried
-	maxNameScan  = 256      // bytes of a carried line searched for its colon
-	holdBudget   = 64 << 20 // held bytes in all connections of one tracker
+	maxHeld      = 64        // early segments held per connection
+	maxHeldBytes = 256 << 10 // their payload bytes
+	holdTimeout  = 10 * 1e9  // ns a hole may stay open before it is a gap
+	maxHitRecs   = 64        // records with hits remembered per request
+	maxMethod    = 32        // bytes of the method kept for the request record
+	maxTarget    = 1024      // bytes of the target kept
+	maxHost      = 256       // bytes of Host kept
+	maxReqLine   = 16 << 10  // a request line carried across segments
+	maxSmallLine = 256       // a chunk-size or short header line carried
+	maxNameScan  = 256       // bytes of a carried line searched for its colon
+	holdBudget   = 64 << 20  // held bytes in all connections of one tracker
 	carryKeepCap = xff.MaxValue + 64
 )
 
@@ -66,9 +66,8 @@ const (
 type Options struct {
 	IdleTimeout time.Duration // 0: DefaultIdleTimeout
 	MaxConns    int           // 0: DefaultMaxConns
-	// Log makes this a chunk worker's tracker: it records the segments of
-	// connections it has no state for and where it took each connection
-	// up, for Join.
+	// Log makes this a chunk worker's tracker: it logs the segments that
+	// reach it and where it took each connection up, for Join.
 	Log bool
 }
 
