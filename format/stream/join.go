@@ -69,8 +69,6 @@ type chunkLog struct {
 	swept   bool // the tracker swept its table: counts may be misplaced
 }
 
-func (l *chunkLog) len() int { return len(l.entries) }
-
 // add logs a segment and returns its index; past the bound it returns an
 // index past the end (the log is full from there).
 func (l *chunkLog) add(id uint32, s *segment) int {
