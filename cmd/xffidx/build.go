@@ -95,7 +95,11 @@ func runBuild(g *globals, f buildFlags, do func(*ingest.Builder, func(ingest.Fil
 	if file, ok := g.stderr.(*os.File); ok && !f.quiet && g.logFormat != "json" && term.IsTerminal(int(file.Fd())) {
 		rep.bar = g.stderr
 	}
-	b := &ingest.Builder{Store: g.store(), Opts: ingest.Options{
+	store, err := g.store()
+	if err != nil {
+		return &exitError{code: exitTrouble, err: err}
+	}
+	b := &ingest.Builder{Store: store, Opts: ingest.Options{
 		Workers: f.workers, Logger: log, NoWait: f.noWait, Prune: f.prune, Progress: rep.progress,
 	}}
 	st, err := do(b, rep.file)

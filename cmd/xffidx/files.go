@@ -45,7 +45,11 @@ client streams the capture missed; continues_from names the previous capture
 of a rotation whose open connections this one took up (absent if none).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			files, err := g.store().Catalog()
+			store, err := g.store()
+			if err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
+			files, err := store.Catalog()
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}

@@ -71,27 +71,32 @@ type globals struct {
 }
 
 // defaultIndexDir is --index's default: $XFFIDX_INDEX, else
-// $XDG_DATA_HOME/xffidx, else ~/.local/share/xffidx.
-func defaultIndexDir() string {
+// $XDG_DATA_HOME/xffidx, else ~/.local/share/xffidx. Without a home there
+// is no default: an index silently made in whatever directory a cron job
+// runs in would be found by no later query.
+func defaultIndexDir() (string, error) {
 	if d := os.Getenv("XFFIDX_INDEX"); d != "" {
-		return d
+		return d, nil
 	}
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
-		return filepath.Join(d, "xffidx")
+		return filepath.Join(d, "xffidx"), nil
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return filepath.Join(".", ".xffidx")
+		return "", fmt.Errorf("no index directory: %w; give --index DIR or set XFFIDX_INDEX", err)
 	}
-	return filepath.Join(home, ".local", "share", "xffidx")
+	return filepath.Join(home, ".local", "share", "xffidx"), nil
 }
 
-func (g *globals) store() *index.Store {
+func (g *globals) store() (*index.Store, error) {
 	dir := g.indexDir
 	if dir == "" {
-		dir = defaultIndexDir()
+		var err error
+		if dir, err = defaultIndexDir(); err != nil {
+			return nil, err
+		}
 	}
-	return &index.Store{Dir: dir, LockWait: 30 * time.Second}
+	return &index.Store{Dir: dir, LockWait: 30 * time.Second}, nil
 }
 
 func (g *globals) logger() *slog.Logger {

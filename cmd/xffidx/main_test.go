@@ -280,3 +280,31 @@ func TestQueryWrite(t *testing.T) {
 		t.Errorf("--write with no hit: exit %d", code)
 	}
 }
+
+// Without a home directory there is no default index: every command asks
+// for --index instead of making one in the working directory.
+func TestNoHomeAsksForIndex(t *testing.T) {
+	capture, err := filepath.Abs(corpus + "xff_two_ips_small.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", "")
+	t.Setenv("XFFIDX_INDEX", "")
+	t.Setenv("XDG_DATA_HOME", "")
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	for _, args := range [][]string{
+		{"build", capture},
+		{"query", "--ip", "10.3.3.3"},
+		{"files"}, {"stats"}, {"prune"}, {"compact"}, {"top"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), "--index") || !strings.Contains(errb.String(), "XFFIDX_INDEX") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and a request for --index", args, code, errb.String())
+		}
+	}
+	if entries, err := os.ReadDir(cwd); err != nil || len(entries) != 0 {
+		t.Errorf("working directory holds %v (%v); want nothing", entries, err)
+	}
+}

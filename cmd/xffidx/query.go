@@ -117,7 +117,11 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 				return fail(err)
 			}
 
-			res, err := query.Search(g.store(), opt)
+			store, err := g.store()
+			if err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
+			res, err := query.Search(store, opt)
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}

@@ -12,7 +12,10 @@ func newStats(g *globals) *cobra.Command {
 		Short: "Print index totals and its size on disk",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store := g.store()
+			store, err := g.store()
+			if err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
 			files, err := store.Catalog()
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
@@ -49,7 +52,11 @@ func newCompact(g *globals) *cobra.Command {
 		Short: "Compact the index: smaller on disk, faster to search",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.store().Compact(); err != nil {
+			store, err := g.store()
+			if err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
+			if err := store.Compact(); err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
 			return nil

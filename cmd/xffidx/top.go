@@ -53,7 +53,11 @@ vanished or changed since it was indexed).`,
 			if outFormat, err = checkFormat(g, outFormat); err != nil {
 				return fail(err)
 			}
-			res, err := query.Top(g.store(), opt)
+			store, err := g.store()
+			if err != nil {
+				return &exitError{code: exitTrouble, err: err}
+			}
+			res, err := query.Top(store, opt)
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
