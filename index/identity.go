@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/xffidx/xffidx/format"
 )
 
 // Identity is what a stat says about a file.
@@ -35,7 +37,7 @@ func (id Identity) SameFile(f *FileInfo) bool {
 
 // Fingerprint hashes n bytes of path from offset from.
 func Fingerprint(path string, from, n int64) (string, error) {
-	f, err := os.Open(path)
+	f, err := format.Open(path)
 	if err != nil {
 		return "", err
 	}

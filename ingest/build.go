@@ -392,7 +392,7 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 	}
 	info.ID, info.Size, info.ModTime = fid, id.Size, id.ModTime
 	info.Dev, info.Inode = uint64(id.Dev), uint64(id.Inode)
-	f, err := os.Open(path)
+	f, err := format.Open(path)
 	if err != nil {
 		r.Err = err
 		return r
@@ -537,7 +537,7 @@ func (b *Builder) expand(path string, fail func(FileResult)) []string {
 }
 
 func checkMagic(path string) error {
-	f, err := os.Open(path)
+	f, err := format.Open(path)
 	if err != nil {
 		return err
 	}

@@ -232,7 +232,7 @@ func (fs *fileScan) run() error {
 			// read-ahead: two workers interleaving reads on one descriptor
 			// look random to it, which halves throughput from disk.
 			sc.f = fs.f
-			if own, err := os.Open(fs.path); err == nil {
+			if own, err := format.Open(fs.path); err == nil {
 				defer own.Close()
 				a, errA := fs.f.Stat()
 				b, errB := own.Stat()

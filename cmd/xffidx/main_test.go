@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -306,5 +307,46 @@ func TestNoHomeAsksForIndex(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(cwd); err != nil || len(entries) != 0 {
 		t.Errorf("working directory holds %v (%v); want nothing", entries, err)
+	}
+}
+
+// A FIFO named on the command line is refused at once (it would block the
+// build, holding the build lock, until a writer came), and the other
+// captures are indexed; the next --no-wait build finds the lock free.
+func TestBuildRefusesFIFO(t *testing.T) {
+	dir, ix := t.TempDir(), t.TempDir()
+	fifo := filepath.Join(dir, "fifo.pcap")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "a.pcap")
+	copyFile(t, corpus+"xff_two_ips_small.pcap", good)
+	type result struct {
+		code   int
+		stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, _, stderr := xffx(t, ix, "build", "--no-wait", fifo, good)
+		done <- result{code, stderr}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(time.Minute):
+		// Unblock the build's open so that the test can end.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		t.Fatal("build blocked on a FIFO")
+	}
+	if r.code != 2 || !strings.Contains(r.stderr, fifo+": not a regular file (a named pipe)") || !strings.Contains(r.stderr, "1 new") {
+		t.Fatalf("build: exit %d, stderr %q; want 2, the FIFO named as not a regular file, the capture indexed", r.code, r.stderr)
+	}
+	if code, _, stderr := xffx(t, ix, "build", "--no-wait", good); code != 0 {
+		t.Fatalf("next build: exit %d, stderr %q", code, stderr)
+	}
+	if code, out, _ := xffx(t, ix, "query", "--ip", "10.3.3.3", "--format", "json"); code != 0 || len(parseHits(t, out)) != 1 {
+		t.Fatalf("query: exit %d, out %q", code, out)
 	}
 }
