@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/xffidx/xffidx/format"
@@ -163,8 +164,14 @@ type session struct {
 func (b *Builder) Build(paths []string, report func(FileResult)) (Stats, error) {
 	return b.run(report, func(s *session, done func(FileResult)) {
 		var captures []string
+		var notCaptures []notCapture
 		for _, p := range paths {
-			captures = append(captures, b.expand(p, done)...)
+			captures = append(captures, b.expand(p, done, func(nc notCapture) {
+				notCaptures = append(notCaptures, nc)
+			})...)
+		}
+		for _, r := range s.dropNotCaptures(notCaptures) {
+			done(r)
 		}
 		s.plan(captures)
 		for _, c := range captures {
@@ -470,28 +477,86 @@ func (s *session) progress(file string, fileDone, fileBytes, delta int64) {
 	}
 }
 
-// prune drops catalog entries whose file is gone.
+// prune drops catalog entries whose file is gone, or holds no capture any
+// more.
 func (s *session) prune() []FileResult {
 	var out []FileResult
+	var notCaptures []notCapture
 	var gone []uint32
 	for _, f := range s.files {
 		if s.claimed[f.ID] {
 			continue
 		}
-		if _, err := os.Stat(f.Path); errors.Is(err, fs.ErrNotExist) {
+		id, err := index.StatIdentity(f.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			gone = append(gone, f.ID)
 			out = append(out, FileResult{Path: f.Path, Action: ActionPruned, Info: f, Committed: true})
+		case err == nil && id.Size != f.Size:
+			// A file of the size indexed still starts as a capture did
+			// (the build checked); only one whose size changed may not.
+			if err := checkMagic(f.Path); isNotCapture(err) {
+				notCaptures = append(notCaptures, notCapture{path: f.Path, err: err})
+			}
 		}
 	}
 	if err := s.b.Store.Delete(gone...); err != nil {
 		return []FileResult{{Action: ActionFailed, Err: err}}
 	}
 	s.files = slices.DeleteFunc(s.files, func(f index.FileInfo) bool { return slices.Contains(gone, f.ID) })
+	return append(out, s.dropNotCaptures(notCaptures)...)
+}
+
+// notCapture is a path that was expected to hold a capture and does not:
+// err says why (format.ErrNotCapture or format.ErrNotRegular).
+type notCapture struct {
+	path  string
+	err   error
+	named bool // named on the command line, not found in a directory
+}
+
+func isNotCapture(err error) bool {
+	return errors.Is(err, format.ErrNotCapture) || errors.Is(err, format.ErrNotRegular)
+}
+
+// dropNotCaptures drops the catalog entries of paths that hold no capture
+// any more (emptied, overwritten with something else, replaced by a FIFO):
+// their hits point at bytes that are gone, and a query would report the
+// file as changed on every run until the entry went. A named path the
+// index does not know is a failure, as any file that is not a capture; one
+// met in a directory is passed over.
+func (s *session) dropNotCaptures(ncs []notCapture) []FileResult {
+	var out []FileResult
+	var drop []uint32
+	for _, nc := range ncs {
+		i := slices.IndexFunc(s.files, func(f index.FileInfo) bool { return f.Path == nc.path && !s.claimed[f.ID] })
+		switch {
+		case i >= 0:
+			f := s.files[i]
+			drop = append(drop, f.ID)
+			why := strings.TrimPrefix(nc.err.Error(), nc.path+": ")
+			out = append(out, FileResult{Path: f.Path, Action: ActionPruned, Info: f, Committed: true, Warnings: []string{
+				fmt.Sprintf("no longer a capture (%s): its entry and the %d hits it was indexed with are dropped from the index", why, f.Hits),
+			}})
+		case nc.named:
+			out = append(out, FileResult{Path: nc.path, Action: ActionFailed, Err: nc.err})
+		default:
+			s.b.logger().Debug("not a capture, passed over", "file", nc.path, "why", nc.err)
+		}
+	}
+	if len(drop) == 0 {
+		return out
+	}
+	if err := s.b.Store.Delete(drop...); err != nil {
+		return []FileResult{{Action: ActionFailed, Err: err}}
+	}
+	s.files = slices.DeleteFunc(s.files, func(f index.FileInfo) bool { return slices.Contains(drop, f.ID) })
 	return out
 }
 
-// expand lists the captures named by path, in lexical order.
-func (b *Builder) expand(path string, fail func(FileResult)) []string {
+// expand lists the captures named by path, in lexical order, and passes
+// the files that are not captures to skip.
+func (b *Builder) expand(path string, fail func(FileResult), skip func(notCapture)) []string {
 	failed := func(p string, err error) { fail(FileResult{Path: p, Action: ActionFailed, Err: err}) }
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -504,7 +569,11 @@ func (b *Builder) expand(path string, fail func(FileResult)) []string {
 		return nil
 	}
 	if !fi.IsDir() {
-		if err := checkMagic(abs); err != nil {
+		switch err := checkMagic(abs); {
+		case isNotCapture(err):
+			skip(notCapture{path: abs, err: err, named: true})
+			return nil
+		case err != nil:
 			failed(abs, err)
 			return nil
 		}
@@ -516,12 +585,12 @@ func (b *Builder) expand(path string, fail func(FileResult)) []string {
 			failed(p, err)
 			return nil
 		}
-		if !d.Type().IsRegular() {
-			return nil
+		if d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
+			return nil // symbolic links in a directory are not followed
 		}
 		if err := checkMagic(p); err != nil {
-			if errors.Is(err, format.ErrNotCapture) {
-				b.logger().Debug("not a capture, passed over", "file", p)
+			if isNotCapture(err) {
+				skip(notCapture{path: p, err: err})
 			} else {
 				failed(p, err)
 			}

@@ -80,7 +80,7 @@ func Export(path string, rows []Row, files []index.FileInfo) (ExportStats, error
 	// in time order.
 	var recs []format.Record
 	for _, ff := range order {
-		f, err := os.Open(ff.info.Path)
+		f, err := format.Open(ff.info.Path)
 		if err != nil {
 			return st, fmt.Errorf("%s: %w", ff.info.Path, err)
 		}

@@ -86,7 +86,7 @@ func (r *recordReader) close() {
 
 func (r *recordReader) open(info *index.FileInfo) error {
 	r.close()
-	f, err := os.Open(info.Path)
+	f, err := format.Open(info.Path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return errors.New("no longer exists")

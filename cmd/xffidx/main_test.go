@@ -350,3 +350,57 @@ func TestBuildRefusesFIFO(t *testing.T) {
 		t.Fatalf("query: exit %d, out %q", code, out)
 	}
 }
+
+// A capture emptied or overwritten with something that is not a capture
+// loses its entry at the next build (over its directory or naming it) or
+// prune, with a warning; the state then settles: queries stop naming it,
+// and later builds have nothing to say about it.
+func TestNoLongerACapture(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		replace func(path string) error
+		run     func(dir, path string) []string
+		why     string
+	}{
+		{"emptied, build over the directory", func(p string) error { return os.Truncate(p, 0) },
+			func(dir, _ string) []string { return []string{"build", dir} }, "empty file"},
+		{"emptied, build naming it", func(p string) error { return os.Truncate(p, 0) },
+			func(_, p string) []string { return []string{"build", p} }, "empty file"},
+		{"overwritten with text, prune", func(p string) error { return os.WriteFile(p, []byte("not a capture\n"), 0o644) },
+			func(string, string) []string { return []string{"prune"} }, "not a pcap or pcapng capture"},
+		{"replaced by a FIFO, build over the directory", func(p string) error {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			return syscall.Mkfifo(p, 0o644)
+		}, func(dir, _ string) []string { return []string{"build", dir} }, "not a regular file (a named pipe)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, ix := t.TempDir(), t.TempDir()
+			path := filepath.Join(dir, "a.pcap")
+			copyFile(t, corpus+"xff_erspan_gre_mixed.pcap", path)
+			copyFile(t, corpus+"xff_erspan_gre_mixed.pcap", filepath.Join(dir, "b.pcap"))
+			if code, _, stderr := xffx(t, ix, "build", dir); code != 0 {
+				t.Fatal(stderr)
+			}
+			if err := tc.replace(path); err != nil {
+				t.Fatal(err)
+			}
+			if code, _, stderr := xffx(t, ix, "query", "--ip", "106.113.55.163"); code != 2 || !strings.Contains(stderr, path) {
+				t.Fatalf("query before: exit %d, stderr %q; want 2 naming %s", code, stderr, path)
+			}
+			code, _, stderr := xffx(t, ix, tc.run(dir, path)...)
+			if code != 0 || !strings.Contains(stderr, "warning: "+path+": no longer a capture ("+tc.why) || !strings.Contains(stderr, "1 pruned") {
+				t.Fatalf("%v: exit %d, stderr %q", tc.run(dir, path), code, stderr)
+			}
+			code, out, stderr := xffx(t, ix, "query", "--ip", "106.113.55.163", "--format", "json")
+			if hits := parseHits(t, out); code != 0 || stderr != "" || len(hits) != 2 || filepath.Base(hits[0].File) != "b.pcap" {
+				t.Fatalf("query after: exit %d, hits %+v, stderr %q", code, hits, stderr)
+			}
+			code, _, stderr = xffx(t, ix, "build", dir)
+			if code != 0 || strings.Contains(stderr, "warning") || !strings.Contains(stderr, "0 pruned") {
+				t.Fatalf("next build: exit %d, stderr %q", code, stderr)
+			}
+		})
+	}
+}
