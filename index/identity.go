@@ -15,6 +15,9 @@ import (
 type Identity struct {
 	Size, Dev, Inode int64
 	ModTime          time.Time
+	// CTime is the inode's status change time: every write moves it, and
+	// unlike the modification time no one can set it back (`touch -r`).
+	CTime time.Time
 }
 
 // StatIdentity stats path.
@@ -23,11 +26,33 @@ func StatIdentity(path string) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
+	return IdentityOf(fi), nil
+}
+
+// IdentityOf returns what fi says about its file.
+func IdentityOf(fi os.FileInfo) Identity {
 	id := Identity{Size: fi.Size(), ModTime: fi.ModTime()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		id.Dev, id.Inode = int64(st.Dev), int64(st.Ino)
+		id.CTime = time.Unix(st.Ctim.Unix())
 	}
-	return id, nil
+	return id
+}
+
+// Unchanged reports whether the file at path, which stats as id, still
+// holds the bytes f was indexed from. Size and modification time equal are
+// not enough: `cat other.pcap > f.pcap; touch -r saved f.pcap` keeps both.
+// A status change time equal to the one recorded settles it with the stat
+// alone; otherwise (also chmod, rename, or an entry from an xffidx that did
+// not record it) the start of the file is hashed again and compared.
+func (id Identity) Unchanged(path string, f *FileInfo) bool {
+	if id.Size != f.Size || !id.ModTime.Equal(f.ModTime) || f.Inode != 0 && !id.SameFile(f) {
+		return false
+	}
+	if !f.CTime.IsZero() && id.CTime.Equal(f.CTime) {
+		return true
+	}
+	return SameStart(path, f)
 }
 
 // SameFile reports whether id is the file (device and inode) f was.
@@ -74,10 +99,16 @@ func State(f *FileInfo) FileState {
 	if err != nil {
 		return StateMissing
 	}
+	return StateOf(f, id)
+}
+
+// StateOf compares the file at f.Path, which stats as id, with its catalog
+// entry.
+func StateOf(f *FileInfo, id Identity) FileState {
 	switch {
 	case f.Inode != 0 && !id.SameFile(f):
 		return StateChanged
-	case id.Size == f.Size && id.ModTime.Equal(f.ModTime):
+	case id.Unchanged(f.Path, f):
 		return StateOK
 	case id.Size > f.Size && SameStart(f.Path, f):
 		return StateGrown

@@ -57,11 +57,14 @@ type FileInfo struct {
 	// and inode (or, after a move across file systems, size and mtime)
 	// match and the Fingerprint of its first bytes past the file header
 	// (FingerprintFrom, FingerprintLen) is unchanged.
-	Dev             uint64 `json:"dev"`
-	Inode           uint64 `json:"inode"`
-	Fingerprint     string `json:"fingerprint"`
-	FingerprintFrom int64  `json:"fingerprint_from"`
-	FingerprintLen  int64  `json:"fingerprint_len"`
+	Dev   uint64 `json:"dev"`
+	Inode uint64 `json:"inode"`
+	// CTime is the file's status change time when it was indexed (zero
+	// from an xffidx that did not record it): see Identity.Unchanged.
+	CTime           time.Time `json:"ctime,omitzero"`
+	Fingerprint     string    `json:"fingerprint"`
+	FingerprintFrom int64     `json:"fingerprint_from"`
+	FingerprintLen  int64     `json:"fingerprint_len"`
 	// ResumeAt is where the next build of a grown file picks up: the end of
 	// the last complete record (a cut last record is read again). The
 	// connections open there are saved with the file ('s' key).

@@ -154,6 +154,9 @@ type session struct {
 	started time.Time
 	total   int64 // bytes to read, for progress
 	done    int64
+	// refreshed holds unchanged files' entries with their status change
+	// time updated, written once at the end.
+	refreshed []index.FileInfo
 }
 
 // Build indexes every capture among paths: files, and directories walked
@@ -226,6 +229,12 @@ func (b *Builder) run(report func(FileResult), work func(s *session, done func(F
 			report(r)
 		}
 	})
+	if len(s.refreshed) > 0 {
+		if err := b.Store.Update(s.refreshed...); err != nil {
+			// Costs the next runs a hash of those files' starts, nothing else.
+			b.logger().Warn("could not record the status change time of unchanged files", "files", len(s.refreshed), "err", err)
+		}
+	}
 	st.Duration = time.Since(s.started)
 	return st, nil
 }
@@ -352,7 +361,14 @@ func (s *session) indexFile(path string) FileResult {
 		// new ones replace them.
 		r = s.scan(path, id, entry, true)
 		r.Action = ActionReindexed
-	case entry != nil && sameFileOrUnknown(id, entry) && id.Size == entry.Size && id.ModTime.Equal(entry.ModTime):
+	case entry != nil && id.Unchanged(path, entry):
+		if !id.CTime.Equal(entry.CTime) {
+			// Its start hashed the same (a chmod, a rename, an entry
+			// from an older xffidx): recorded, the next stat settles it
+			// alone.
+			entry.CTime = id.CTime
+			s.refreshed = append(s.refreshed, *entry)
+		}
 		r.Action, r.Info, r.Committed = ActionUnchanged, *entry, true
 		if oldPath != "" {
 			r.Action = ActionRenamed
@@ -398,7 +414,7 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 		}
 	}
 	info.ID, info.Size, info.ModTime = fid, id.Size, id.ModTime
-	info.Dev, info.Inode = uint64(id.Dev), uint64(id.Inode)
+	info.Dev, info.Inode, info.CTime = uint64(id.Dev), uint64(id.Inode), id.CTime
 	f, err := format.Open(path)
 	if err != nil {
 		r.Err = err

@@ -62,7 +62,7 @@ type Result struct {
 }
 
 // ErrChanged says a capture is not the file that was indexed.
-var ErrChanged = errors.New("changed since it was indexed (size or modification time differ); run `xffidx build` again")
+var ErrChanged = errors.New("changed since it was indexed (its size, modification time or contents differ); run `xffidx build` again")
 
 // Lookup finds every packet whose XFF values hold an address in prefixes.
 func Lookup(store *index.Store, prefixes []netip.Prefix) (Result, error) {
@@ -98,7 +98,7 @@ func (r *recordReader) open(info *index.FileInfo) error {
 		f.Close()
 		return err
 	}
-	if (st.Size() != info.Size || !st.ModTime().Equal(info.ModTime)) && index.State(info) != index.StateGrown {
+	if s := index.StateOf(info, index.IdentityOf(st)); s != index.StateOK && s != index.StateGrown {
 		// A grown capture (records appended, the start unchanged) still
 		// holds every indexed record where it was.
 		f.Close()

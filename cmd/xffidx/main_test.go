@@ -404,3 +404,57 @@ func TestNoLongerACapture(t *testing.T) {
 		})
 	}
 }
+
+// A capture overwritten in place with other bytes of the same size, its
+// modification time set back (`cat other.pcap > live.pcap; touch -r saved
+// live.pcap`), is not the file that was indexed: query reports it changed
+// instead of decoding its records as the indexed ones, and build indexes
+// it again. A chmod alone (status change, same bytes) changes nothing.
+func TestSameSizeAndMtimeOtherBytes(t *testing.T) {
+	dir, ix := t.TempDir(), t.TempDir()
+	live := filepath.Join(dir, "live.pcap")
+	orig := copyFile(t, corpus+"xff_erspan_gre_mixed.pcap", live)
+	if code, _, stderr := xffx(t, ix, "build", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	saved, err := os.Stat(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // a status change time of its own
+	if err := os.Chmod(live, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr := 0, ""
+	if code, _, stderr = xffx(t, ix, "build", dir); code != 0 || !strings.Contains(stderr, "1 unchanged") {
+		t.Fatalf("build after chmod: exit %d, %q", code, stderr)
+	}
+	other := bytes.ReplaceAll(orig, []byte("106.113.55.163"), []byte("106.113.55.164"))
+	if bytes.Equal(other, orig) {
+		t.Fatal("the capture does not hold the address")
+	}
+	f, err := os.OpenFile(live, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(other); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(live, saved.ModTime(), saved.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := xffx(t, ix, "query", "--ip", "106.113.55.163", "--format", "json")
+	if hits := parseHits(t, out); code != 2 || len(hits) != 0 || !strings.Contains(stderr, live) || !strings.Contains(stderr, "changed") {
+		t.Fatalf("query of the overwritten capture: exit %d, hits %+v, stderr %q; want 2, no rows, the file named as changed", code, hits, stderr)
+	}
+	if code, _, stderr = xffx(t, ix, "build", dir); code != 0 || !strings.Contains(stderr, "1 changed") {
+		t.Fatalf("build: exit %d, %q", code, stderr)
+	}
+	if code, _, _ := xffx(t, ix, "query", "--ip", "106.113.55.163"); code != 1 {
+		t.Errorf("query for the old address after the build: exit %d, want 1", code)
+	}
+	if code, out, _ := xffx(t, ix, "query", "--ip", "106.113.55.164", "--format", "json"); code != 0 || len(parseHits(t, out)) != 2 {
+		t.Errorf("query for the new address after the build: exit %d, %s", code, out)
+	}
+}
