@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xffidx/xffidx/format/capgen"
+)
+
+// robustCaptures copies a few corpus captures to a directory of their own.
+func robustCaptures(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, n := range []string{"xff_erspan_gre_mixed.pcap", "xff_two_ips_small.pcap", "xff_leading_zeros.pcap", "xff_out_of_order_squid.pcap", "xff_with_original_forwarded_for.pcap"} {
+		copyFile(t, corpus+n, filepath.Join(dir, n))
+	}
+	// And enough hits for the index to hold blocks of hits alone.
+	var buf bytes.Buffer
+	capgen.Write(&buf, capgen.Config{Seed: 42, Format: capgen.FormatPcap, LinkType: capgen.LinkEthernet, TargetBytes: 1 << 20, XFFRate: 0.1, NoTruth: true})
+	if err := os.WriteFile(filepath.Join(dir, "gen.pcap"), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// copyIndex copies an index directory, modes included.
+func copyIndex(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if err := os.MkdirAll(filepath.Join(dst, rel), 0o700); err != nil {
+				return err
+			}
+			return os.Chmod(filepath.Join(dst, rel), info.Mode().Perm())
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damage xors n bytes of the index's only table at offset at (from the end
+// if negative).
+func damage(t *testing.T, ix string, at int64, n int) {
+	t.Helper()
+	ssts, _ := filepath.Glob(filepath.Join(ix, "db", "*.sst"))
+	if len(ssts) != 1 {
+		t.Fatalf("%d tables, want 1 (after compact)", len(ssts))
+	}
+	b, err := os.ReadFile(ssts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at < 0 {
+		at += int64(len(b))
+	}
+	for i := range int64(n) {
+		b[at+i] ^= 0xa5
+	}
+	if err := os.WriteFile(ssts[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// oneLineError checks that a command failed with exit 2 and one line on
+// stderr holding each of want.
+func oneLineError(t *testing.T, what string, code int, stderr string, want ...string) {
+	t.Helper()
+	if code != 2 || strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "goroutine") || strings.Contains(stderr, "panic") {
+		t.Errorf("%s: exit %d, stderr %q; want exit 2 and one line", what, code, stderr)
+		return
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("%s: stderr %q lacks %q", what, stderr, w)
+		}
+	}
+}
+
+// TestCorruptIndex: a table whose footer is damaged, or one of whose data
+// blocks holding hits is, makes every command that reads it fail with one
+// line naming the index and the way out (exit 2), never a panic; `build
+// --rebuild` then sets the damaged database aside, keeps it, and indexes the
+// captures the old one listed again (or, when its list cannot be read, the
+// captures named), giving the undamaged index's answers.
+func TestCorruptIndex(t *testing.T) {
+	caps, clean := robustCaptures(t), t.TempDir()
+	if code, _, stderr := xffx(t, clean, "build", caps); code != 0 {
+		t.Fatalf("build: %d %s", code, stderr)
+	}
+	if code, _, stderr := xffx(t, clean, "compact"); code != 0 {
+		t.Fatalf("compact: %d %s", code, stderr)
+	}
+	_, wantHits, _ := xffx(t, clean, "query", "--cidr", "0.0.0.0/0", "--cidr", "::/0", "--format", "json")
+	_, wantFiles, _ := xffx(t, clean, "files", "--format", "json")
+	if len(parseHits(t, wantHits)) < 10 {
+		t.Fatalf("too few hits to test with: %q", wantHits)
+	}
+	answers := func(ix string) {
+		t.Helper()
+		if _, out, _ := xffx(t, ix, "query", "--cidr", "0.0.0.0/0", "--cidr", "::/0", "--format", "json"); out != wantHits {
+			t.Errorf("after --rebuild, query gives\n%s\nwant\n%s", out, wantHits)
+		}
+		if _, out, _ := xffx(t, ix, "files", "--format", "json"); out != wantFiles {
+			t.Errorf("after --rebuild, files gives\n%s\nwant\n%s", out, wantFiles)
+		}
+	}
+	aside := func(ix string) []string {
+		m, _ := filepath.Glob(filepath.Join(ix, "db.damaged-*"))
+		return m
+	}
+
+	t.Run("footer", func(t *testing.T) {
+		ix := t.TempDir()
+		copyIndex(t, clean, ix)
+		damage(t, ix, -20, 4)
+		for _, args := range [][]string{{"files"}, {"stats"}, {"query", "--ip", "106.113.55.163"}, {"query", "--cidr", "10.0.0.0/8"}, {"top"}, {"build", caps}, {"prune"}} {
+			code, _, stderr := xffx(t, ix, args...)
+			oneLineError(t, strings.Join(args, " "), code, stderr, "index "+ix+" is corrupt (", ".sst", "xffidx build --rebuild", "delete "+ix)
+		}
+		// The catalog is in the damaged table: --rebuild asks for the
+		// captures, and changes nothing meanwhile.
+		code, _, stderr := xffx(t, ix, "build", "--rebuild")
+		oneLineError(t, "build --rebuild", code, stderr, "index "+ix, "cannot be read", "xffidx build --rebuild PATH")
+		if len(aside(ix)) != 0 {
+			t.Errorf("the database was moved although nothing was rebuilt")
+		}
+		code, _, stderr = xffx(t, ix, "build", "--rebuild", caps)
+		if code != 0 || len(aside(ix)) != 1 || !strings.Contains(stderr, aside(ix)[0]) {
+			t.Fatalf("build --rebuild %s: exit %d, set aside %v, stderr %q", caps, code, aside(ix), stderr)
+		}
+		answers(ix)
+	})
+
+	t.Run("hits block", func(t *testing.T) {
+		// The first place where damage leaves the catalog readable and makes
+		// a scan of every address fail: a data block of hits.
+		ssts, _ := filepath.Glob(filepath.Join(clean, "db", "*.sst"))
+		fi, err := os.Stat(ssts[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ix string
+		for at := int64(64); ; at += 256 {
+			if at+8 > fi.Size() {
+				t.Fatal("no damage leaves the catalog readable and the hits not")
+			}
+			ix = t.TempDir()
+			copyIndex(t, clean, ix)
+			damage(t, ix, at, 8)
+			if code, _, _ := xffx(t, ix, "files"); code != 0 {
+				continue
+			}
+			if code, _, _ := xffx(t, ix, "query", "--cidr", "0.0.0.0/0", "--cidr", "::/0"); code == 2 {
+				break
+			}
+		}
+		for _, args := range [][]string{{"query", "--cidr", "0.0.0.0/0", "--cidr", "::/0"}, {"top"}} {
+			code, _, stderr := xffx(t, ix, args...)
+			oneLineError(t, strings.Join(args, " "), code, stderr, "index "+ix+" is corrupt (", "checksum mismatch", "xffidx build --rebuild")
+		}
+		code, _, stderr := xffx(t, ix, "build", "--rebuild")
+		if code != 0 || len(aside(ix)) != 1 || !strings.Contains(stderr, "moved to "+aside(ix)[0]) || !strings.Contains(stderr, "files: 6 new") {
+			t.Fatalf("build --rebuild: exit %d, set aside %v, stderr %q", code, aside(ix), stderr)
+		}
+		answers(ix)
+		// The damaged database is kept as it was.
+		if ssts, _ := filepath.Glob(filepath.Join(aside(ix)[0], "*.sst")); len(ssts) != 1 {
+			t.Errorf("the damaged database was not kept: %v", ssts)
+		}
+	})
+}
