@@ -179,7 +179,7 @@ func (s *Store) classify(err error) error {
 		return &IndexError{Dir: s.Dir, Kind: ErrWriteFailed, What: oneLine(err.Error(), s.Dir), Err: err}
 	case errors.Is(err, os.ErrPermission):
 		return err
-	case pebble.IsCorruptionError(err), isDamage(err):
+	case pebble.IsCorruptionError(err), isDamage(err), errors.As(err, new(*stoppedError)):
 		return &IndexError{Dir: s.Dir, Kind: ErrCorrupt, What: oneLine(err.Error(), s.Dir), Err: err}
 	}
 	return err
@@ -209,7 +209,7 @@ func isWriteFailure(err error) bool {
 // it as corruption (a MANIFEST cut short, a table that is gone).
 func isDamage(err error) bool {
 	msg := err.Error()
-	for _, s := range []string{"malformed manifest", "could not open manifest", "error when loading manifest", "unknown to the objstorage provider", "object size mismatch", "pebble stopped", "checksum mismatch"} {
+	for _, s := range []string{"malformed manifest", "could not open manifest", "error when loading manifest", "unknown to the objstorage provider", "object size mismatch", "checksum mismatch"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
@@ -278,11 +278,10 @@ func (pebbleLogger) Errorf(string, ...interface{}) {}
 // matches its files, and going on (or unwinding through code that holds its
 // locks) could write a MANIFEST that loses committed data.
 func (l pebbleLogger) Fatalf(format string, args ...interface{}) {
-	err := fmt.Errorf("pebble stopped: "+format, args...)
+	err := &stoppedError{msg: fmt.Sprintf(format, args...)}
 	for _, a := range args {
 		if e, ok := a.(error); ok {
-			// Keep Pebble's error in the chain, for errors.Is (ENOSPC).
-			err = fmt.Errorf("%w (%w)", err, e)
+			err.err = e // for errors.Is (ENOSPC)
 			break
 		}
 	}
@@ -294,6 +293,15 @@ func (l pebbleLogger) Fatalf(format string, args ...interface{}) {
 	l.w.fail(err)
 	select {}
 }
+
+// stoppedError is a failure Pebble stopped on (Fatalf).
+type stoppedError struct {
+	msg string
+	err error // Pebble's error among Fatalf's arguments, if any
+}
+
+func (e *stoppedError) Error() string { return e.msg }
+func (e *stoppedError) Unwrap() error { return e.err }
 
 func isLockBusy(err error) bool {
 	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) ||

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/xffidx/xffidx/format/capgen"
@@ -185,4 +188,89 @@ func TestCorruptIndex(t *testing.T) {
 			t.Errorf("the damaged database was not kept: %v", ssts)
 		}
 	})
+}
+
+// xffxProc runs the command line in a child process (TestMain), with an
+// index in ix: a failure Pebble stops on leaves its database parked in the
+// process, which must end for the next command to open the index.
+func xffxProc(t *testing.T, ix string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(os.Args[0], append([]string{"--index", ix}, args...)...)
+	cmd.Env = append(os.Environ(), "XFFIDX_TEST_CLI=1")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// fillFS writes a file in dir until the file system has no byte free.
+func fillFS(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, size := range []int{1 << 16, 1 << 12, 1} {
+		chunk := make([]byte, size)
+		for {
+			if _, err := f.Write(chunk); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil || st.Bavail != 0 {
+		t.Fatalf("file system not full: %d blocks free, %v", st.Bavail, err)
+	}
+}
+
+// TestFullDisk: on a file system with no byte free (a small tmpfs: root
+// only), build, prune and compact fail with one line naming the index and
+// the system's error, exit 2, and the index is unchanged: it answers as
+// before meanwhile, and once space is freed a build completes it.
+func TestFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		rnSkip(t, "mounting a small tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=16m"); err != nil {
+		rnSkip(t, "mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	caps := robustCaptures(t)
+	ix := filepath.Join(mnt, "ix")
+	if code, _, stderr := xffxProc(t, ix, "build", filepath.Join(caps, "xff_two_ips_small.pcap")); code != 0 {
+		t.Fatalf("build: %d %s", code, stderr)
+	}
+	query := []string{"query", "--cidr", "0.0.0.0/0", "--cidr", "::/0", "--format", "json"}
+	_, before, _ := xffxProc(t, ix, query...)
+	if len(parseHits(t, before)) == 0 {
+		t.Fatal("no hits before the disk is full")
+	}
+	fillFS(t, mnt)
+	for _, args := range [][]string{{"build", caps}, {"prune"}, {"compact"}} {
+		code, _, stderr := xffxProc(t, ix, args...)
+		oneLineError(t, strings.Join(args, " "), code, stderr, "index "+ix+" could not be written (", "no space left on device", "the index keeps what was committed before")
+		if code, out, stderr := xffxProc(t, ix, query...); code != 0 || out != before {
+			t.Fatalf("after %s on a full disk, query: exit %d, %q, stderr %q; want the answers of before", args, code, out, stderr)
+		}
+	}
+	os.Remove(filepath.Join(mnt, "filler"))
+	if code, _, stderr := xffxProc(t, ix, "build", caps); code != 0 || !strings.Contains(stderr, "files: 5 new, 0 grown, 1 unchanged") {
+		t.Fatalf("build once space is free: exit %d, %q", code, stderr)
+	}
+	clean := t.TempDir()
+	xffx(t, clean, "build", caps)
+	_, want, _ := xffx(t, clean, query...)
+	if _, got, _ := xffxProc(t, ix, query...); got != want {
+		t.Errorf("after the disk was full, the index differs from a clean build's:\n%s\nwant\n%s", got, want)
+	}
 }
