@@ -58,8 +58,11 @@ func (s *Store) tmpDir() string { return filepath.Join(s.Dir, "tmp") }
 // and the files it creates to this store.
 func (s *Store) options(readOnly bool) *pebble.Options {
 	o := &pebble.Options{
-		ReadOnly:           readOnly,
-		ErrorIfNotExists:   readOnly,
+		ReadOnly: readOnly,
+		// Only withDB's creation step, on an absent or empty directory,
+		// makes a new database: anywhere else a missing database is damage
+		// to report, never a reason to start afresh over the old files.
+		ErrorIfNotExists:   true,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{},
 	}
@@ -89,8 +92,10 @@ func (s *Store) withDB(readOnly bool, fn func(db *pebble.DB) error) error {
 		if !s.Exists() {
 			return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
 		}
-	} else if err := os.MkdirAll(s.dbDir(), 0o755); err != nil {
-		return fmt.Errorf("%s: %w", s.Dir, err)
+	} else if !s.Exists() {
+		if err := s.create(); err != nil {
+			return err
+		}
 	}
 	deadline := time.Now().Add(s.LockWait)
 	delay := 5 * time.Millisecond
@@ -99,9 +104,11 @@ func (s *Store) withDB(readOnly bool, fn func(db *pebble.DB) error) error {
 		if opened || err == nil {
 			return err
 		}
-		if readOnly && errors.Is(err, pebble.ErrDBDoesNotExist) {
-			// A first build died while creating the database.
-			return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
+		if errors.Is(err, pebble.ErrDBDoesNotExist) {
+			// The directory holds files (Exists), but not the marker that
+			// names the current MANIFEST.
+			return &IndexError{Dir: s.Dir, Kind: ErrCorrupt, Err: err,
+				What: "db/marker.manifest.* is missing: nothing says which MANIFEST lists the tables"}
 		}
 		if !isLockBusy(err) || time.Now().After(deadline) {
 			return s.classify(fmt.Errorf("%s: opening index: %w", s.Dir, err))
@@ -309,10 +316,50 @@ func isLockBusy(err error) bool {
 		strings.Contains(err.Error(), "lock held by current process")
 }
 
-// Exists reports whether the index has been created.
+// create makes a new, empty database for the index, atomically: it is made
+// in a scratch directory and renamed into place, so that the database
+// directory either does not exist or holds a whole database (a build killed
+// while creating it leaves a scratch directory, which the next build
+// removes: LockBuild). It replaces an empty directory only.
+func (s *Store) create() error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("%s: creating index: %w", s.Dir, err)
+	}
+	tmp, err := os.MkdirTemp(s.Dir, newDBPrefix)
+	if err != nil {
+		return fmt.Errorf("%s: creating index: %w", s.Dir, err)
+	}
+	defer os.RemoveAll(tmp)
+	opts := s.options(false)
+	opts.ErrorIfNotExists = false
+	if _, err := s.session(tmp, opts, nil); err != nil {
+		return s.classify(fmt.Errorf("%s: creating index: %w", s.Dir, err))
+	}
+	// Remove fails on a directory that is not empty: only an empty one is
+	// replaced.
+	if err := os.Remove(s.dbDir()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: creating index: %w", s.Dir, err)
+	}
+	if err := os.Rename(tmp, s.dbDir()); err != nil {
+		return fmt.Errorf("%s: creating index: %w", s.Dir, err)
+	}
+	return syncDir(s.Dir)
+}
+
+// newDBPrefix names the scratch directories of create.
+const newDBPrefix = "db.new-"
+
+// Exists reports whether the index has a database: its directory exists
+// and holds files. (A damaged database exists too: opening it says what is
+// wrong.)
 func (s *Store) Exists() bool {
-	m, _ := filepath.Glob(filepath.Join(s.dbDir(), "MANIFEST-*"))
-	return len(m) > 0
+	d, err := os.Open(s.dbDir())
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(1)
+	return len(names) > 0
 }
 
 // SetAside moves the database out of the way, to DIR/db.damaged-TIME, so

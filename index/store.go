@@ -410,6 +410,9 @@ func (s *Store) State(fid uint32) ([]byte, error) {
 // Compact compacts the whole database: one sorted run of tables, the
 // smallest on disk and the fastest to search.
 func (s *Store) Compact() error {
+	if !s.Exists() {
+		return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
+	}
 	return s.withDB(false, func(db *pebble.DB) error {
 		if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
 			return fmt.Errorf("%s: compacting: %w", s.Dir, err)
@@ -472,7 +475,13 @@ func (s *Store) LockBuild(wait bool) (unlock func(), err error) {
 		}
 		return nil, fmt.Errorf("%s: locking: %w", s.Dir, err)
 	}
-	// Scratch files of a build that died are of no use to anyone now.
+	// Scratch files of a build that died are of no use to anyone now, nor
+	// is a database it did not finish creating.
 	os.RemoveAll(s.tmpDir())
+	if m, err := filepath.Glob(filepath.Join(s.Dir, newDBPrefix+"*")); err == nil {
+		for _, d := range m {
+			os.RemoveAll(d)
+		}
+	}
 	return func() { f.Close() }, nil
 }

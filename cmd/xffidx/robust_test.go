@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -273,4 +274,111 @@ func TestFullDisk(t *testing.T) {
 	if _, got, _ := xffxProc(t, ix, query...); got != want {
 		t.Errorf("after the disk was full, the index differs from a clean build's:\n%s\nwant\n%s", got, want)
 	}
+}
+
+// dbFiles lists the names in an index's database directory.
+func dbFiles(t *testing.T, ix string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(ix, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestDamagedDatabaseRefused: a database that lost its marker.manifest, or
+// whose MANIFEST is cut short or gone, or one of whose tables is gone, is
+// refused by build and by queries with one line naming the index, what is
+// wrong and the way out (exit 2); no file of it is removed or replaced (an
+// older xffidx made a new database over one without marker.manifest,
+// deleting its tables). Only an absent or empty database directory becomes
+// a new index, and a creation cut short leaves nothing a build minds.
+func TestDamagedDatabaseRefused(t *testing.T) {
+	caps, clean := robustCaptures(t), t.TempDir()
+	if code, _, stderr := xffx(t, clean, "build", caps); code != 0 {
+		t.Fatalf("build: %d %s", code, stderr)
+	}
+	query := []string{"query", "--cidr", "0.0.0.0/0", "--cidr", "::/0", "--format", "json"}
+	_, want, _ := xffx(t, clean, query...)
+	glob := func(ix, pattern string) []string {
+		m, _ := filepath.Glob(filepath.Join(ix, "db", pattern))
+		if len(m) == 0 {
+			t.Fatalf("no %s in %s", pattern, ix)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(ix string)
+		want   []string
+	}{
+		{"marker.manifest removed", func(ix string) {
+			for _, m := range glob(ix, "marker.manifest.*") {
+				os.Remove(m)
+			}
+		}, []string{"marker.manifest", "is missing"}},
+		{"MANIFEST cut short", func(ix string) {
+			m := glob(ix, "marker.manifest.*")
+			current := filepath.Join(ix, "db", strings.SplitN(filepath.Base(m[0]), ".", 4)[3])
+			fi, err := os.Stat(current)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Truncate(current, fi.Size()/3)
+		}, []string{"malformed manifest"}},
+		{"MANIFEST removed", func(ix string) {
+			for _, m := range glob(ix, "MANIFEST-*") {
+				os.Remove(m)
+			}
+		}, []string{"could not open manifest", "no such file"}},
+		{"table removed", func(ix string) {
+			os.Remove(glob(ix, "*.sst")[0])
+		}, []string{"file does not exist"}},
+		{"table cut short", func(ix string) {
+			sst := glob(ix, "*.sst")[0]
+			fi, _ := os.Stat(sst)
+			os.Truncate(sst, fi.Size()-10)
+		}, []string{"object size mismatch"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ix := t.TempDir()
+			copyIndex(t, clean, ix)
+			tc.damage(ix)
+			before := dbFiles(t, ix)
+			for _, args := range [][]string{{"build", caps}, {"files"}, query, {"prune"}, {"compact"}} {
+				code, _, stderr := xffx(t, ix, args...)
+				oneLineError(t, args[0], code, stderr, append([]string{"index " + ix + " is corrupt (", "xffidx build --rebuild"}, tc.want...)...)
+			}
+			if after := dbFiles(t, ix); !slices.Equal(before, after) {
+				t.Errorf("the damaged database changed: %v, then %v", before, after)
+			}
+			if code, _, stderr := xffx(t, ix, "build", "--rebuild", caps); code != 0 {
+				t.Fatalf("build --rebuild: exit %d, %s", code, stderr)
+			}
+			if _, got, _ := xffx(t, ix, query...); got != want {
+				t.Errorf("after --rebuild: %s, want %s", got, want)
+			}
+		})
+	}
+	t.Run("empty or half made", func(t *testing.T) {
+		ix := t.TempDir()
+		os.Mkdir(filepath.Join(ix, "db"), 0o700)
+		os.MkdirAll(filepath.Join(ix, "db.new-123", "sub"), 0o700) // a creation cut short
+		if code, _, _ := xffx(t, ix, "files"); code != 2 {
+			t.Errorf("files on an empty database directory: exit %d", code)
+		}
+		if code, _, stderr := xffx(t, ix, "build", caps); code != 0 || !strings.Contains(stderr, "files: 6 new") {
+			t.Fatalf("build into an empty database directory: exit %d, %s", code, stderr)
+		}
+		if _, got, _ := xffx(t, ix, query...); got != want {
+			t.Errorf("answers %s, want %s", got, want)
+		}
+		if m, _ := filepath.Glob(filepath.Join(ix, "db.new-*")); len(m) != 0 {
+			t.Errorf("left over: %v", m)
+		}
+	})
 }
