@@ -3,6 +3,7 @@ package index
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // ErrNoIndex says the index directory holds no index yet.
@@ -50,6 +50,23 @@ func (e *IndexError) Error() string {
 func (e *IndexError) Is(target error) bool { return target == e.Kind }
 func (e *IndexError) Unwrap() error        { return e.Err }
 
+// PermissionError says this user may not open the index (or not for
+// writing).
+type PermissionError struct {
+	Dir string
+	Err error
+}
+
+func (e *PermissionError) Error() string {
+	what := e.Err.Error()
+	if pe := (*fs.PathError)(nil); errors.As(e.Err, &pe) {
+		what = pe.Op + " " + pe.Path
+	}
+	return fmt.Sprintf("index %s: permission denied (%s): an index is readable by its owner only, or also by its directory's group if the directory is set-group-ID (chmod g+s); only its owner may write it", e.Dir, what)
+}
+
+func (e *PermissionError) Unwrap() error { return e.Err }
+
 func (s *Store) dbDir() string  { return filepath.Join(s.Dir, "db") }
 func (s *Store) tmpDir() string { return filepath.Join(s.Dir, "tmp") }
 
@@ -65,6 +82,7 @@ func (s *Store) options(readOnly bool) *pebble.Options {
 		ErrorIfNotExists:   true,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{},
+		FS:                 s.fs(readOnly),
 	}
 	for i := range o.Levels {
 		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.ZstdCompression }
@@ -92,9 +110,14 @@ func (s *Store) withDB(readOnly bool, fn func(db *pebble.DB) error) error {
 		if !s.Exists() {
 			return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
 		}
-	} else if !s.Exists() {
-		if err := s.create(); err != nil {
+	} else {
+		if err := s.prepareDirs(); err != nil {
 			return err
+		}
+		if !s.Exists() {
+			if err := s.create(); err != nil {
+				return err
+			}
 		}
 	}
 	deadline := time.Now().Add(s.LockWait)
@@ -185,7 +208,7 @@ func (s *Store) classify(err error) error {
 	case isWriteFailure(err):
 		return &IndexError{Dir: s.Dir, Kind: ErrWriteFailed, What: oneLine(err.Error(), s.Dir), Err: err}
 	case errors.Is(err, os.ErrPermission):
-		return err
+		return &PermissionError{Dir: s.Dir, Err: err}
 	case pebble.IsCorruptionError(err), isDamage(err), errors.As(err, new(*stoppedError)):
 		return &IndexError{Dir: s.Dir, Kind: ErrCorrupt, What: oneLine(err.Error(), s.Dir), Err: err}
 	}
@@ -322,14 +345,14 @@ func isLockBusy(err error) bool {
 // while creating it leaves a scratch directory, which the next build
 // removes: LockBuild). It replaces an empty directory only.
 func (s *Store) create() error {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return fmt.Errorf("%s: creating index: %w", s.Dir, err)
-	}
 	tmp, err := os.MkdirTemp(s.Dir, newDBPrefix)
 	if err != nil {
 		return fmt.Errorf("%s: creating index: %w", s.Dir, err)
 	}
 	defer os.RemoveAll(tmp)
+	if err := s.modes().applyDir(tmp); err != nil {
+		return fmt.Errorf("%s: creating index: %w", s.Dir, err)
+	}
 	opts := s.options(false)
 	opts.ErrorIfNotExists = false
 	if _, err := s.session(tmp, opts, nil); err != nil {
@@ -350,12 +373,12 @@ func (s *Store) create() error {
 const newDBPrefix = "db.new-"
 
 // Exists reports whether the index has a database: its directory exists
-// and holds files. (A damaged database exists too: opening it says what is
-// wrong.)
+// and holds files. (A damaged database exists too, and so does one this
+// user may not read: opening it says what is wrong.)
 func (s *Store) Exists() bool {
 	d, err := os.Open(s.dbDir())
 	if err != nil {
-		return false
+		return !errors.Is(err, os.ErrNotExist)
 	}
 	defer d.Close()
 	names, _ := d.Readdirnames(1)
@@ -380,7 +403,7 @@ func (s *Store) SetAside() (string, error) {
 	}
 	deadline := time.Now().Add(s.LockWait)
 	for {
-		lock, err := pebble.LockDirectory(s.dbDir(), vfs.Default)
+		lock, err := pebble.LockDirectory(s.dbDir(), s.fs(false))
 		if err == nil {
 			err = os.Rename(s.dbDir(), aside)
 			lock.Close()

@@ -106,8 +106,9 @@ func (f *FileInfo) SectionAt(off int64) (*format.Section, bool) {
 }
 
 // Store is an index directory. It holds the Pebble database open only for
-// the duration of one call, because Pebble locks its directory exclusively
-// even for readers: a query started during a long build must not wait for it.
+// the duration of one call, because a writer locks it exclusively (and
+// readers, side by side, lock it against writers: see indexFS): a query
+// started during a long build must not wait for it.
 type Store struct {
 	Dir string
 	// LockWait bounds how long a call waits for another process's short hold
@@ -451,12 +452,12 @@ var ErrBusy = errors.New("another build is running on this index")
 // fails at once with ErrBusy. The lock is a flock on a file in the index
 // directory: the kernel drops it when the process dies, however it dies.
 func (s *Store) LockBuild(wait bool) (unlock func(), err error) {
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.Dir, err)
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, s.classify(fmt.Errorf("%s: %w", s.Dir, err))
 	}
-	f, err := os.OpenFile(filepath.Join(s.Dir, "build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(filepath.Join(s.Dir, "build.lock"), os.O_CREATE|os.O_RDWR, s.modes().file)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.Dir, err)
+		return nil, s.classify(fmt.Errorf("%s: %w", s.Dir, err))
 	}
 	how := syscall.LOCK_EX
 	if !wait {

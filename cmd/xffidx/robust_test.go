@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -381,4 +384,193 @@ func TestDamagedDatabaseRefused(t *testing.T) {
 			t.Errorf("left over: %v", m)
 		}
 	})
+}
+
+// xffxAs runs the command line in a child process under umask (octal), or,
+// with uid >= 0, as that user and group (setpriv: root only).
+func xffxAs(t *testing.T, bin, umask string, uid, gid int, ix string, args ...string) (int, string, string) {
+	t.Helper()
+	argv := append([]string{bin, "--index", ix}, args...)
+	if uid >= 0 {
+		argv = append([]string{"setpriv", fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", gid), "--clear-groups", "--"}, argv...)
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "XFFIDX_TEST_CLI=1", "XFFIDX_TEST_UMASK="+umask)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// checkModes checks the mode of every directory and file of an index: dirs
+// and files exactly, the group (if gid >= 0) of everything in its database.
+func checkModes(t *testing.T, ix string, dirs, files os.FileMode, gid int) {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(ix, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mode := fi.Mode() & (os.ModePerm | os.ModeSetgid)
+		rel, _ := filepath.Rel(ix, p)
+		switch {
+		case rel == "build.lock" || rel == "tmp" || strings.HasPrefix(rel, "tmp/"):
+			// The build's own: never more than the index's modes.
+			if mode.Perm()&^dirs.Perm() != 0 {
+				t.Errorf("%s: mode %v, more than %v", rel, mode, dirs)
+			}
+		case d.IsDir() && mode != dirs:
+			t.Errorf("%s: mode %v, want %v", rel, mode, dirs)
+		case !d.IsDir() && mode != files:
+			t.Errorf("%s: mode %v, want %v", rel, mode, files)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); gid >= 0 && (rel == "db" || strings.HasPrefix(rel, "db/")) && int(st.Gid) != gid {
+			t.Errorf("%s: group %d, want %d", rel, st.Gid, gid)
+		}
+		n++
+		return nil
+	})
+	if n < 8 {
+		t.Errorf("only %d files and directories in %s", n, ix)
+	}
+}
+
+// TestIndexPermissions: whatever the umask, the index is its owner's alone
+// (directories 0700, files 0600), a database an older xffidx left open to
+// others included; under a set-group-ID directory its group may read it
+// (2750, 0640: the directory's group) and not write it. As root: a user of
+// that group queries it with read access only (no write access to LOCK),
+// and gets the owner's answers; a build by that user, and a query by a user
+// outside a private index, fail with one line saying why.
+func TestIndexPermissions(t *testing.T) {
+	base, err := os.MkdirTemp("", "xffidx-perm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A copy of the test binary and the captures another user can reach.
+	bin := filepath.Join(base, "xffidx.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	caps := filepath.Join(base, "caps")
+	copyIndex(t, robustCaptures(t), caps)
+	os.Chmod(caps, 0o755)
+	query := []string{"query", "--cidr", "0.0.0.0/0", "--cidr", "::/0", "--format", "json"}
+	build := func(ix, umask string) {
+		t.Helper()
+		for _, args := range [][]string{{"build", filepath.Join(caps, "xff_two_ips_small.pcap")}, {"build", caps}, {"compact"}} {
+			if code, _, stderr := xffxAs(t, bin, umask, -1, -1, ix, args...); code != 0 {
+				t.Fatalf("%s under umask %s: exit %d, %s", args, umask, code, stderr)
+			}
+		}
+	}
+
+	private := filepath.Join(base, "private")
+	build(private, "000")
+	checkModes(t, private, 0o700, 0o600, -1)
+	_, want, _ := xffx(t, private, query...)
+	if len(parseHits(t, want)) < 10 {
+		t.Fatalf("too few hits: %q", want)
+	}
+
+	// An index an older xffidx made as umask 022 left it.
+	old := filepath.Join(base, "old")
+	copyIndex(t, private, old)
+	filepath.WalkDir(old, func(p string, d os.DirEntry, err error) error {
+		if d.IsDir() {
+			return os.Chmod(p, 0o755)
+		}
+		return os.Chmod(p, 0o644)
+	})
+	if code, _, stderr := xffxAs(t, bin, "022", -1, -1, old, "build", caps); code != 0 {
+		t.Fatalf("build of an old index: exit %d, %s", code, stderr)
+	}
+	if fi, err := os.Stat(filepath.Join(old, "db")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("an older xffidx's database after a build: %v %v, want 0700", fi.Mode(), err)
+	}
+
+	// A shared index: its directory set-group-ID, of a group with no other
+	// member here (nogroup, as root).
+	group, reader := os.Getgid(), -1
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			rnSkip(t, "no user nobody: %v", err)
+		}
+		reader, _ = strconv.Atoi(u.Uid)
+		group, _ = strconv.Atoi(u.Gid)
+	}
+	shared := filepath.Join(base, "shared")
+	if err := os.Mkdir(shared, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(shared, -1, group); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o750|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	build(shared, "077")
+	checkModes(t, shared, 0o750|os.ModeSetgid, 0o640, group)
+	if _, got, _ := xffx(t, shared, query...); got != want {
+		t.Errorf("shared index answers %s, want %s", got, want)
+	}
+
+	// Without write access to any of its files (meaningful when not root).
+	readOnly := filepath.Join(base, "read-only")
+	copyIndex(t, shared, readOnly)
+	filepath.WalkDir(readOnly, func(p string, d os.DirEntry, err error) error {
+		if d.IsDir() {
+			return nil
+		}
+		return os.Chmod(p, 0o440)
+	})
+	filepath.WalkDir(readOnly, func(p string, d os.DirEntry, err error) error {
+		if d.IsDir() {
+			return os.Chmod(p, 0o550)
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		filepath.WalkDir(readOnly, func(p string, d os.DirEntry, err error) error {
+			return os.Chmod(p, 0o700)
+		})
+	})
+	if code, got, stderr := xffx(t, readOnly, query...); code != 0 || got != want {
+		t.Errorf("query of an index without write access: exit %d, %s, stderr %q", code, got, stderr)
+	}
+
+	if reader < 0 {
+		rnSkip(t, "querying as another user needs root")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		rnSkip(t, "no setpriv: %v", err)
+	}
+	code, got, stderr := xffxAs(t, bin, "022", reader, group, shared, query...)
+	if code != 0 || got != want {
+		t.Errorf("query by a reader of the group: exit %d, %s, stderr %q; want the owner's answers", code, got, stderr)
+	}
+	if code, _, stderr := xffxAs(t, bin, "022", reader, group, shared, "top"); code != 0 {
+		t.Errorf("top by a reader of the group: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = xffxAs(t, bin, "022", reader, group, shared, "build", caps)
+	oneLineError(t, "build by a reader", code, stderr, "index "+shared+": permission denied (", "only its owner may write it")
+	code, _, stderr = xffxAs(t, bin, "022", reader, group, private, query...)
+	oneLineError(t, "query of a private index by another user", code, stderr, "index "+private+": permission denied (", "set-group-ID")
 }
