@@ -179,9 +179,14 @@ func (s *Store) session(dir string, opts *pebble.Options, fn func(db *pebble.DB)
 	case <-w.fatal:
 	}
 	if f := w.fatalError(); f != nil {
-		e := s.classify(f).(*IndexError)
+		e := &IndexError{Dir: s.Dir, Kind: ErrCorrupt, What: oneLine(f.Error(), s.Dir), Err: f}
+		if info := pebble.ExtractDataCorruptionInfo(f); info != nil {
+			e = s.corruptError(info, info.Details)
+		} else if isWriteFailure(f) || errors.Is(f, os.ErrPermission) {
+			e.Kind = ErrWriteFailed
+		}
 		s.failed.CompareAndSwap(nil, e)
-		return true, e
+		return true, s.failed.Load()
 	}
 	if r.opened && r.err == nil {
 		if info := w.corruption(); info != nil {
@@ -215,7 +220,7 @@ func (s *Store) classify(err error) error {
 	return err
 }
 
-func (s *Store) corruptError(info *pebble.DataCorruptionInfo, details error) error {
+func (s *Store) corruptError(info *pebble.DataCorruptionInfo, details error) *IndexError {
 	what := "corrupt data"
 	if details != nil {
 		what = oneLine(details.Error(), s.Dir)
@@ -356,6 +361,9 @@ func (s *Store) create() error {
 	opts := s.options(false)
 	opts.ErrorIfNotExists = false
 	if _, err := s.session(tmp, opts, nil); err != nil {
+		if errors.As(err, new(*IndexError)) {
+			return err
+		}
 		return s.classify(fmt.Errorf("%s: creating index: %w", s.Dir, err))
 	}
 	// Remove fails on a directory that is not empty: only an empty one is

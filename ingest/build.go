@@ -257,12 +257,18 @@ func (s *session) pruneGone(done func(FileResult)) {
 	}
 }
 
-// halted records a failure of the index as a whole in r, which then ends
-// the build with it, and reports whether there was one.
+// halted records a failure of the index as a whole in r (it is corrupt,
+// cannot be written, or this user may not write it), which then ends the
+// build with it, and reports whether there was one.
 func (s *session) halted(r FileResult) bool {
 	var ie *index.IndexError
-	if s.stop == nil && errors.As(r.Err, &ie) {
+	var pe *index.PermissionError
+	switch {
+	case s.stop != nil:
+	case errors.As(r.Err, &ie):
 		s.stop = ie
+	case errors.As(r.Err, &pe):
+		s.stop = pe
 	}
 	return s.stop != nil
 }
