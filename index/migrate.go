@@ -88,9 +88,12 @@ func (s *Store) Upgrade(logger *slog.Logger) error {
 		logger.Info("upgrading index to schema "+SchemaVersion, "index", s.Dir)
 		moved := 0
 		v1 := true
-		if _, closer, err := db.Get(schemaKey); err == nil {
+		switch _, closer, err := db.Get(schemaKey); {
+		case err == nil:
 			v1 = false // schema 2: keys stay as they are
 			closer.Close()
+		case !errors.Is(err, pebble.ErrNotFound):
+			return fmt.Errorf("%s: upgrading index: %w", s.Dir, err)
 		}
 		for _, table := range []struct {
 			tag    byte

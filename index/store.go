@@ -13,11 +13,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/sstable"
 
 	"github.com/xffidx/xffidx/format"
 	"github.com/xffidx/xffidx/format/xff"
@@ -109,8 +109,9 @@ func (f *FileInfo) SectionAt(off int64) (*format.Section, bool) {
 }
 
 // Store is an index directory. It holds the Pebble database open only for
-// the duration of one call, because Pebble locks its directory exclusively
-// even for readers: a query started during a long build must not wait for it.
+// the duration of one call, because a writer locks it exclusively (and
+// readers, side by side, lock it against writers: see indexFS): a query
+// started during a long build must not wait for it.
 type Store struct {
 	Dir string
 	// LockWait bounds how long a call waits for another process's short hold
@@ -119,68 +120,10 @@ type Store struct {
 	// ScanHold bounds how long ScanHits keeps the database open at a time
 	// (0: 200 ms), so that a build waiting to commit gets its turn.
 	ScanHold time.Duration
-}
 
-// ErrNoIndex says the index directory holds no index yet.
-var ErrNoIndex = errors.New("no index here yet (run `xffidx build` first)")
-
-func (s *Store) dbDir() string  { return filepath.Join(s.Dir, "db") }
-func (s *Store) tmpDir() string { return filepath.Join(s.Dir, "tmp") }
-
-func (s *Store) options(readOnly bool) *pebble.Options {
-	o := &pebble.Options{
-		ReadOnly:           readOnly,
-		ErrorIfNotExists:   readOnly,
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             quietLogger{},
-	}
-	for i := range o.Levels {
-		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.ZstdCompression }
-	}
-	return o
-}
-
-// withDB opens the database, runs fn and closes it, waiting up to LockWait
-// while another process holds it.
-func (s *Store) withDB(readOnly bool, fn func(db *pebble.DB) error) error {
-	if readOnly {
-		if !s.Exists() {
-			return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
-		}
-	} else if err := os.MkdirAll(s.dbDir(), 0o755); err != nil {
-		return fmt.Errorf("%s: %w", s.Dir, err)
-	}
-	deadline := time.Now().Add(s.LockWait)
-	delay := 5 * time.Millisecond
-	for {
-		db, err := pebble.Open(s.dbDir(), s.options(readOnly))
-		if err == nil {
-			ferr := fn(db)
-			cerr := db.Close()
-			if ferr != nil {
-				return ferr
-			}
-			if cerr != nil {
-				return fmt.Errorf("%s: closing index: %w", s.Dir, cerr)
-			}
-			return nil
-		}
-		if readOnly && errors.Is(err, pebble.ErrDBDoesNotExist) {
-			// A first build died while creating the database.
-			return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
-		}
-		if !isLockBusy(err) || time.Now().After(deadline) {
-			return fmt.Errorf("%s: opening index: %w", s.Dir, err)
-		}
-		time.Sleep(delay)
-		delay = min(2*delay, 100*time.Millisecond)
-	}
-}
-
-func isLockBusy(err error) bool {
-	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) ||
-		strings.Contains(err.Error(), "resource temporarily unavailable") ||
-		strings.Contains(err.Error(), "lock held by current process")
+	// failed is set when Pebble stopped on a failure it cannot go on from
+	// (see withDB): every later call returns it.
+	failed atomic.Pointer[IndexError]
 }
 
 // Catalog returns every indexed file, by id.
@@ -191,7 +134,10 @@ func (s *Store) Catalog() ([]FileInfo, error) {
 		files, err = readCatalog(db)
 		return err
 	})
-	return files, err
+	if err != nil {
+		return nil, err
+	}
+	return files, nil
 }
 
 func readCatalog(db pebble.Reader) ([]FileInfo, error) {
@@ -371,7 +317,10 @@ func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, [
 		}
 		return attachRequests(db, hits)
 	})
-	return hits, files, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return hits, files, nil
 }
 
 func sortHits(hits []Hit) {
@@ -396,8 +345,12 @@ func attachRaw(db *pebble.DB, hits []Hit) error {
 		if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
 			hits[i].Raw = bytes.Clone(it.Value())
 		}
+		// The next seek clears the iterator's error: check it at each one.
+		if err := it.Error(); err != nil {
+			return err
+		}
 	}
-	return it.Error()
+	return nil
 }
 
 // attachRequests fills Hit.Requests from the 'r' table, one seek per packet.
@@ -430,8 +383,12 @@ func attachRequests(db pebble.Reader, hits []Hit) error {
 			}
 			h.Requests = append(h.Requests, r)
 		}
+		// The next seek clears the iterator's error: check it at each one.
+		if err := it.Error(); err != nil {
+			return err
+		}
 	}
-	return it.Error()
+	return nil
 }
 
 // State returns the connection state saved with file fid (nil if none).
@@ -448,20 +405,18 @@ func (s *Store) State(fid uint32) ([]byte, error) {
 		state = bytes.Clone(v)
 		return closer.Close()
 	})
-	return state, err
-}
-
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...interface{})  {}
-func (quietLogger) Errorf(string, ...interface{}) {}
-func (quietLogger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf(format, args...))
+	if err != nil {
+		return nil, err
+	}
+	return state, nil
 }
 
 // Compact compacts the whole database: one sorted run of tables, the
 // smallest on disk and the fastest to search.
 func (s *Store) Compact() error {
+	if !s.Exists() {
+		return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
+	}
 	return s.withDB(false, func(db *pebble.DB) error {
 		if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
 			return fmt.Errorf("%s: compacting: %w", s.Dir, err)
@@ -500,12 +455,12 @@ var ErrBusy = errors.New("another build is running on this index")
 // fails at once with ErrBusy. The lock is a flock on a file in the index
 // directory: the kernel drops it when the process dies, however it dies.
 func (s *Store) LockBuild(wait bool) (unlock func(), err error) {
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.Dir, err)
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, s.classify(fmt.Errorf("%s: %w", s.Dir, err))
 	}
-	f, err := os.OpenFile(filepath.Join(s.Dir, "build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(filepath.Join(s.Dir, "build.lock"), os.O_CREATE|os.O_RDWR, s.modes().file)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.Dir, err)
+		return nil, s.classify(fmt.Errorf("%s: %w", s.Dir, err))
 	}
 	how := syscall.LOCK_EX
 	if !wait {
@@ -524,13 +479,13 @@ func (s *Store) LockBuild(wait bool) (unlock func(), err error) {
 		}
 		return nil, fmt.Errorf("%s: locking: %w", s.Dir, err)
 	}
-	// Scratch files of a build that died are of no use to anyone now.
+	// Scratch files of a build that died are of no use to anyone now, nor
+	// is a database it did not finish creating.
 	os.RemoveAll(s.tmpDir())
+	if m, err := filepath.Glob(filepath.Join(s.Dir, newDBPrefix+"*")); err == nil {
+		for _, d := range m {
+			os.RemoveAll(d)
+		}
+	}
 	return func() { f.Close() }, nil
-}
-
-// Exists reports whether the index has been created.
-func (s *Store) Exists() bool {
-	m, _ := filepath.Glob(filepath.Join(s.dbDir(), "MANIFEST-*"))
-	return len(m) > 0
 }

@@ -79,7 +79,7 @@ const DefaultSpillEntries = 1 << 15
 
 // NewTable starts the table of file fid in the store's scratch directory.
 func (s *Store) NewTable(fid uint32) (*TableBuilder, error) {
-	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
+	if err := os.MkdirAll(s.tmpDir(), 0o700); err != nil {
 		return nil, err
 	}
 	dir, err := os.MkdirTemp(s.tmpDir(), fmt.Sprintf("file%d-", fid))

@@ -154,6 +154,7 @@ type session struct {
 	started time.Time
 	total   int64 // bytes to read, for progress
 	done    int64
+	stop    error // the index failed as a whole: the build ends with it
 	// refreshed holds unchanged files' entries with their status change
 	// time updated, written once at the end.
 	refreshed []index.FileInfo
@@ -176,16 +177,131 @@ func (b *Builder) Build(paths []string, report func(FileResult)) (Stats, error) 
 		for _, r := range s.dropNotCaptures(notCaptures) {
 			done(r)
 		}
-		s.plan(captures)
-		for _, c := range captures {
-			done(s.indexFile(c))
-		}
+		s.indexAll(captures, done)
 		if b.Opts.Prune {
-			for _, r := range s.prune() {
-				done(r)
-			}
+			s.pruneGone(done)
 		}
 	})
+}
+
+// Rebuild indexes again, into a new database, the captures the index's
+// catalog lists and those among paths, after moving the current database
+// aside (DIR/db.damaged-TIME, kept for the user to look at or delete): the
+// way out of a corrupt index. Listed captures that no longer exist count as
+// pruned. If the catalog cannot be read, paths must name the captures, and
+// without them nothing is moved. aside is where the old database went (""
+// if there was none).
+func (b *Builder) Rebuild(paths []string, report func(FileResult)) (st Stats, aside string, err error) {
+	unlock, err := b.Store.LockBuild(!b.Opts.NoWait)
+	if err != nil {
+		return st, "", err
+	}
+	defer unlock()
+	var listed []string
+	if b.Store.Exists() {
+		files, err := b.Store.Catalog()
+		if err != nil {
+			cause := err.Error()
+			var ie *index.IndexError
+			if errors.As(err, &ie) {
+				cause = ie.What
+			}
+			if len(paths) == 0 {
+				return st, "", fmt.Errorf("index %s: the list of indexed captures cannot be read (%s): name the captures to index: xffidx build --rebuild PATH... (nothing was changed)", b.Store.Dir, cause)
+			}
+			b.logger().Warn("the list of indexed captures cannot be read: indexing the paths given only", "index", b.Store.Dir, "cause", cause)
+		}
+		for _, f := range files {
+			listed = append(listed, f.Path)
+		}
+	}
+	if aside, err = b.Store.SetAside(); err != nil {
+		return st, "", err
+	}
+	st, err = b.locked(report, func(s *session, done func(FileResult)) {
+		seen := map[string]bool{}
+		var captures []string
+		add := func(c string) {
+			if !seen[c] {
+				seen[c] = true
+				captures = append(captures, c)
+			}
+		}
+		var notCaptures []notCapture
+		skip := func(nc notCapture) { notCaptures = append(notCaptures, nc) }
+		wasListed := map[string]bool{}
+		for _, p := range listed {
+			if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+				done(FileResult{Path: p, Action: ActionPruned, Committed: true})
+				continue
+			}
+			wasListed[p] = true
+			for _, c := range b.expand(p, done, skip) {
+				add(c)
+			}
+		}
+		for _, p := range paths {
+			for _, c := range b.expand(p, done, skip) {
+				add(c)
+			}
+		}
+		// A listed file that is no longer a capture leaves the index as
+		// a build would drop it; the new database never had its entry.
+		notCaptures = slices.DeleteFunc(notCaptures, func(nc notCapture) bool {
+			if !wasListed[nc.path] {
+				return false
+			}
+			why := strings.TrimPrefix(nc.err.Error(), nc.path+": ")
+			done(FileResult{Path: nc.path, Action: ActionPruned, Committed: true, Warnings: []string{
+				fmt.Sprintf("no longer a capture (%s): left out of the rebuilt index", why),
+			}})
+			return true
+		})
+		for _, r := range s.dropNotCaptures(notCaptures) {
+			done(r)
+		}
+		s.indexAll(captures, done)
+	})
+	return st, aside, err
+}
+
+// indexAll indexes captures in order, stopping at a failure of the index
+// itself (it is corrupt, or cannot be written): the next file would meet it
+// too.
+func (s *session) indexAll(captures []string, done func(FileResult)) {
+	s.plan(captures)
+	for _, c := range captures {
+		r := s.indexFile(c)
+		if s.halted(r) {
+			return
+		}
+		done(r)
+	}
+}
+
+func (s *session) pruneGone(done func(FileResult)) {
+	for _, r := range s.prune() {
+		if s.halted(r) {
+			return
+		}
+		done(r)
+	}
+}
+
+// halted records a failure of the index as a whole in r (it is corrupt,
+// cannot be written, or this user may not write it), which then ends the
+// build with it, and reports whether there was one.
+func (s *session) halted(r FileResult) bool {
+	var ie *index.IndexError
+	var pe *index.PermissionError
+	switch {
+	case s.stop != nil:
+	case errors.As(r.Err, &ie):
+		s.stop = ie
+	case errors.As(r.Err, &pe):
+		s.stop = pe
+	}
+	return s.stop != nil
 }
 
 // IndexFile indexes one capture (an absolute path) as Build does.
@@ -201,9 +317,7 @@ func (b *Builder) IndexFile(path string) FileResult {
 // Prune drops the files that no longer exist from the index.
 func (b *Builder) Prune(report func(FileResult)) (Stats, error) {
 	return b.run(report, func(s *session, done func(FileResult)) {
-		for _, r := range s.prune() {
-			done(r)
-		}
+		s.pruneGone(done)
 	})
 }
 
@@ -216,6 +330,14 @@ func (b *Builder) run(report func(FileResult), work func(s *session, done func(F
 		return st, err
 	}
 	defer unlock()
+	return b.locked(report, work)
+}
+
+// locked is run's work, once the build lock is held. The error is the
+// build's: the index could not be opened, or failed as a whole (a file's
+// own failure is in its FileResult).
+func (b *Builder) locked(report func(FileResult), work func(s *session, done func(FileResult))) (Stats, error) {
+	var st Stats
 	if err := b.Store.Upgrade(b.logger()); err != nil {
 		return st, err
 	}
@@ -236,7 +358,7 @@ func (b *Builder) run(report func(FileResult), work func(s *session, done func(F
 		}
 	}
 	st.Duration = time.Since(s.started)
-	return st, nil
+	return st, s.stop
 }
 
 func (b *Builder) newSession() (*session, error) {

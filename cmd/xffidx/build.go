@@ -27,6 +27,7 @@ type buildFlags struct {
 	noWait  bool
 	prune   bool
 	quiet   bool
+	rebuild bool
 }
 
 func newBuild(g *globals) *cobra.Command {
@@ -50,12 +51,32 @@ One build runs at a time per index: a second one waits for the first (or, with
 On a terminal a progress line is shown; otherwise only problems and one summary
 line are printed (on stderr).
 
+--rebuild is the way out of a corrupt index: it moves the database aside
+(DIR/db.damaged-TIME, kept until you delete it) and indexes again, into a new
+one, every capture the old one lists that still exists, and PATH if given (if
+the list cannot be read, PATH must name the captures).
+
 Exit status: 0 all well; 2 a file failed or is corrupt in places (every record
-around the corruption is indexed); 3 another build holds the index (--no-wait).`,
-		Args: cobra.MinimumNArgs(1),
+around the corruption is indexed), or the index is corrupt or could not be
+written; 3 another build holds the index (--no-wait).`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.rebuild {
+				return nil
+			}
+			return cobra.MinimumNArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBuild(g, f, func(b *ingest.Builder, report func(ingest.FileResult)) (ingest.Stats, error) {
-				return b.Build(args, report)
+				if !f.rebuild {
+					return b.Build(args, report)
+				}
+				st, aside, err := b.Rebuild(args, report)
+				if aside != "" && g.logFormat == "json" {
+					b.Opts.Logger.Warn("the old database was moved aside; delete it when you no longer need it", "path", aside)
+				} else if aside != "" {
+					fmt.Fprintf(g.stderr, "xffidx: the old database was moved to %s (delete it when you no longer need it)\n", safe(aside))
+				}
+				return st, err
 			})
 		},
 	}
@@ -63,6 +84,7 @@ around the corruption is indexed); 3 another build holds the index (--no-wait).`
 	cmd.Flags().BoolVar(&f.noWait, "no-wait", false, "exit 3 at once if another build holds the index, instead of waiting")
 	cmd.Flags().BoolVar(&f.prune, "prune", false, "also drop the hits of indexed files that no longer exist")
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print errors only: no progress, warnings or summary")
+	cmd.Flags().BoolVar(&f.rebuild, "rebuild", false, "move the database aside and index again every capture it lists (and PATH): for a corrupt index")
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -20,9 +21,13 @@ import (
 	"github.com/xffidx/xffidx/format/xff"
 )
 
-// TestMain lets a test run the command line in a child process (to kill it).
+// TestMain lets a test run the command line in a child process (to kill
+// it, or under the umask XFFIDX_TEST_UMASK, in octal).
 func TestMain(m *testing.M) {
 	if os.Getenv("XFFIDX_TEST_CLI") == "1" {
+		if u, err := strconv.ParseUint(os.Getenv("XFFIDX_TEST_UMASK"), 8, 32); err == nil {
+			syscall.Umask(int(u))
+		}
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
