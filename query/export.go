@@ -28,9 +28,16 @@ import (
 //
 // The output is pcap (nanosecond) when every packet has one link type and
 // path does not end in ".pcapng", else pcapng with one interface per link
-// type.
-func Export(path string, rows []Row, files []index.FileInfo) (ExportStats, error) {
+// type. It is written to a temporary file renamed into place at the end
+// (mode 0600); path must not be a capture of files (the catalog), nor a
+// symbolic link, nor exist unless force (see checkOutput).
+func Export(path string, rows []Row, files []index.FileInfo, force bool) (ExportStats, error) {
 	var st ExportStats
+	out, err := createOutput(path, files, force)
+	if err != nil {
+		return st, err
+	}
+	defer out.abort()
 	byPath := map[string]*index.FileInfo{}
 	for i := range files {
 		byPath[files[i].Path] = &files[i]
@@ -70,11 +77,6 @@ func Export(path string, rows []Row, files []index.FileInfo) (ExportStats, error
 			}
 		}
 	}
-	out, err := os.Create(path)
-	if err != nil {
-		return st, err
-	}
-	defer out.Close()
 	w := newCaptureWriter(out, strings.HasSuffix(path, ".pcapng") || len(linkTypes) != 1, linkTypes)
 	// Packets are gathered first so that those of several captures come out
 	// in time order.
@@ -106,14 +108,14 @@ func Export(path string, rows []Row, files []index.FileInfo) (ExportStats, error
 	slices.SortStableFunc(recs, func(a, b format.Record) int { return cmp.Compare(a.TS, b.TS) })
 	for _, rec := range recs {
 		if err := w.write(rec); err != nil {
-			return st, err
+			return st, fmt.Errorf("%s: %w", path, err)
 		}
 	}
 	st.Packets = len(recs)
 	if err := w.flush(); err != nil {
-		return st, err
+		return st, fmt.Errorf("%s: %w", path, err)
 	}
-	return st, out.Close()
+	return st, out.commit()
 }
 
 // ExportStats counts what Export wrote.

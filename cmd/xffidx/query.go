@@ -17,7 +17,7 @@ import (
 func newQuery(g *globals) *cobra.Command {
 	var ips, cidrs, files, trusted, headers []string
 	var from, to, outFormat string
-	var flows, wsFilter, clientOnly bool
+	var flows, wsFilter, clientOnly, force bool
 	var writeOut string
 	cmd := &cobra.Command{
 		Use:   "query (--ip ADDR | --cidr PREFIX)... [flags]",
@@ -46,6 +46,12 @@ reported once per matching address and header.
 dst_ip, dst_port, proto, first_ts, last_ts, hits, files, xff_ips).
 --wireshark-filter prints only a display filter selecting every packet of
 those connections, for wireshark -Y or tshark -Y.
+
+--write OUT writes those connections' packets as a capture. OUT is written
+to a temporary file in its directory and renamed into place when complete,
+readable by its owner alone (0600). An existing OUT is replaced only with
+--force; a symbolic link at OUT, or a capture in the index (by device and
+inode: a hard link too), is never written to.
 
 --from and --to are inclusive and compare the packet's timestamp. Captures
 whose indexed time span lies outside the window, or that no --file glob
@@ -113,6 +119,9 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 			if wsFilter && outFormat != "" {
 				return fail(errors.New("--wireshark-filter prints a display filter: it takes no --format"))
 			}
+			if force && writeOut == "" {
+				return fail(errors.New("--force applies only with --write"))
+			}
 			if outFormat, err = checkFormat(g, outFormat); err != nil {
 				return fail(err)
 			}
@@ -125,7 +134,7 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 			switch {
 			case writeOut != "" && found:
 				var st query.ExportStats
-				if st, err = query.Export(writeOut, res.Rows, res.Files); err == nil {
+				if st, err = query.Export(writeOut, res.Rows, res.Files, force); err == nil {
 					fmt.Fprintf(g.stderr, "xffidx: wrote %d packets of %d conversations to %s\n", st.Packets, st.Conversations, safe(writeOut))
 					if st.Partial > 0 {
 						fmt.Fprintf(g.stderr, "xffidx: note: %d conversations were not found whole (open longer than the capture, or than 256 MB of it, around their hits)\n", st.Partial)
@@ -160,6 +169,7 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 	f.BoolVar(&flows, "flows", false, "one row per connection (innermost 5-tuple) instead of per packet")
 	f.BoolVar(&wsFilter, "wireshark-filter", false, "print only a Wireshark display filter selecting every packet of the matched connections")
 	f.StringVar(&writeOut, "write", "", "write the matched conversations (every packet of each matched connection, both directions) to this capture file: pcap, or pcapng when the packets have several link types or the name ends in .pcapng")
+	f.BoolVar(&force, "force", false, "with --write: replace OUT if it exists (never a capture in the index, never through a symbolic link)")
 	f.BoolVar(&clientOnly, "client-only", false, "keep a hit only if ADDR is the right-most XFF entry not in a --trusted-proxy range (spoof-proof attribution)")
 	f.StringArrayVar(&trusted, "trusted-proxy", nil, "address or prefix of a proxy you trust to append the true peer address (with --client-only); repeatable")
 	f.StringArrayVar(&headers, "header", nil, "search this forwarding header instead of X-Forwarded-For: X-Forwarded-For, Forwarded, X-Real-IP, True-Client-IP, CF-Connecting-IP (any case), or all; repeatable; each hit then names its header")
