@@ -199,7 +199,7 @@ func writeFlows(w io.Writer, format string, flows []Flow) error {
 			cw.Write([]string{
 				f.SrcIP.String(), strconv.Itoa(int(f.SrcPort)), f.DstIP.String(), strconv.Itoa(int(f.DstPort)), f.Proto,
 				FormatTS(f.First, f.FirstDigit), FormatTS(f.Last, f.LastDigit), strconv.Itoa(f.Hits),
-				strings.Join(sanitized(f.Files, 1<<20), listSep), strings.Join(addrStrings(f.XFFIPs), listSep),
+				csvText([]byte(strings.Join(f.Files, listSep))), strings.Join(addrStrings(f.XFFIPs), listSep),
 			})
 		}
 		cw.Flush()

@@ -91,9 +91,26 @@ func isFormatChar(r rune) bool {
 	return (r >= 0x200b && r <= 0x200f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2060 && r <= 0x2069) || r == 0xfeff
 }
 
+// uncapped is Sanitize's cap for CSV, which carries values whole (the
+// index caps them at a few KiB).
+const uncapped = 1 << 20
+
+// csvText is a text cell of CSV output: sanitized, and prefixed with a
+// single quote where it starts with a character that makes a spreadsheet
+// read the cell as a formula (OWASP's list: = + - @ tab CR), which an
+// attacker could otherwise make run when the file is opened.
+func csvText(b []byte) string {
+	s := Sanitize(b, uncapped)
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
 // Write prints rows in the given format. JSON leaves the XFF value raw (its
 // encoder escapes control characters and replaces bytes that are not UTF-8);
-// CSV and the table, read by people in terminals, get Sanitize. showHeader
+// CSV and the table, read by people in terminals, get Sanitize, and CSV
+// text cells are kept from reading as formulas (csvText). showHeader
 // adds the header each row's address was in (a "header" JSON field, a last
 // CSV column, a HEADER table column): for searches of other headers than
 // X-Forwarded-For, whose output must still tell them apart.
@@ -143,10 +160,10 @@ func write(w io.Writer, format string, rows []Row, showHeader bool) error {
 		cw.Write(head)
 		for _, r := range rows {
 			rec := []string{
-				r.XFFIP.String(), Sanitize(r.XFF, 1<<20), r.File, strconv.FormatInt(r.Offset, 10),
+				r.XFFIP.String(), csvText(r.XFF), r.File, strconv.FormatInt(r.Offset, 10),
 				FormatTS(r.TS, r.TSDigit), r.SrcIP.String(), strconv.Itoa(int(r.SrcPort)),
 				r.DstIP.String(), strconv.Itoa(int(r.DstPort)), r.Proto,
-				Sanitize(r.Method, 1<<20), Sanitize(r.Host, 1<<20), Sanitize(r.Path, 1<<20),
+				csvText(r.Method), csvText(r.Host), csvText(r.Path),
 			}
 			if showHeader {
 				rec = append(rec, header(&r))
