@@ -158,6 +158,7 @@ const listSep = ";"
 
 // WriteFlows prints flows in the given format: NDJSON with the fields of
 // jsonFlow; CSV with the same columns (the lists joined with ";"); a table.
+// File names are Sanitized in each.
 func WriteFlows(out io.Writer, format string, flows []Flow) error {
 	return buffered(out, func(w io.Writer) error { return writeFlows(w, format, flows) })
 }
@@ -185,7 +186,7 @@ func writeFlows(w io.Writer, format string, flows []Flow) error {
 			if err := enc.Encode(jsonFlow{
 				SrcIP: f.SrcIP.String(), SrcPort: f.SrcPort, DstIP: f.DstIP.String(), DstPort: f.DstPort, Proto: f.Proto,
 				FirstTS: FormatTS(f.First, f.FirstDigit), LastTS: FormatTS(f.Last, f.LastDigit), Hits: f.Hits,
-				Files: append([]string{}, f.Files...), XFFIPs: addrStrings(f.XFFIPs),
+				Files: sanitized(f.Files, uncapped), XFFIPs: addrStrings(f.XFFIPs),
 			}); err != nil {
 				return err
 			}

@@ -77,10 +77,7 @@ func hostileTexts() []hostileText {
 		add(fmt.Sprintf("not UTF-8 %q", s), s)
 	}
 	add("escape look-alikes", `\x1b \u{202e} \\ \`)
-	for _, f := range formulaTexts() {
-		out = append(out, f)
-	}
-	return out
+	return append(out, formulaTexts()...)
 }
 
 // badRune reports a rune no output may hold as itself (the framing

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -56,10 +57,15 @@ func FormatTS(t time.Time, digits int) string {
 	return t.UTC().Format(layout + "Z07:00")
 }
 
-// Sanitize makes an attacker-controlled header value safe to print: control
-// characters, bytes that are not UTF-8, and Unicode format characters (such
-// as bidirectional overrides that reorder a terminal line) become \xNN or
-// \u{NNNN} escapes, and the result is capped at max runes with "…".
+// Sanitize is the one escaping of every text field of every output
+// format (table, CSV, JSON) and of the messages that carry file names:
+// packet bytes and file names are attacker-controlled. Bytes that are not
+// UTF-8 and the C0 controls and DEL become \xNN; every other rune that is
+// not printed as itself (see printable: C1 controls, format characters such
+// as the bidirectional overrides and isolates that reorder a terminal line,
+// line and paragraph separators, invisible fillers, non-ASCII spaces)
+// becomes \u{NNNN}; a backslash becomes \\, so the escaping can be undone
+// exactly. The result is capped at max runes of b, with "…".
 func Sanitize(b []byte, max int) string {
 	var sb strings.Builder
 	n := 0
@@ -72,11 +78,11 @@ func Sanitize(b []byte, max int) string {
 		switch {
 		case r == utf8.RuneError && size <= 1:
 			fmt.Fprintf(&sb, `\x%02x`, b[0])
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-			fmt.Fprintf(&sb, `\x%02x`, r)
 		case r == '\\':
 			sb.WriteString(`\\`)
-		case isFormatChar(r):
+		case r < utf8.RuneSelf && !printable(r):
+			fmt.Fprintf(&sb, `\x%02x`, r)
+		case !printable(r):
 			fmt.Fprintf(&sb, `\u{%04x}`, r)
 		default:
 			sb.Write(b[:size])
@@ -87,12 +93,25 @@ func Sanitize(b []byte, max int) string {
 	return sb.String()
 }
 
-func isFormatChar(r rune) bool {
-	return (r >= 0x200b && r <= 0x200f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2060 && r <= 0x2069) || r == 0xfeff
+// printable reports whether r shows as itself, taking its own place: a
+// graphic character (letter, mark, number, punctuation, symbol) or the
+// ASCII space, and not one Unicode asks to be ignored when displayed
+// (Default_Ignorable_Code_Point: fillers such as U+3164 that show as
+// blanks, variation selectors), a bidirectional control, or a
+// noncharacter. Control (Cc), format (Cf: U+00AD, U+061C, U+200B-U+200F,
+// U+202A-U+202E, U+2066-U+2069, U+FEFF, tags...), line and paragraph
+// separators (Zl, Zp), other spaces (Zs), private use and unassigned code
+// points are not graphic.
+func printable(r rune) bool {
+	if r == ' ' {
+		return true
+	}
+	return unicode.IsGraphic(r) && !unicode.In(r, unicode.Zs, unicode.Other_Default_Ignorable_Code_Point,
+		unicode.Variation_Selector, unicode.Bidi_Control, unicode.Noncharacter_Code_Point)
 }
 
-// uncapped is Sanitize's cap for CSV, which carries values whole (the
-// index caps them at a few KiB).
+// uncapped is Sanitize's cap for CSV and JSON, which carry values whole
+// (the index caps them at a few KiB).
 const uncapped = 1 << 20
 
 // csvText is a text cell of CSV output: sanitized, and prefixed with a
@@ -107,10 +126,11 @@ func csvText(b []byte) string {
 	return s
 }
 
-// Write prints rows in the given format. JSON leaves the XFF value raw (its
-// encoder escapes control characters and replaces bytes that are not UTF-8);
-// CSV and the table, read by people in terminals, get Sanitize, and CSV
-// text cells are kept from reading as formulas (csvText). showHeader
+// Write prints rows in the given format. Every text field is Sanitized
+// (JSON too: its strings then hold no control or bidirectional character
+// that `jq -r` would pass to a terminal, and bytes that are not UTF-8 are
+// kept as \xNN instead of being replaced); CSV text cells are also kept
+// from reading as formulas (csvText); the table caps long values. showHeader
 // adds the header each row's address was in (a "header" JSON field, a last
 // CSV column, a HEADER table column): for searches of other headers than
 // X-Forwarded-For, whose output must still tell them apart.
@@ -140,10 +160,10 @@ func write(w io.Writer, format string, rows []Row, showHeader bool) error {
 		enc.SetEscapeHTML(false)
 		for _, r := range rows {
 			if err := enc.Encode(jsonRow{
-				XFFIP: r.XFFIP.String(), XFF: string(r.XFF), File: r.File, Offset: r.Offset,
+				XFFIP: r.XFFIP.String(), XFF: Sanitize(r.XFF, uncapped), File: Sanitize([]byte(r.File), uncapped), Offset: r.Offset,
 				TS: FormatTS(r.TS, r.TSDigit), SrcIP: r.SrcIP.String(), SrcPort: r.SrcPort,
 				DstIP: r.DstIP.String(), DstPort: r.DstPort, Proto: r.Proto,
-				Method: string(r.Method), Host: string(r.Host), Path: string(r.Path),
+				Method: Sanitize(r.Method, uncapped), Host: Sanitize(r.Host, uncapped), Path: Sanitize(r.Path, uncapped),
 				Header: header(&r),
 			}); err != nil {
 				return err
@@ -160,7 +180,7 @@ func write(w io.Writer, format string, rows []Row, showHeader bool) error {
 		cw.Write(head)
 		for _, r := range rows {
 			rec := []string{
-				r.XFFIP.String(), csvText(r.XFF), r.File, strconv.FormatInt(r.Offset, 10),
+				r.XFFIP.String(), csvText(r.XFF), csvText([]byte(r.File)), strconv.FormatInt(r.Offset, 10),
 				FormatTS(r.TS, r.TSDigit), r.SrcIP.String(), strconv.Itoa(int(r.SrcPort)),
 				r.DstIP.String(), strconv.Itoa(int(r.DstPort)), r.Proto,
 				csvText(r.Method), csvText(r.Host), csvText(r.Path),
