@@ -52,11 +52,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitFound
 	case errors.As(err, &ee):
 		if ee.err != nil {
-			fmt.Fprintln(stderr, "xffidx:", ee.err)
+			fmt.Fprintln(stderr, "xffidx:", safe(ee.err.Error()))
 		}
 		return ee.code
 	default:
-		fmt.Fprintln(stderr, "xffidx:", err)
+		fmt.Fprintln(stderr, "xffidx:", safe(err.Error()))
 		return exitTrouble
 	}
 }

@@ -365,3 +365,23 @@ func TestQueryWriteKeepsCaptures(t *testing.T) {
 		t.Errorf("--write over the previous output without --force: exit %d, %q", code, stderr)
 	}
 }
+
+// TestMessagesEscaped: file and index names in messages reach the
+// terminal escaped as query output is: no control character, no
+// bidirectional override.
+func TestMessagesEscaped(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "notes\u202etxt.pcap\x1b]0;owned\x07")
+	os.WriteFile(bad, []byte("not a capture"), 0o644)
+	for _, args := range [][]string{
+		{"build", bad},
+		{"--index", filepath.Join(dir, "ix\x1b[2J\u2066"), "query", "--ip", "192.0.2.1"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		msg := errb.String()
+		if code != 2 || strings.ContainsAny(msg, "\x1b\x07\u202e\u2066") || !strings.Contains(msg, `\x1b`) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and the names escaped", args, code, msg)
+		}
+	}
+}
