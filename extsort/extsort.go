@@ -80,6 +80,13 @@ func (s *Sorter) Add(rec []byte) error {
 			return err
 		}
 	}
+	if need := len(s.arena) + len(rec); need > cap(s.arena) {
+		// Grow as append would, but not past the budget: the memory held
+		// stays within it.
+		grown := make([]byte, len(s.arena), max(need, min(2*cap(s.arena), s.budget)))
+		copy(grown, s.arena)
+		s.arena = grown
+	}
 	s.recs = append(s.recs, loc{len(s.arena), len(rec)})
 	s.arena = append(s.arena, rec...)
 	return nil

@@ -276,8 +276,13 @@ func TestQueryWrite(t *testing.T) {
 	if st, err := os.Stat(out); err != nil || st.Size() < 24+10*16 {
 		t.Errorf("output: %v %v", st, err)
 	}
-	if code, _, _ := xffx(t, ix, "query", "--ip", "192.0.2.1", "--write", out); code != 1 {
+	// Nothing found, nothing written.
+	none := filepath.Join(filepath.Dir(out), "none.pcap")
+	if code, _, _ := xffx(t, ix, "query", "--ip", "192.0.2.1", "--write", none); code != 1 {
 		t.Errorf("--write with no hit: exit %d", code)
+	}
+	if _, err := os.Lstat(none); err == nil {
+		t.Errorf("--write with no hit wrote %s", none)
 	}
 }
 

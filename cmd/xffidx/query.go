@@ -126,38 +126,43 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 				return fail(err)
 			}
 
-			res, err := query.Search(g.store(), opt)
-			if err != nil {
-				return &exitError{code: exitTrouble, err: err}
-			}
-			found := len(res.Rows) > 0
+			// Rows and flows stream out as the packets are read; --write
+			// writes the capture once the search is done.
+			var sum query.Summary
 			switch {
-			case writeOut != "" && found:
+			case writeOut != "":
 				var st query.ExportStats
-				if st, err = query.Export(writeOut, res.Rows, res.Files, force); err == nil {
+				if sum, st, err = query.SearchExport(g.store(), opt, writeOut, force); err == nil && sum.Matched > 0 {
 					fmt.Fprintf(g.stderr, "xffidx: wrote %d packets of %d conversations to %s\n", st.Packets, st.Conversations, safe(writeOut))
 					if st.Partial > 0 {
 						fmt.Fprintf(g.stderr, "xffidx: note: %d conversations were not found whole (open longer than the capture, or than 256 MB of it, around their hits)\n", st.Partial)
 					}
 				}
-			case writeOut != "":
-			case wsFilter:
-				if found {
-					_, err = fmt.Fprintln(g.stdout, query.WiresharkFilter(query.Flows(res.Rows)))
+			case wsFilter || flows:
+				format := outFormat
+				if wsFilter {
+					format = query.FormatFilter
 				}
-			case flows:
-				err = query.WriteFlows(g.stdout, outFormat, query.Flows(res.Rows))
+				var w *query.FlowWriter
+				if w, err = query.NewFlowWriter(g.stdout, format); err == nil {
+					sum, err = query.SearchFlows(g.store(), opt, w.Write)
+					err = errors.Join(err, w.Close())
+				}
 			default:
-				err = query.Write(g.stdout, outFormat, res.Rows, len(headers) > 0)
+				var w *query.RowWriter
+				if w, err = query.NewRowWriter(g.stdout, outFormat, len(headers) > 0); err == nil {
+					sum, err = query.SearchEach(g.store(), opt, w.Write)
+					err = errors.Join(err, w.Close())
+				}
 			}
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
-			noteFewerHeaders(g, res.FewerHeaders)
-			if res.Undecided > 0 {
-				fmt.Fprintf(g.stderr, "xffidx: note: --client-only left out %d hits whose request's header list could not be read whole (header block continued beyond the capture's reach, or cut by the snap length)\n", res.Undecided)
+			noteFewerHeaders(g, sum.FewerHeaders)
+			if sum.Undecided > 0 {
+				fmt.Fprintf(g.stderr, "xffidx: note: --client-only left out %d hits whose request's header list could not be read whole (header block continued beyond the capture's reach, or cut by the snap length)\n", sum.Undecided)
 			}
-			return problemsExit(g, res.Problems, found)
+			return problemsExit(g, sum.Problems, sum.Matched > 0)
 		},
 	}
 	f := cmd.Flags()
