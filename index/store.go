@@ -2,7 +2,6 @@ package index
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -120,6 +118,9 @@ type Store struct {
 	// ScanHold bounds how long ScanHits keeps the database open at a time
 	// (0: 200 ms), so that a build waiting to commit gets its turn.
 	ScanHold time.Duration
+	// SortMem bounds the memory LookupEach sorts hits in before it spills
+	// sorted runs to temporary files (0: extsort.DefaultBudget).
+	SortMem int
 
 	// failed is set when Pebble stopped on a failure it cannot go on from
 	// (see withDB): every later call returns it.
@@ -276,119 +277,14 @@ type Hit struct {
 // Lookup returns the hits of every address in the given prefixes found in
 // the given headers, in file, offset and header order, with the catalog
 // entries they refer to. Hits of files whose catalog entry was replaced are
-// left out.
+// left out. It holds them all: LookupEach streams them.
 func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, []FileInfo, error) {
 	var hits []Hit
-	var files []FileInfo
-	err := s.withDB(true, func(db *pebble.DB) error {
-		var err error
-		if files, err = readCatalog(db); err != nil {
-			return err
-		}
-		current := currentEntries(files)
-		for _, p := range prefixes {
-			lo, hi := PrefixRange(p)
-			it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-			if err != nil {
-				return err
-			}
-			for it.First(); it.Valid(); it.Next() {
-				hk, ok := decodeHitKey(it.Key())
-				f := current[hk.fid]
-				if !ok || f == nil || !headers.Has(hk.header) {
-					continue
-				}
-				v := it.Value()
-				pos, n := binary.Uvarint(v)
-				h := Hit{Addr: hk.addr, File: f, Offset: hk.off, Header: hk.header, Pos: int(pos), ConnStart: -1}
-				if n > 0 && n < len(v) {
-					c, _ := binary.Uvarint(v[n:])
-					h.ConnStart, h.ConnSYN = decodeConn(hk.off, c)
-				}
-				hits = append(hits, h)
-			}
-			if err := it.Close(); err != nil {
-				return err
-			}
-		}
-		sortHits(hits)
-		if err := attachRaw(db, hits); err != nil {
-			return err
-		}
-		return attachRequests(db, hits)
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return hits, files, nil
-}
-
-func sortHits(hits []Hit) {
-	slices.SortFunc(hits, func(a, b Hit) int {
-		return cmp.Or(strings.Compare(a.File.Path, b.File.Path), cmp.Compare(a.Offset, b.Offset), cmp.Compare(a.Header, b.Header), a.Addr.Compare(b.Addr))
-	})
-}
-
-// attachRaw fills Hit.Raw from the 'v' table, with one iterator seek per hit.
-func attachRaw(db *pebble.DB, hits []Hit) error {
-	if len(hits) == 0 {
+	info, err := s.LookupEach(prefixes, headers, func(h Hit) error {
+		hits = append(hits, h)
 		return nil
-	}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagValue}, UpperBound: []byte{tagValue + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	var key []byte
-	for i := range hits {
-		key = ValueKey(key[:0], hits[i].File.ID, hits[i].Offset, hits[i].Header)
-		if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
-			hits[i].Raw = bytes.Clone(it.Value())
-		}
-		// The next seek clears the iterator's error: check it at each one.
-		if err := it.Error(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// attachRequests fills Hit.Requests from the 'r' table, one seek per packet.
-func attachRequests(db pebble.Reader, hits []Hit) error {
-	if len(hits) == 0 {
-		return nil
-	}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagRequest}, UpperBound: []byte{tagRequest + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	var prefix []byte
-	for i := range hits {
-		h := &hits[i]
-		if i > 0 && hits[i-1].File == h.File && hits[i-1].Offset == h.Offset {
-			h.Requests = hits[i-1].Requests
-			continue
-		}
-		prefix = RequestKey(prefix[:0], h.File.ID, h.Offset, 0)
-		prefix = prefix[:len(prefix)-4]
-		for ok := it.SeekGE(prefix); ok && bytes.HasPrefix(it.Key(), prefix); ok = it.Next() {
-			k := it.Key()
-			if len(k) != len(prefix)+4 {
-				continue
-			}
-			r, err := decodeRequest(binary.BigEndian.Uint32(k[len(prefix):]), bytes.Clone(it.Value()))
-			if err != nil {
-				return fmt.Errorf("file %d offset %d: %w", h.File.ID, h.Offset, err)
-			}
-			h.Requests = append(h.Requests, r)
-		}
-		// The next seek clears the iterator's error: check it at each one.
-		if err := it.Error(); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
+	return hits, info.Files, err
 }
 
 // State returns the connection state saved with file fid (nil if none).

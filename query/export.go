@@ -4,116 +4,78 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/xffidx/xffidx/format"
 	"github.com/xffidx/xffidx/format/packet"
 	"github.com/xffidx/xffidx/index"
+	"github.com/xffidx/xffidx/index/extsort"
 )
 
 // Export writes the complete conversations of the matched rows (every packet
 // of each matched connection, both directions, handshake and responses
-// included) as a capture. The index keeps no per-connection ranges, so each
-// connection's extent is found around its hits: backwards from the first hit
-// in growing windows (1 MiB up to exportReach) until the connection's SYN,
-// forwards from the last hit until it has closed (FIN both ways, or RST).
-// Only those windows are read, never the whole capture.
+// included) as a capture: see SearchExport, which it is for rows at hand.
+// files is the catalog.
+func Export(path string, rows []Row, files []index.FileInfo, force bool) (ExportStats, error) {
+	x, err := newExporter(path, files, force, 0)
+	if err != nil {
+		return ExportStats{}, err
+	}
+	defer x.abort()
+	for _, r := range rows {
+		if err := x.add(r); err != nil {
+			return ExportStats{}, err
+		}
+	}
+	return x.finish()
+}
+
+// SearchExport runs the search and writes the complete conversations of its
+// rows (every packet of each matched connection, both directions,
+// handshake and responses included) to path as a capture; nothing is
+// written when nothing is found. Each connection starts at the SYN the
+// build's connection tracking recorded for its hits; where the build took
+// it up mid-way, the capture is searched backwards from its first hit in
+// growing windows (1 MiB up to exportReach). It ends where it closed after
+// its last hit (FIN both ways, or RST, and the records right after it for
+// the last ACK). Each capture is then walked once, front to back, over the
+// stretches where its matched connections lie (never the whole capture
+// unless they fill it), and their packets written in time order.
 //
 // The output is pcap (nanosecond) when every packet has one link type and
 // path does not end in ".pcapng", else pcapng with one interface per link
-// type.
-func Export(path string, rows []Row, files []index.FileInfo) (ExportStats, error) {
-	var st ExportStats
-	byPath := map[string]*index.FileInfo{}
-	for i := range files {
-		byPath[files[i].Path] = &files[i]
-	}
-	type fileFlows struct {
-		info  *index.FileInfo
-		flows map[flowKey]*span
-	}
-	var order []*fileFlows
-	seen := map[string]*fileFlows{}
-	for _, r := range rows {
-		ff := seen[r.File]
-		if ff == nil {
-			info := byPath[r.File]
-			if info == nil {
-				return st, fmt.Errorf("%s: not in the catalog", r.File)
-			}
-			ff = &fileFlows{info: info, flows: map[flowKey]*span{}}
-			seen[r.File] = ff
-			order = append(order, ff)
-		}
-		k := keyOf(r.FiveTuple)
-		if sp := ff.flows[k]; sp != nil {
-			sp.minHit, sp.maxHit = min(sp.minHit, r.Offset), max(sp.maxHit, r.Offset)
-			sp.noteSYN(r)
-		} else {
-			sp := &span{minHit: r.Offset, maxHit: r.Offset, syn: -1}
-			sp.noteSYN(r)
-			ff.flows[k] = sp
-		}
-	}
-	linkTypes := map[uint32]bool{}
-	for _, ff := range order {
-		for _, sec := range ff.info.Sections {
-			for _, iface := range sec.Ifaces {
-				linkTypes[iface.LinkType] = true
-			}
-		}
-	}
-	out, err := os.Create(path)
+// type. It is written to a temporary file renamed into place at the end
+// (mode 0600); path must not be a capture of the index, nor a symbolic
+// link, nor exist unless force (see checkOutput). Memory does not grow with
+// the hits, the connections or the packets: rows, connections and packets
+// are sorted in bounded memory (Options.SortMem), the packets spilling to
+// temporary files in path's directory.
+func SearchExport(store *index.Store, opt Options, path string, force bool) (Summary, ExportStats, error) {
+	files, err := store.Catalog()
 	if err != nil {
-		return st, err
+		return Summary{}, ExportStats{}, err
 	}
-	defer out.Close()
-	w := newCaptureWriter(out, strings.HasSuffix(path, ".pcapng") || len(linkTypes) != 1, linkTypes)
-	// Packets are gathered first so that those of several captures come out
-	// in time order.
-	var recs []format.Record
-	for _, ff := range order {
-		f, err := format.Open(ff.info.Path)
-		if err != nil {
-			return st, fmt.Errorf("%s: %w", ff.info.Path, err)
-		}
-		x := &extent{f: f, info: ff.info}
-		for k, sp := range ff.flows {
-			x.find(k, sp)
-			if !sp.startFound || !sp.endFound {
-				st.Partial++
-			}
-		}
-		err = x.emit(ff.flows, func(rec format.Record) error {
-			rec.Data = bytes.Clone(rec.Data)
-			recs = append(recs, rec)
-			return nil
-		})
-		f.Close()
-		if err != nil {
-			return st, fmt.Errorf("%s: %w", ff.info.Path, err)
-		}
-		st.Conversations += len(ff.flows)
-		st.FromIndex += x.byIndex
+	x, err := newExporter(path, files, force, opt.SortMem)
+	if err != nil {
+		return Summary{}, ExportStats{}, err
 	}
-	slices.SortStableFunc(recs, func(a, b format.Record) int { return cmp.Compare(a.TS, b.TS) })
-	for _, rec := range recs {
-		if err := w.write(rec); err != nil {
-			return st, err
-		}
+	defer x.abort()
+	sum, err := SearchEach(store, opt, x.add)
+	if err != nil || sum.Matched == 0 {
+		return sum, ExportStats{}, err
 	}
-	st.Packets = len(recs)
-	if err := w.flush(); err != nil {
-		return st, err
-	}
-	return st, out.Close()
+	st, err := x.finish()
+	sum.Spills += x.spills
+	return sum, st, err
 }
 
 // ExportStats counts what Export wrote.
@@ -127,52 +89,257 @@ type ExportStats struct {
 	Partial int
 }
 
-// segKey is the connection of a TCP segment.
-func segKey(seg *packet.Segment) flowKey {
-	return keyOf(FiveTuple{SrcIP: seg.SrcIP, DstIP: seg.DstIP, SrcPort: seg.SrcPort, DstPort: seg.DstPort, Proto: "tcp"})
+// exporter gathers the rows of an export, then writes it.
+type exporter struct {
+	out    *outputFile
+	ng     bool // pcapng by name
+	byPath map[string]*index.FileInfo
+	mem    int
+	dir    string // the output's: the packets spill there
+	hits   *extsort.Sorter
+	rec    []byte
+	spills int
+	st     ExportStats
+}
+
+func newExporter(path string, files []index.FileInfo, force bool, mem int) (*exporter, error) {
+	out, err := createOutput(path, files, force)
+	if err != nil {
+		return nil, err
+	}
+	x := &exporter{out: out, ng: strings.HasSuffix(path, ".pcapng"), byPath: map[string]*index.FileInfo{}, mem: mem, dir: filepath.Dir(path)}
+	for i := range files {
+		x.byPath[files[i].Path] = &files[i]
+	}
+	x.hits = extsort.New(bytes.Compare, mem, "")
+	return x, nil
+}
+
+func (x *exporter) abort() {
+	x.hits.Close()
+	x.out.abort()
+}
+
+// add takes a row: a record sorted by capture, connection and offset,
+// with the connection start the build recorded.
+func (x *exporter) add(r Row) error {
+	if x.byPath[r.File] == nil {
+		return fmt.Errorf("%s: not in the catalog", r.File)
+	}
+	b := appendString(x.rec[:0], r.File)
+	b = appendKey(b, keyOf(r.FiveTuple))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Offset))
+	syn := byte(0)
+	if r.connSYN && r.conn >= 0 {
+		syn = 1
+	}
+	b = binary.BigEndian.AppendUint64(append(b, syn), uint64(r.conn))
+	x.rec = b
+	return x.hits.Add(b)
 }
 
 // span is where a connection's packets lie in one file.
 type span struct {
-	minHit, maxHit       int64
-	first, last          int64 // record offsets of its first and last packets
-	startFound, endFound bool
+	minHit, maxHit int64
+	first          int64 // record offset of its first packet
+	startFound     bool
 	// syn is the connection's SYN as the build saw it (-1: no row said),
 	// the earliest one when rows of the same 5-tuple name several (ports
 	// reused).
 	syn int64
 }
 
-// noteSYN takes the SYN the build recorded for r's connection.
-func (sp *span) noteSYN(r Row) {
-	if r.connSYN && r.conn >= 0 && (sp.syn < 0 || r.conn < sp.syn) {
-		sp.syn = r.conn
+// finish finds each connection's extent and writes the capture.
+func (x *exporter) finish() (ExportStats, error) {
+	// Connections, with their start, sorted by capture and start.
+	spans := extsort.New(bytes.Compare, x.mem, "")
+	defer spans.Close()
+	linkTypes := map[uint32]bool{}
+	var (
+		ext    *extent
+		curKey []byte
+		cur    span
+		k      flowKey
+		path   string
+	)
+	defer func() { ext.close() }()
+	endSpan := func() error {
+		if curKey == nil {
+			return nil
+		}
+		if cur.syn >= 0 && cur.syn <= cur.minHit {
+			// The build followed the connection from its SYN: no looking back.
+			cur.first, cur.startFound = cur.syn, true
+			x.st.FromIndex++
+		} else {
+			ext.findStart(k, &cur)
+		}
+		x.st.Conversations++
+		b := appendString(x.rec[:0], path)
+		b = binary.BigEndian.AppendUint64(b, uint64(cur.first))
+		b = appendKey(b, k)
+		b = binary.BigEndian.AppendUint64(b, uint64(cur.maxHit))
+		if cur.startFound {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+		x.rec = b
+		return spans.Add(b)
 	}
+	err := x.hits.Each(func(rec []byte) error {
+		r := recReader{b: rec}
+		p := r.string()
+		key := r.key()
+		keyBytes := rec[:len(rec)-len(r.b)]
+		off := int64(r.uint64())
+		syn := r.byte() == 1
+		conn := int64(r.uint64())
+		if r.err != nil {
+			return r.err
+		}
+		if curKey == nil || !bytes.Equal(keyBytes, curKey) {
+			if err := endSpan(); err != nil {
+				return err
+			}
+			curKey, k, cur = append(curKey[:0], keyBytes...), key, span{minHit: off, syn: -1}
+			if p != path || ext == nil {
+				ext.close()
+				path = p
+				info := x.byPath[p]
+				f, err := format.Open(p)
+				if err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+				ext = &extent{f: f, info: info}
+				for _, sec := range info.Sections {
+					for _, iface := range sec.Ifaces {
+						linkTypes[iface.LinkType] = true
+					}
+				}
+			}
+		}
+		cur.maxHit = off // rows come in offset order
+		if syn && (cur.syn < 0 || conn < cur.syn) {
+			cur.syn = conn
+		}
+		return nil
+	})
+	if err == nil {
+		err = endSpan()
+	}
+	x.spills += x.hits.Spills()
+	ext.close()
+	ext = nil
+	if err != nil {
+		return x.st, err
+	}
+
+	// Walk each capture once over its connections' stretches; the packets,
+	// of several captures, are put in time order.
+	pkts := extsort.New(bytes.Compare, cmp.Or(x.mem, 2*extsort.DefaultBudget), x.dir)
+	defer pkts.Close()
+	var seq uint64
+	emit := func(rec format.Record) error {
+		b := binary.BigEndian.AppendUint64(x.rec[:0], uint64(rec.TS)^1<<63)
+		b = binary.BigEndian.AppendUint64(b, seq)
+		seq++
+		b = binary.BigEndian.AppendUint32(b, rec.LinkType)
+		b = binary.BigEndian.AppendUint32(b, rec.OrigLen)
+		b = append(b, rec.Data...)
+		x.rec = b
+		return pkts.Add(b)
+	}
+	var sw *sweep
+	path = ""
+	err = spans.Each(func(rec []byte) error {
+		r := recReader{b: rec}
+		p := r.string()
+		var sp span
+		sp.first = int64(r.uint64())
+		key := r.key()
+		sp.maxHit = int64(r.uint64())
+		sp.startFound = r.byte() == 1
+		if r.err != nil {
+			return r.err
+		}
+		if sw == nil || p != path {
+			if sw != nil {
+				if err := sw.finish(); err != nil {
+					return err
+				}
+			}
+			path = p
+			f, err := format.Open(p)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			sw = newSweep(&extent{f: f, info: x.byPath[p]}, emit, &x.st)
+		}
+		return sw.add(key, sp)
+	})
+	if err == nil && sw != nil {
+		err = sw.finish()
+	}
+	x.spills += spans.Spills()
+	if err != nil {
+		return x.st, err
+	}
+	w := newCaptureWriter(x.out, x.ng || len(linkTypes) != 1, linkTypes)
+	err = pkts.Each(func(b []byte) error {
+		r := recReader{b: b}
+		r.uint64()
+		r.uint64()
+		lt := binary.BigEndian.Uint32(r.bytes(4))
+		orig := binary.BigEndian.Uint32(r.bytes(4))
+		x.st.Packets++
+		return w.write(format.Record{TS: int64(binary.BigEndian.Uint64(b) ^ 1<<63), LinkType: lt, OrigLen: orig, Data: r.b})
+	})
+	x.spills += pkts.Spills()
+	if err == nil {
+		err = w.flush()
+	}
+	if err != nil {
+		return x.st, fmt.Errorf("%s: %w", x.out.path, err)
+	}
+	return x.st, x.out.commit()
+}
+
+// segKey is the connection of a TCP segment.
+func segKey(seg *packet.Segment) flowKey {
+	return keyOf(FiveTuple{SrcIP: seg.SrcIP, DstIP: seg.DstIP, SrcPort: seg.SrcPort, DstPort: seg.DstPort, Proto: "tcp"})
 }
 
 // exportReach bounds how far from its hits a connection is looked for;
-// closeRecords, how many records after its close its last ACK may come.
+// closeRecords, how many records after its close its last ACK may come;
+// sweepJump, the stretch without matched connections past which a sweep
+// reads on at the next one's start rather than walking through.
 const (
 	exportReach  = 256 << 20
 	closeRecords = 64
+	sweepJump    = 4 << 20
 )
 
 // extent walks windows of one capture.
 type extent struct {
-	f       *os.File
-	info    *index.FileInfo
-	buf     []byte
-	byIndex int // connections whose start the index gave
+	f    *os.File
+	info *index.FileInfo
+	buf  []byte
 }
 
-// find sets sp.first and sp.last.
-func (x *extent) find(k flowKey, sp *span) {
-	sp.first, sp.last = sp.minHit, sp.maxHit
-	if sp.syn >= 0 && sp.syn <= sp.minHit {
-		// The build followed the connection from its SYN: no looking back.
-		sp.first, sp.startFound = sp.syn, true
-		x.byIndex++
+func (x *extent) close() {
+	if x != nil && x.f != nil {
+		x.f.Close()
+		x.f = nil
 	}
+}
+
+// findStart sets sp.first and sp.startFound for a connection the build
+// did not follow from its SYN: backwards from its first hit, in windows
+// growing from 1 MiB up to exportReach, for its SYN; else, at the start of
+// the capture or past reach, its first packet.
+func (x *extent) findStart(k flowKey, sp *span) {
+	sp.first = sp.minHit
 	for window := int64(1 << 20); !sp.startFound; window *= 4 {
 		from := max(x.dataStart(sp.minHit), sp.minHit-window)
 		first, syn, aligned := int64(-1), int64(-1), false
@@ -201,35 +368,6 @@ func (x *extent) find(k flowKey, sp *span) {
 		}
 		break
 	}
-	// Forwards: until FIN both ways or RST, and a little after for the last ACK.
-	finA, finB, closedAt := false, false, int64(-1)
-	after := 0
-	x.walk(sp.maxHit, true, min(x.info.Size, sp.maxHit+exportReach), func(rec format.Record, seg *packet.Segment, ok bool) bool {
-		if closedAt >= 0 {
-			after++
-		}
-		if ok && segKey(seg) == k {
-			if seg.Flags&0x02 != 0 && rec.Offset > sp.maxHit {
-				return false // a new connection reusing the ports
-			}
-			sp.last = rec.Offset
-			if seg.Flags&0x04 != 0 {
-				closedAt = rec.Offset
-			}
-			if seg.Flags&0x01 != 0 {
-				if netip.AddrPortFrom(seg.SrcIP, seg.SrcPort) == k.lo {
-					finA = true
-				} else {
-					finB = true
-				}
-				if finA && finB && closedAt < 0 {
-					closedAt = rec.Offset
-				}
-			}
-		}
-		return after < closeRecords // the last ACK follows closely
-	})
-	sp.endFound = closedAt >= 0
 }
 
 // dataStart is where records of off's section begin.
@@ -244,103 +382,264 @@ func (x *extent) dataStart(off int64) int64 {
 	return sec.Offset
 }
 
-// emit writes, in file order, every packet of each flow within its span.
-func (x *extent) emit(flows map[flowKey]*span, fn func(format.Record) error) error {
-	type rng struct{ from, to int64 }
-	var rs []rng
-	for _, sp := range flows {
-		rs = append(rs, rng{sp.first, sp.last + 1})
-	}
-	slices.SortFunc(rs, func(a, b rng) int { return cmp.Compare(a.from, b.from) })
-	var merged []rng
-	for _, r := range rs {
-		if n := len(merged); n > 0 && r.from <= merged[n-1].to {
-			merged[n-1].to = max(merged[n-1].to, r.to)
-		} else {
-			merged = append(merged, r)
+// walk calls fn for each packet record starting in [from, to), with its
+// innermost TCP segment. With trusted, a record starts at from; otherwise
+// the walk resyncs there first. fn returns false to stop.
+func (x *extent) walk(from int64, trusted bool, to int64, fn func(format.Record, *packet.Segment, bool) bool) {
+	c := x.cursorAt(from, trusted)
+	for c.offset() < to {
+		rec, seg, ok, more := c.next()
+		if !more || !fn(rec, &seg, ok) {
+			return
 		}
 	}
-	var err error
-	for _, r := range merged {
-		x.walk(r.from, true, r.to, func(rec format.Record, seg *packet.Segment, ok bool) bool {
-			if !ok {
-				return true
+}
+
+// cursor walks the packet records of one capture forwards through a
+// buffer it refills (the extent's: one cursor at a time).
+type cursor struct {
+	x    *extent
+	w    format.Walker
+	buf  []byte
+	base int64
+	pos  int
+	done bool
+}
+
+// cursorAt starts a cursor at from: a record's offset when trusted; else
+// the walk resyncs there first.
+func (x *extent) cursorAt(from int64, trusted bool) *cursor {
+	c := &cursor{x: x, base: from, done: true}
+	sec, ok := x.info.SectionAt(from)
+	if !ok {
+		return c
+	}
+	kind := format.KindPcap
+	if x.info.Format == format.KindPcapNG.String() {
+		kind = format.KindPcapNG
+	}
+	c.w = format.Walker{Kind: kind, Sec: *sec}
+	c.w.Sec.Ifaces = slices.Clone(sec.Ifaces)
+	const piece = 4 << 20
+	if cap(x.buf) < piece+format.MaxCapLen+(1<<20) {
+		x.buf = make([]byte, 0, piece+format.MaxCapLen+(1<<20))
+	}
+	c.buf, c.done = x.buf[:0], false
+	c.fill()
+	if !trusted {
+		p, ok := c.w.Sync(c.buf, c.base, 0, c.atEOF())
+		c.pos, c.done = p, !ok
+	}
+	return c
+}
+
+// offset is where the next record starts (past the end when done).
+func (c *cursor) offset() int64 {
+	if c.done {
+		return 1 << 62
+	}
+	return c.base + int64(c.pos)
+}
+
+func (c *cursor) atEOF() bool { return c.base+int64(len(c.buf)) == c.x.info.Size }
+
+// fill appends the next piece of the file; false at its end.
+func (c *cursor) fill() bool {
+	n := int(min(int64(cap(c.buf)-len(c.buf)), c.x.info.Size-(c.base+int64(len(c.buf)))))
+	if n <= 0 {
+		return false
+	}
+	got, err := c.x.f.ReadAt(c.buf[len(c.buf):len(c.buf)+n], c.base+int64(len(c.buf)))
+	c.buf = c.buf[:len(c.buf)+got]
+	return got > 0 && (err == nil || errors.Is(err, io.EOF))
+}
+
+// next returns the next packet record, with its innermost TCP segment (ok
+// false if it has none); more is false at the end. The record's bytes are
+// valid until the next call.
+func (c *cursor) next() (rec format.Record, seg packet.Segment, ok, more bool) {
+	for !c.done {
+		rec, n, st := c.w.Next(c.buf, c.base, c.pos)
+		switch st {
+		case format.Packet:
+			c.pos += n
+			seg, ok := packet.InnermostTCP(rec.LinkType, rec.Data)
+			return rec, seg, ok, true
+		case format.Header:
+			c.pos += n
+		case format.Short:
+			// Move what is left to the front and read on.
+			copy(c.buf, c.buf[c.pos:])
+			c.buf, c.base, c.pos = c.buf[:len(c.buf)-c.pos], c.base+int64(c.pos), 0
+			c.done = !c.fill()
+		default:
+			p, ok := c.w.Sync(c.buf, c.base, c.pos+1, c.atEOF())
+			c.pos, c.done = p, !ok
+		}
+	}
+	return rec, seg, false, false
+}
+
+// sweep walks one capture front to back over the stretches where its
+// matched connections lie, and emits their packets: a connection is live
+// from its first packet on; up to its last hit every packet of it is
+// emitted; after that, until it closes (FIN both ways, or RST, and then
+// closeRecords more records for the last ACK), a new SYN on its 5-tuple (a
+// new connection reusing the ports), or exportReach past its last hit.
+type sweep struct {
+	x    *extent
+	c    *cursor
+	emit func(format.Record) error
+	st   *ExportStats
+	live map[flowKey]*liveConn
+	// closing holds live connections in the order they closed; expiry,
+	// by the offset past which they are given up.
+	closing []*liveConn
+	expiry  expiryHeap
+	records int64 // packet records walked
+	// The record read but not yet walked (the next connection starts at
+	// or before it).
+	pending              format.Record
+	pendingSeg           packet.Segment
+	pendingOK, isPending bool
+}
+
+type liveConn struct {
+	k          flowKey
+	maxHit     int64
+	startFound bool
+	finA, finB bool
+	closedAt   int64 // record count at the close; -1 open
+	done       bool
+}
+
+func newSweep(x *extent, emit func(format.Record) error, st *ExportStats) *sweep {
+	return &sweep{x: x, emit: emit, st: st, live: map[flowKey]*liveConn{}}
+}
+
+// add makes a connection live at its first packet: connections come in
+// order of first packet.
+func (s *sweep) add(k flowKey, sp span) error {
+	if s.c == nil || (s.c.done && !s.isPending) || (len(s.live) == 0 && sp.first-s.c.offset() > sweepJump) {
+		s.c, s.isPending = s.x.cursorAt(sp.first, true), false
+	}
+	if err := s.walk(sp.first); err != nil {
+		return err
+	}
+	l := &liveConn{k: k, maxHit: sp.maxHit, startFound: sp.startFound, closedAt: -1}
+	if old := s.live[k]; old != nil {
+		s.end(old) // a hostile index can name two starts for one 5-tuple
+	}
+	s.live[k] = l
+	heap.Push(&s.expiry, l)
+	return nil
+}
+
+// walk walks the records that start before to (all of them for to < 0),
+// while connections are live or to is ahead.
+func (s *sweep) walk(to int64) error {
+	for to >= 0 || len(s.live) > 0 {
+		if !s.isPending {
+			s.pending, s.pendingSeg, s.pendingOK, s.isPending = s.c.next()
+			if !s.isPending {
+				return nil // the end of the capture
 			}
-			sp := flows[segKey(seg)]
-			if sp != nil && rec.Offset >= sp.first && rec.Offset <= sp.last {
-				err = fn(rec)
-			}
-			return err == nil
-		})
-		if err != nil {
+		}
+		if to >= 0 && s.pending.Offset >= to {
+			return nil
+		}
+		s.isPending = false
+		if err := s.record(s.pending, &s.pendingSeg, s.pendingOK); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// walk calls fn for each packet record starting in [from, to), with its
-// innermost TCP segment. With trusted, a record starts at from; otherwise
-// the walk resyncs there first. fn returns false to stop.
-func (x *extent) walk(from int64, trusted bool, to int64, fn func(format.Record, *packet.Segment, bool) bool) {
-	sec, ok := x.info.SectionAt(from)
+func (s *sweep) record(rec format.Record, seg *packet.Segment, ok bool) error {
+	s.records++
+	for len(s.closing) > 0 && s.records-s.closing[0].closedAt > closeRecords {
+		s.end(s.closing[0])
+		s.closing = s.closing[1:]
+	}
+	for len(s.expiry) > 0 && (s.expiry[0].done || rec.Offset >= s.expiry[0].maxHit+exportReach) {
+		s.end(heap.Pop(&s.expiry).(*liveConn))
+	}
 	if !ok {
+		return nil
+	}
+	l := s.live[segKey(seg)]
+	if l == nil {
+		return nil
+	}
+	if rec.Offset >= l.maxHit {
+		if seg.Flags&0x02 != 0 && rec.Offset > l.maxHit {
+			s.end(l) // a new connection reusing the ports
+			return nil
+		}
+		if seg.Flags&0x04 != 0 && l.closedAt < 0 {
+			l.closedAt = s.records
+			s.closing = append(s.closing, l)
+		}
+		if seg.Flags&0x01 != 0 {
+			if netip.AddrPortFrom(seg.SrcIP, seg.SrcPort) == l.k.lo {
+				l.finA = true
+			} else {
+				l.finB = true
+			}
+			if l.finA && l.finB && l.closedAt < 0 {
+				l.closedAt = s.records
+				s.closing = append(s.closing, l)
+			}
+		}
+	}
+	return s.emit(rec)
+}
+
+// end takes a connection out of the sweep, counting it partial if its
+// start or its close was not found.
+func (s *sweep) end(l *liveConn) {
+	if l.done {
 		return
 	}
-	kind := format.KindPcap
-	if x.info.Format == format.KindPcapNG.String() {
-		kind = format.KindPcapNG
+	l.done = true
+	if s.live[l.k] == l {
+		delete(s.live, l.k)
 	}
-	w := format.Walker{Kind: kind, Sec: *sec}
-	w.Sec.Ifaces = slices.Clone(sec.Ifaces)
-	const piece = 4 << 20
-	if cap(x.buf) < piece+format.MaxCapLen+(1<<20) {
-		x.buf = make([]byte, 0, piece+format.MaxCapLen+(1<<20))
+	if !l.startFound || l.closedAt < 0 {
+		s.st.Partial++
 	}
-	base, buf, pos := from, x.buf[:0], 0
-	fill := func() bool { // append the next piece; false at the end
-		n := int(min(int64(cap(buf)-len(buf)), x.info.Size-(base+int64(len(buf)))))
-		if n <= 0 {
-			return false
-		}
-		got, err := x.f.ReadAt(buf[len(buf):len(buf)+n], base+int64(len(buf)))
-		buf = buf[:len(buf)+got]
-		return got > 0 && (err == nil || errors.Is(err, io.EOF))
+}
+
+// finish walks on until no connection is live, and ends those left at the
+// end of the capture.
+func (s *sweep) finish() error {
+	defer s.x.close()
+	if s.c == nil {
+		return nil
 	}
-	fill()
-	if !trusted {
-		p, ok := w.Sync(buf, base, 0, base+int64(len(buf)) == x.info.Size)
-		if !ok {
-			return
-		}
-		pos = p
+	if err := s.walk(-1); err != nil {
+		return err
 	}
-	for base+int64(pos) < to {
-		rec, n, st := w.Next(buf, base, pos)
-		switch st {
-		case format.Packet:
-			seg, ok := packet.InnermostTCP(rec.LinkType, rec.Data)
-			if !fn(rec, &seg, ok) {
-				return
-			}
-			pos += n
-		case format.Header:
-			pos += n
-		case format.Short:
-			// Move what is left to the front and read on.
-			copy(buf, buf[pos:])
-			buf, base, pos = buf[:len(buf)-pos], base+int64(pos), 0
-			if !fill() {
-				return
-			}
-		default:
-			p, ok := w.Sync(buf, base, pos+1, base+int64(len(buf)) == x.info.Size)
-			if !ok {
-				return
-			}
-			pos = p
-		}
+	for _, l := range s.live {
+		s.end(l)
 	}
+	return nil
+}
+
+// expiryHeap orders live connections by the offset past which they are
+// given up.
+type expiryHeap []*liveConn
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].maxHit < h[j].maxHit }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(*liveConn)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // captureWriter writes pcap (nanosecond) or pcapng.

@@ -1,7 +1,9 @@
 package query
 
 import (
-	"cmp"
+	"bufio"
+	"bytes"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -10,8 +12,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/xffidx/xffidx/index"
+	"github.com/xffidx/xffidx/index/extsort"
 )
 
 // Flow is one connection (innermost TCP 5-tuple) among the rows of a
@@ -46,68 +50,200 @@ func keyOf(ft FiveTuple) flowKey {
 // Flows groups rows by connection: the innermost 5-tuple, either direction.
 // A connection whose ports were reused later in the capture is one flow.
 // Flows are ordered by first timestamp (flows without one last), then tuple.
+// It holds them all: SearchFlows streams them.
 func Flows(rows []Row) []Flow {
-	type pkt struct {
-		file string
-		off  int64
-	}
-	idx := map[flowKey]int{}
+	a := newFlowAggregator(0, "")
+	defer a.close()
 	var flows []Flow
-	seen := map[pkt]bool{}
-	files := map[flowKey]map[string]bool{}
-	addrs := map[flowKey]map[netip.Addr]bool{}
 	for _, r := range rows {
-		k := keyOf(r.FiveTuple)
-		i, ok := idx[k]
-		if !ok {
-			i = len(flows)
-			idx[k] = i
-			flows = append(flows, Flow{FiveTuple: r.FiveTuple})
-			files[k], addrs[k] = map[string]bool{}, map[netip.Addr]bool{}
-		}
-		f := &flows[i]
-		addrs[k][r.XFFIP] = true
-		if seen[pkt{r.File, r.Offset}] {
-			continue
-		}
-		seen[pkt{r.File, r.Offset}] = true
-		f.Hits++
-		files[k][r.File] = true
-		if r.TS.IsZero() {
-			continue
-		}
-		if f.First.IsZero() || r.TS.Before(f.First) {
-			f.First, f.FirstDigit = r.TS, r.TSDigit
-			f.FiveTuple = r.FiveTuple // the direction of the first packet
-		}
-		if f.Last.IsZero() || r.TS.After(f.Last) {
-			f.Last, f.LastDigit = r.TS, r.TSDigit
+		if err := a.add(r); err != nil {
+			return nil
 		}
 	}
-	for i := range flows {
-		k := keyOf(flows[i].FiveTuple)
-		for p := range files[k] {
-			flows[i].Files = append(flows[i].Files, p)
-		}
-		slices.Sort(flows[i].Files)
-		for a := range addrs[k] {
-			flows[i].XFFIPs = append(flows[i].XFFIPs, a)
-		}
-		slices.SortFunc(flows[i].XFFIPs, netip.Addr.Compare)
-	}
-	slices.SortFunc(flows, func(a, b Flow) int {
-		if a.First.IsZero() != b.First.IsZero() {
-			if a.First.IsZero() {
-				return 1
-			}
-			return -1
-		}
-		return cmp.Or(a.First.Compare(b.First),
-			a.SrcIP.Compare(b.SrcIP), cmp.Compare(a.SrcPort, b.SrcPort),
-			a.DstIP.Compare(b.DstIP), cmp.Compare(a.DstPort, b.DstPort),
-			strings.Compare(a.Proto, b.Proto))
+	a.each(func(f Flow) error {
+		flows = append(flows, f)
+		return nil
 	})
 	return flows
+}
+
+// SearchFlows runs the search and calls fn with its rows grouped by
+// connection, as Flows groups them, in memory that does not grow with
+// the hits nor the flows: the rows, then the flows, are sorted in bounded
+// memory (Options.SortMem) and spill to temporary files past it.
+func SearchFlows(store *index.Store, opt Options, fn func(Flow) error) (Summary, error) {
+	a := newFlowAggregator(opt.SortMem, "")
+	defer a.close()
+	sum, err := SearchEach(store, opt, a.add)
+	if err != nil {
+		return sum, err
+	}
+	err = a.each(fn)
+	sum.Spills += a.spills()
+	return sum, err
+}
+
+// flowAggregator groups rows by connection in bounded memory: each row is
+// a record sorted by connection, then file, offset and arrival; the
+// records of one connection make a Flow, and the flows are sorted again
+// by first timestamp and tuple.
+type flowAggregator struct {
+	rows, flows *extsort.Sorter
+	seq         uint64
+	rec         []byte
+}
+
+func newFlowAggregator(mem int, dir string) *flowAggregator {
+	return &flowAggregator{rows: extsort.New(bytes.Compare, mem, dir), flows: extsort.New(bytes.Compare, mem, dir)}
+}
+
+func (a *flowAggregator) close() {
+	a.rows.Close()
+	a.flows.Close()
+}
+
+func (a *flowAggregator) spills() int { return a.rows.Spills() + a.flows.Spills() }
+
+// add takes a row: key (connection, file, offset, arrival), then the
+// direction of its tuple, its timestamp and digits, and its address.
+func (a *flowAggregator) add(r Row) error {
+	k := keyOf(r.FiveTuple)
+	b := appendKey(a.rec[:0], k)
+	b = appendString(b, r.File)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Offset))
+	b = binary.BigEndian.AppendUint64(b, a.seq)
+	a.seq++
+	forward := byte(0)
+	if netip.AddrPortFrom(r.SrcIP, r.SrcPort) == k.lo {
+		forward = 1
+	}
+	b = appendTime(append(b, forward), r.TS)
+	b = appendAddr(append(b, byte(r.TSDigit)), r.XFFIP)
+	a.rec = b
+	return a.rows.Add(b)
+}
+
+// each makes the flows and calls fn with each, in order.
+func (a *flowAggregator) each(fn func(Flow) error) error {
+	var (
+		cur               *Flow
+		curKey            []byte
+		lastFile          string
+		lastOff           int64
+		haveFile, haveOff bool
+	)
+	finish := func() error {
+		if cur == nil {
+			return nil
+		}
+		slices.SortFunc(cur.XFFIPs, netip.Addr.Compare)
+		cur.XFFIPs = slices.Compact(cur.XFFIPs)
+		err := a.flows.Add(appendFlow(a.rec[:0], cur))
+		cur = nil
+		return err
+	}
+	err := a.rows.Each(func(rec []byte) error {
+		r := recReader{b: rec}
+		k := r.key()
+		keyBytes := rec[:len(rec)-len(r.b)]
+		file := r.string()
+		off := int64(r.uint64())
+		r.uint64() // arrival
+		forward := r.byte() == 1
+		ts := r.time()
+		digits := int(r.byte())
+		addr := r.addr()
+		if r.err != nil {
+			return r.err
+		}
+		ft := FiveTuple{SrcIP: k.lo.Addr(), SrcPort: k.lo.Port(), DstIP: k.hi.Addr(), DstPort: k.hi.Port(), Proto: k.proto}
+		if !forward {
+			ft.SrcIP, ft.SrcPort, ft.DstIP, ft.DstPort = ft.DstIP, ft.DstPort, ft.SrcIP, ft.SrcPort
+		}
+		if cur == nil || !bytes.Equal(curKey, keyBytes) {
+			if err := finish(); err != nil {
+				return err
+			}
+			cur, curKey = &Flow{FiveTuple: ft}, append(curKey[:0], keyBytes...)
+			haveFile, haveOff = false, false
+		}
+		cur.XFFIPs = append(cur.XFFIPs, addr)
+		// A packet with several matching addresses (or headers) counts
+		// once: its rows are neighbours.
+		if haveOff && file == lastFile && off == lastOff {
+			return nil
+		}
+		if !haveFile || file != lastFile {
+			cur.Files = append(cur.Files, file)
+		}
+		lastFile, lastOff, haveFile, haveOff = file, off, true, true
+		cur.Hits++
+		if ts.IsZero() {
+			return nil
+		}
+		if cur.First.IsZero() || ts.Before(cur.First) {
+			cur.First, cur.FirstDigit = ts, digits
+			cur.FiveTuple = ft // the direction of the first packet
+		}
+		if cur.Last.IsZero() || ts.After(cur.Last) {
+			cur.Last, cur.LastDigit = ts, digits
+		}
+		return nil
+	})
+	if err == nil {
+		err = finish()
+	}
+	if err != nil {
+		return err
+	}
+	return a.flows.Each(func(rec []byte) error {
+		f, err := readFlow(rec)
+		if err != nil {
+			return err
+		}
+		return fn(f)
+	})
+}
+
+// appendFlow encodes a flow for the sort of flows: first timestamp (none
+// last) and tuple, then the rest.
+func appendFlow(b []byte, f *Flow) []byte {
+	b = appendTime(b, f.First)
+	b = appendAddrPort(b, netip.AddrPortFrom(f.SrcIP, f.SrcPort))
+	b = appendAddrPort(b, netip.AddrPortFrom(f.DstIP, f.DstPort))
+	b = appendString(b, f.Proto)
+	b = appendTime(b, f.Last)
+	b = append(b, byte(f.FirstDigit), byte(f.LastDigit))
+	b = binary.AppendUvarint(b, uint64(f.Hits))
+	b = binary.AppendUvarint(b, uint64(len(f.Files)))
+	for _, p := range f.Files {
+		b = appendString(b, p)
+	}
+	b = binary.AppendUvarint(b, uint64(len(f.XFFIPs)))
+	for _, a := range f.XFFIPs {
+		b = appendAddr(b, a)
+	}
+	return b
+}
+
+func readFlow(rec []byte) (Flow, error) {
+	r := recReader{b: rec}
+	var f Flow
+	f.First = r.time()
+	src, dst := r.addrPort(), r.addrPort()
+	f.FiveTuple = FiveTuple{SrcIP: src.Addr(), SrcPort: src.Port(), DstIP: dst.Addr(), DstPort: dst.Port(), Proto: r.string()}
+	f.Last = r.time()
+	f.FirstDigit, f.LastDigit = int(r.byte()), int(r.byte())
+	f.Hits = int(r.uvarint())
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		f.Files = append(f.Files, r.string())
+	}
+	n = r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		f.XFFIPs = append(f.XFFIPs, r.addr())
+	}
+	return f, r.err
 }
 
 // WiresharkFilter returns a display filter selecting exactly the packets of
@@ -116,28 +252,23 @@ func Flows(rows []Row) []Flow {
 // IPv6), joined with " || ". Wireshark applies ip.addr and tcp.port to every
 // IP and TCP header of a packet, outer ones of a tunnel included; the
 // addresses and ports are those of the innermost connection. Empty for no
-// flows.
+// flows. (FormatFilter writes the same as flows come.)
 func WiresharkFilter(flows []Flow) string {
 	var b strings.Builder
+	w, _ := NewFlowWriter(&b, FormatFilter)
 	seen := map[flowKey]bool{}
 	for _, f := range flows {
-		k := keyOf(f.FiveTuple)
-		if seen[k] {
-			continue
+		if k := keyOf(f.FiveTuple); !seen[k] {
+			seen[k] = true
+			w.Write(f)
 		}
-		seen[k] = true
-		if b.Len() > 0 {
-			b.WriteString(" || ")
-		}
-		fam := "ip"
-		if f.SrcIP.Is6() {
-			fam = "ipv6"
-		}
-		fmt.Fprintf(&b, "(%s.addr==%s && %s.addr==%s && %s.port==%d && %s.port==%d)",
-			fam, f.SrcIP, fam, f.DstIP, f.Proto, f.SrcPort, f.Proto, f.DstPort)
 	}
-	return b.String()
+	w.Close()
+	return strings.TrimSuffix(b.String(), "\n")
 }
+
+// FormatFilter is FlowWriter's format for --wireshark-filter.
+const FormatFilter = "wireshark-filter"
 
 // jsonFlow fixes the NDJSON shape of --flows.
 type jsonFlow struct {
@@ -156,64 +287,115 @@ type jsonFlow struct {
 // listSep separates the entries of a list in one CSV or table cell.
 const listSep = ";"
 
-// WriteFlows prints flows in the given format: NDJSON with the fields of
-// jsonFlow; CSV with the same columns (the lists joined with ";"); a table.
+// WriteFlows prints flows in the given format (see FlowWriter).
 func WriteFlows(out io.Writer, format string, flows []Flow) error {
-	return buffered(out, func(w io.Writer) error { return writeFlows(w, format, flows) })
+	w, err := NewFlowWriter(out, format)
+	if err != nil {
+		return err
+	}
+	for _, f := range flows {
+		if err := w.Write(f); err != nil {
+			return err
+		}
+	}
+	return w.Close()
 }
 
-func writeFlows(w io.Writer, format string, flows []Flow) error {
-	addrStrings := func(as []netip.Addr) []string {
-		out := make([]string, len(as))
-		for i, a := range as {
-			out[i] = a.String()
-		}
-		return out
-	}
-	sanitized := func(ss []string, max int) []string {
-		out := make([]string, len(ss))
-		for i, s := range ss {
-			out[i] = Sanitize([]byte(s), max)
-		}
-		return out
-	}
+// FlowWriter prints flows one at a time, through a 64 KiB buffer: NDJSON
+// with the fields of jsonFlow; CSV with the same columns (the lists joined
+// with ";"); a table; or (FormatFilter) a Wireshark display filter, one
+// clause per flow, on one line. File names are Sanitized in each.
+type FlowWriter struct {
+	bw     *bufio.Writer
+	format string
+	enc    *json.Encoder
+	cw     *csv.Writer
+	tab    *table
+	n      int
+}
+
+// NewFlowWriter starts the output: the CSV header row, or the table's.
+func NewFlowWriter(out io.Writer, format string) (*FlowWriter, error) {
+	w := &FlowWriter{bw: bufio.NewWriterSize(out, 64<<10), format: format}
 	switch format {
 	case FormatJSON:
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		for _, f := range flows {
-			if err := enc.Encode(jsonFlow{
-				SrcIP: f.SrcIP.String(), SrcPort: f.SrcPort, DstIP: f.DstIP.String(), DstPort: f.DstPort, Proto: f.Proto,
-				FirstTS: FormatTS(f.First, f.FirstDigit), LastTS: FormatTS(f.Last, f.LastDigit), Hits: f.Hits,
-				Files: append([]string{}, f.Files...), XFFIPs: addrStrings(f.XFFIPs),
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
+		w.enc = json.NewEncoder(w.bw)
+		w.enc.SetEscapeHTML(false)
 	case FormatCSV:
-		cw := csv.NewWriter(w)
-		cw.UseCRLF = true
-		cw.Write([]string{"src_ip", "src_port", "dst_ip", "dst_port", "proto", "first_ts", "last_ts", "hits", "files", "xff_ips"})
-		for _, f := range flows {
-			cw.Write([]string{
-				f.SrcIP.String(), strconv.Itoa(int(f.SrcPort)), f.DstIP.String(), strconv.Itoa(int(f.DstPort)), f.Proto,
-				FormatTS(f.First, f.FirstDigit), FormatTS(f.Last, f.LastDigit), strconv.Itoa(f.Hits),
-				strings.Join(sanitized(f.Files, 1<<20), listSep), strings.Join(addrStrings(f.XFFIPs), listSep),
-			})
-		}
-		cw.Flush()
-		return cw.Error()
+		w.cw = csv.NewWriter(w.bw)
+		w.cw.UseCRLF = true
+		w.cw.Write([]string{"src_ip", "src_port", "dst_ip", "dst_port", "proto", "first_ts", "last_ts", "hits", "files", "xff_ips"})
 	case FormatTable:
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "FIRST\tLAST\tSRC\tDST\tPROTO\tHITS\tXFF_IPS\tFILES")
-		for _, f := range flows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
-				FormatTS(f.First, f.FirstDigit), FormatTS(f.Last, f.LastDigit),
-				addrPort(f.SrcIP.String(), f.SrcPort), addrPort(f.DstIP.String(), f.DstPort), f.Proto, f.Hits,
-				strings.Join(addrStrings(f.XFFIPs), listSep), strings.Join(sanitized(f.Files, 256), listSep))
-		}
-		return tw.Flush()
+		w.tab = &table{w: w.bw}
+		w.tab.row("FIRST", "LAST", "SRC", "DST", "PROTO", "HITS", "XFF_IPS", "FILES")
+	case FormatFilter:
+	default:
+		return nil, fmt.Errorf("unknown output format %q (want table, json or csv)", format)
 	}
-	return fmt.Errorf("unknown output format %q (want table, json or csv)", format)
+	return w, nil
+}
+
+func addrStrings(as []netip.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
+func sanitized(ss []string, max int) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = Sanitize([]byte(s), max)
+	}
+	return out
+}
+
+// Write prints one flow.
+func (w *FlowWriter) Write(f Flow) error {
+	w.n++
+	switch w.format {
+	case FormatJSON:
+		return w.enc.Encode(jsonFlow{
+			SrcIP: f.SrcIP.String(), SrcPort: f.SrcPort, DstIP: f.DstIP.String(), DstPort: f.DstPort, Proto: f.Proto,
+			FirstTS: FormatTS(f.First, f.FirstDigit), LastTS: FormatTS(f.Last, f.LastDigit), Hits: f.Hits,
+			Files: sanitized(f.Files, uncapped), XFFIPs: addrStrings(f.XFFIPs),
+		})
+	case FormatCSV:
+		return w.cw.Write([]string{
+			f.SrcIP.String(), strconv.Itoa(int(f.SrcPort)), f.DstIP.String(), strconv.Itoa(int(f.DstPort)), f.Proto,
+			FormatTS(f.First, f.FirstDigit), FormatTS(f.Last, f.LastDigit), strconv.Itoa(f.Hits),
+			csvText([]byte(strings.Join(f.Files, listSep))), strings.Join(addrStrings(f.XFFIPs), listSep),
+		})
+	case FormatTable:
+		return w.tab.row(FormatTS(f.First, f.FirstDigit), FormatTS(f.Last, f.LastDigit),
+			addrPort(f.SrcIP.String(), f.SrcPort), addrPort(f.DstIP.String(), f.DstPort), f.Proto, strconv.Itoa(f.Hits),
+			strings.Join(addrStrings(f.XFFIPs), listSep), strings.Join(sanitized(f.Files, 256), listSep))
+	}
+	if w.n > 1 {
+		w.bw.WriteString(" || ")
+	}
+	fam := "ip"
+	if f.SrcIP.Is6() {
+		fam = "ipv6"
+	}
+	_, err := fmt.Fprintf(w.bw, "(%s.addr==%s && %s.addr==%s && %s.port==%d && %s.port==%d)",
+		fam, f.SrcIP, fam, f.DstIP, f.Proto, f.SrcPort, f.Proto, f.DstPort)
+	return err
+}
+
+// Close ends the output (the filter's line) and flushes it.
+func (w *FlowWriter) Close() error {
+	switch {
+	case w.cw != nil:
+		w.cw.Flush()
+		if err := w.cw.Error(); err != nil {
+			return err
+		}
+	case w.tab != nil:
+		w.tab.flush()
+	case w.format == FormatFilter && w.n > 0:
+		w.bw.WriteString("\n")
+	}
+	return w.bw.Flush()
 }

@@ -8,8 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -56,10 +56,15 @@ func FormatTS(t time.Time, digits int) string {
 	return t.UTC().Format(layout + "Z07:00")
 }
 
-// Sanitize makes an attacker-controlled header value safe to print: control
-// characters, bytes that are not UTF-8, and Unicode format characters (such
-// as bidirectional overrides that reorder a terminal line) become \xNN or
-// \u{NNNN} escapes, and the result is capped at max runes with "…".
+// Sanitize is the one escaping of every text field of every output
+// format (table, CSV, JSON) and of the messages that carry file names:
+// packet bytes and file names are attacker-controlled. Bytes that are not
+// UTF-8 and the C0 controls and DEL become \xNN; every other rune that is
+// not printed as itself (see printable: C1 controls, format characters such
+// as the bidirectional overrides and isolates that reorder a terminal line,
+// line and paragraph separators, invisible fillers, non-ASCII spaces)
+// becomes \u{NNNN}; a backslash becomes \\, so the escaping can be undone
+// exactly. The result is capped at max runes of b, with "…".
 func Sanitize(b []byte, max int) string {
 	var sb strings.Builder
 	n := 0
@@ -72,11 +77,11 @@ func Sanitize(b []byte, max int) string {
 		switch {
 		case r == utf8.RuneError && size <= 1:
 			fmt.Fprintf(&sb, `\x%02x`, b[0])
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-			fmt.Fprintf(&sb, `\x%02x`, r)
 		case r == '\\':
 			sb.WriteString(`\\`)
-		case isFormatChar(r):
+		case r < utf8.RuneSelf && !printable(r):
+			fmt.Fprintf(&sb, `\x%02x`, r)
+		case !printable(r):
 			fmt.Fprintf(&sb, `\u{%04x}`, r)
 		default:
 			sb.Write(b[:size])
@@ -87,93 +92,216 @@ func Sanitize(b []byte, max int) string {
 	return sb.String()
 }
 
-func isFormatChar(r rune) bool {
-	return (r >= 0x200b && r <= 0x200f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2060 && r <= 0x2069) || r == 0xfeff
+// printable reports whether r shows as itself, taking its own place: a
+// graphic character (letter, mark, number, punctuation, symbol) or the
+// ASCII space, and not one Unicode asks to be ignored when displayed
+// (Default_Ignorable_Code_Point: fillers such as U+3164 that show as
+// blanks, variation selectors), a bidirectional control, or a
+// noncharacter. Control (Cc), format (Cf: U+00AD, U+061C, U+200B-U+200F,
+// U+202A-U+202E, U+2066-U+2069, U+FEFF, tags...), line and paragraph
+// separators (Zl, Zp), other spaces (Zs), private use and unassigned code
+// points are not graphic.
+func printable(r rune) bool {
+	if r == ' ' {
+		return true
+	}
+	return unicode.IsGraphic(r) && !unicode.In(r, unicode.Zs, unicode.Other_Default_Ignorable_Code_Point,
+		unicode.Variation_Selector, unicode.Bidi_Control, unicode.Noncharacter_Code_Point)
 }
 
-// Write prints rows in the given format. JSON leaves the XFF value raw (its
-// encoder escapes control characters and replaces bytes that are not UTF-8);
-// CSV and the table, read by people in terminals, get Sanitize. showHeader
-// adds the header each row's address was in (a "header" JSON field, a last
-// CSV column, a HEADER table column): for searches of other headers than
-// X-Forwarded-For, whose output must still tell them apart.
+// uncapped is Sanitize's cap for CSV and JSON, which carry values whole
+// (the index caps them at a few KiB).
+const uncapped = 1 << 20
+
+// csvText is a text cell of CSV output: sanitized, and prefixed with a
+// single quote where it starts with a character that makes a spreadsheet
+// read the cell as a formula (OWASP's list: = + - @ tab CR), which an
+// attacker could otherwise make run when the file is opened.
+func csvText(b []byte) string {
+	s := Sanitize(b, uncapped)
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+// Write prints rows in the given format (see RowWriter).
 func Write(out io.Writer, format string, rows []Row, showHeader bool) error {
-	return buffered(out, func(w io.Writer) error { return write(w, format, rows, showHeader) })
-}
-
-// buffered runs print with a buffered out: one write per 64 KiB, not per row.
-func buffered(out io.Writer, print func(io.Writer) error) error {
-	w := bufio.NewWriterSize(out, 64<<10)
-	if err := print(w); err != nil {
+	w, err := NewRowWriter(out, format, showHeader)
+	if err != nil {
 		return err
 	}
-	return w.Flush()
+	for _, r := range rows {
+		if err := w.Write(r); err != nil {
+			return err
+		}
+	}
+	return w.Close()
 }
 
-func write(w io.Writer, format string, rows []Row, showHeader bool) error {
-	header := func(r *Row) string {
-		if !showHeader {
-			return ""
-		}
-		return r.Header.String()
-	}
+// RowWriter prints rows one at a time, as they come, through a 64 KiB
+// buffer. Every text field is Sanitized (JSON too: its strings then hold no
+// control or bidirectional character that `jq -r` would pass to a
+// terminal, and bytes that are not UTF-8 are kept as \xNN instead of being
+// replaced); CSV text cells are also kept from reading as formulas
+// (csvText); the table caps long values. showHeader adds the header each
+// row's address was in (a "header" JSON field, a last CSV column, a HEADER
+// table column): for searches of other headers than X-Forwarded-For, whose
+// output must still tell them apart.
+type RowWriter struct {
+	bw         *bufio.Writer
+	format     string
+	showHeader bool
+	enc        *json.Encoder
+	cw         *csv.Writer
+	tab        *table
+}
+
+// NewRowWriter starts the output: the CSV header row, or the table's.
+func NewRowWriter(out io.Writer, format string, showHeader bool) (*RowWriter, error) {
+	w := &RowWriter{bw: bufio.NewWriterSize(out, 64<<10), format: format, showHeader: showHeader}
 	switch format {
 	case FormatJSON:
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		for _, r := range rows {
-			if err := enc.Encode(jsonRow{
-				XFFIP: r.XFFIP.String(), XFF: string(r.XFF), File: r.File, Offset: r.Offset,
-				TS: FormatTS(r.TS, r.TSDigit), SrcIP: r.SrcIP.String(), SrcPort: r.SrcPort,
-				DstIP: r.DstIP.String(), DstPort: r.DstPort, Proto: r.Proto,
-				Method: string(r.Method), Host: string(r.Host), Path: string(r.Path),
-				Header: header(&r),
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
+		w.enc = json.NewEncoder(w.bw)
+		w.enc.SetEscapeHTML(false)
 	case FormatCSV:
-		cw := csv.NewWriter(w)
-		cw.UseCRLF = true // RFC 4180
+		w.cw = csv.NewWriter(w.bw)
+		w.cw.UseCRLF = true // RFC 4180
 		head := []string{"xff_ip", "xff", "file", "offset", "ts", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "method", "host", "path"}
 		if showHeader {
 			head = append(head, "header")
 		}
-		cw.Write(head)
-		for _, r := range rows {
-			rec := []string{
-				r.XFFIP.String(), Sanitize(r.XFF, 1<<20), r.File, strconv.FormatInt(r.Offset, 10),
-				FormatTS(r.TS, r.TSDigit), r.SrcIP.String(), strconv.Itoa(int(r.SrcPort)),
-				r.DstIP.String(), strconv.Itoa(int(r.DstPort)), r.Proto,
-				Sanitize(r.Method, 1<<20), Sanitize(r.Host, 1<<20), Sanitize(r.Path, 1<<20),
-			}
-			if showHeader {
-				rec = append(rec, header(&r))
-			}
-			cw.Write(rec)
-		}
-		cw.Flush()
-		return cw.Error()
+		w.cw.Write(head)
 	case FormatTable:
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		w.tab = &table{w: w.bw}
 		if showHeader {
-			fmt.Fprintln(tw, "TIME\tCLIENT\tSRC\tDST\tPROTO\tHEADER\tVALUE\tREQUEST\tFILE\tOFFSET")
+			w.tab.row("TIME", "CLIENT", "SRC", "DST", "PROTO", "HEADER", "VALUE", "REQUEST", "FILE", "OFFSET")
 		} else {
-			fmt.Fprintln(tw, "TIME\tCLIENT\tSRC\tDST\tPROTO\tXFF\tREQUEST\tFILE\tOFFSET")
+			w.tab.row("TIME", "CLIENT", "SRC", "DST", "PROTO", "XFF", "REQUEST", "FILE", "OFFSET")
 		}
-		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t",
-				FormatTS(r.TS, r.TSDigit), r.XFFIP, addrPort(r.SrcIP.String(), r.SrcPort), addrPort(r.DstIP.String(), r.DstPort), r.Proto)
-			if showHeader {
-				fmt.Fprintf(tw, "%s\t", header(&r))
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n",
-				Sanitize(r.XFF, tableValueMax), Sanitize(r.Request.text(), tableValueMax), Sanitize([]byte(r.File), 256), r.Offset)
-		}
-		return tw.Flush()
+	default:
+		return nil, fmt.Errorf("unknown output format %q (want table, json or csv)", format)
 	}
-	return fmt.Errorf("unknown output format %q (want table, json or csv)", format)
+	return w, nil
+}
+
+// Write prints one row.
+func (w *RowWriter) Write(r Row) error {
+	header := ""
+	if w.showHeader {
+		header = r.Header.String()
+	}
+	switch w.format {
+	case FormatJSON:
+		return w.enc.Encode(jsonRow{
+			XFFIP: r.XFFIP.String(), XFF: Sanitize(r.XFF, uncapped), File: Sanitize([]byte(r.File), uncapped), Offset: r.Offset,
+			TS: FormatTS(r.TS, r.TSDigit), SrcIP: r.SrcIP.String(), SrcPort: r.SrcPort,
+			DstIP: r.DstIP.String(), DstPort: r.DstPort, Proto: r.Proto,
+			Method: Sanitize(r.Method, uncapped), Host: Sanitize(r.Host, uncapped), Path: Sanitize(r.Path, uncapped),
+			Header: header,
+		})
+	case FormatCSV:
+		rec := []string{
+			r.XFFIP.String(), csvText(r.XFF), csvText([]byte(r.File)), strconv.FormatInt(r.Offset, 10),
+			FormatTS(r.TS, r.TSDigit), r.SrcIP.String(), strconv.Itoa(int(r.SrcPort)),
+			r.DstIP.String(), strconv.Itoa(int(r.DstPort)), r.Proto,
+			csvText(r.Method), csvText(r.Host), csvText(r.Path),
+		}
+		if w.showHeader {
+			rec = append(rec, header)
+		}
+		return w.cw.Write(rec)
+	}
+	cells := []string{FormatTS(r.TS, r.TSDigit), r.XFFIP.String(), addrPort(r.SrcIP.String(), r.SrcPort), addrPort(r.DstIP.String(), r.DstPort), r.Proto}
+	if w.showHeader {
+		cells = append(cells, header)
+	}
+	return w.tab.row(append(cells, Sanitize(r.XFF, tableValueMax), Sanitize(r.Request.text(), tableValueMax), Sanitize([]byte(r.File), 256), strconv.FormatInt(r.Offset, 10))...)
+}
+
+// Close ends the output and flushes it.
+func (w *RowWriter) Close() error {
+	switch {
+	case w.cw != nil:
+		w.cw.Flush()
+		if err := w.cw.Error(); err != nil {
+			return err
+		}
+	case w.tab != nil:
+		w.tab.flush()
+	}
+	return w.bw.Flush()
+}
+
+// tableBlock is how many rows a table holds to lay out its columns.
+const tableBlock = 1000
+
+// table lays out rows in columns as text/tabwriter does (each cell but a
+// line's last padded to the widest of its column plus two spaces), but
+// holds only its first tableBlock rows: their widths are kept for the rest,
+// where a wider cell shifts only its own line. Up to tableBlock rows the
+// output is tabwriter's; past them rows stream out in bounded memory.
+type table struct {
+	w       io.Writer
+	widths  []int
+	pending [][]string
+}
+
+const tablePadding = 2
+
+func (t *table) row(cells ...string) error {
+	if t.widths == nil {
+		t.pending = append(t.pending, cells)
+		if len(t.pending) < tableBlock {
+			return nil
+		}
+		return t.flush()
+	}
+	return t.print(cells)
+}
+
+// flush lays out the rows held, if any, and prints them.
+func (t *table) flush() error {
+	if t.widths != nil {
+		return nil
+	}
+	t.widths = []int{}
+	for _, cells := range t.pending {
+		for j, c := range cells[:len(cells)-1] {
+			if j == len(t.widths) {
+				t.widths = append(t.widths, 0)
+			}
+			t.widths[j] = max(t.widths[j], utf8.RuneCountInString(c)+tablePadding)
+		}
+	}
+	for _, cells := range t.pending {
+		if err := t.print(cells); err != nil {
+			return err
+		}
+	}
+	t.pending = nil
+	return nil
+}
+
+var spaces = strings.Repeat(" ", 256)
+
+func (t *table) print(cells []string) error {
+	var b []byte
+	for j, c := range cells {
+		b = append(b, c...)
+		if j == len(cells)-1 {
+			break
+		}
+		pad := tablePadding
+		if j < len(t.widths) {
+			pad = max(pad, t.widths[j]-utf8.RuneCountInString(c))
+		}
+		for ; pad > 0; pad -= len(spaces) {
+			b = append(b, spaces[:min(pad, len(spaces))]...)
+		}
+	}
+	_, err := t.w.Write(append(b, '\n'))
+	return err
 }
 
 func addrPort(ip string, port uint16) string {

@@ -47,9 +47,15 @@ func (p FileProblem) Error() string {
 	return fmt.Sprintf("%s: %v (%d indexed hits not shown)", p.Path, p.Err, p.Hits)
 }
 
-// Result of a look-up.
+// Result of a look-up: its rows and its Summary.
 type Result struct {
-	Rows     []Row
+	Rows []Row
+	Summary
+}
+
+// Summary is what a search reports besides its rows.
+type Summary struct {
+	Matched  int              // rows passed on
 	Files    []index.FileInfo // the catalog the search read (for Export)
 	Problems []FileProblem    // files that vanished or changed since indexing
 	// Undecided counts hits --client-only left out because their request's
@@ -59,6 +65,8 @@ type Result struct {
 	// indexed for X-Forwarded-For alone, when other headers were asked
 	// for: a build of them reads them again.
 	FewerHeaders []string
+	// Spills counts the sorted runs written to temporary files.
+	Spills int
 }
 
 // ErrChanged says a capture is not the file that was indexed.

@@ -44,6 +44,10 @@ type Options struct {
 	// Headers selects the forwarding headers searched; the zero value means
 	// X-Forwarded-For alone.
 	Headers xff.HeaderSet
+	// SortMem bounds the memory each sort of a search (the index look-up's,
+	// the aggregation of flows, top and --write) holds before it spills
+	// sorted runs to temporary files; 0: extsort.DefaultBudget.
+	SortMem int
 }
 
 // ParseHeaders reads --header values: header names in any letter case
@@ -170,66 +174,130 @@ func (o *Options) inWindow(ts time.Time) bool {
 type searcher struct {
 	opt Options
 	r   *recordReader
+	sum *Summary
+	fn  func(Row) error
+	// fnErr is fn's error, which stops the search.
+	fnErr error
+}
+
+// emit passes a row on.
+func (s *searcher) emit(r Row) error {
+	if err := s.fn(r); err != nil {
+		s.fnErr = err
+		return err
+	}
+	s.sum.Matched++
+	return nil
 }
 
 // Search finds every packet whose values of the selected headers hold an
 // address in the prefixes, restricted by the options: one Row per (address,
-// packet, header), in file, offset, header and address order.
+// packet, header), in file, offset, header and address order. It holds
+// every row: SearchEach streams them.
 func Search(store *index.Store, opt Options) (Result, error) {
-	if err := opt.Validate(); err != nil {
-		return Result{}, err
-	}
-	hits, files, err := store.Lookup(opt.Prefixes, opt.headers())
-	if err != nil {
-		return Result{}, err
-	}
-	// Overlapping prefixes find a hit once per prefix; hits are sorted by
-	// file, offset and address, so repeats are neighbours.
-	kept := hits[:0]
-	for i, h := range hits {
-		if i > 0 && hits[i-1].File.Path == h.File.Path && hits[i-1].Offset == h.Offset && hits[i-1].Header == h.Header && hits[i-1].Addr == h.Addr {
-			continue
-		}
-		if !opt.selected(h.File) {
-			continue
-		}
-		kept = append(kept, h)
-	}
-	hits = kept
-
-	res := Result{Files: files, FewerHeaders: opt.fewerHeaders(files)}
-	s := &searcher{opt: opt, r: &recordReader{}}
-	defer s.r.close()
-	for i := 0; i < len(hits); {
-		j := i
-		for j < len(hits) && hits[j].File == hits[i].File {
-			j++
-		}
-		if err := s.r.open(hits[i].File); err != nil {
-			res.Problems = append(res.Problems, FileProblem{Path: hits[i].File.Path, Hits: j - i, Err: err})
-			i = j
-			continue
-		}
-		for k := i; k < j; {
-			// The hits of one packet and header (one per address) share
-			// its decoding.
-			l := k
-			for l < j && hits[l].Offset == hits[k].Offset && hits[l].Header == hits[k].Header {
-				l++
-			}
-			if err := s.packet(hits[k:l], &res); err != nil {
-				res.Problems = append(res.Problems, FileProblem{Path: hits[k].File.Path, Hits: l - k, Err: err})
-			}
-			k = l
-		}
-		i = j
-	}
-	return res, nil
+	var res Result
+	sum, err := SearchEach(store, opt, func(r Row) error {
+		res.Rows = append(res.Rows, r)
+		return nil
+	})
+	res.Summary = sum
+	return res, err
 }
 
-// packet reads and decodes one packet record and appends a row for each of
+// storeFor sets the options' sort memory, if any, on store (a Store
+// holds state of its own and is not copied).
+func (o *Options) storeFor(store *index.Store) *index.Store {
+	if o.SortMem != 0 {
+		store.SortMem = o.SortMem
+	}
+	return store
+}
+
+// SearchEach is Search calling fn with each row as soon as its packet is
+// decoded, in Search's order, in memory that does not grow with the hits:
+// the index look-up sorts them by file and offset in bounded memory
+// (index.Store.LookupEach), and each capture is read front to back. fn
+// returning an error stops the search with it.
+func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, error) {
+	var sum Summary
+	if err := opt.Validate(); err != nil {
+		return sum, err
+	}
+	s := &searcher{opt: opt, r: &recordReader{}, sum: &sum, fn: fn}
+	defer s.r.close()
+	var (
+		file    *index.FileInfo // the capture being read
+		fileErr error           // why it cannot be read
+		errHits int             // its hits not shown for that
+		packet  []index.Hit     // the hits of one packet and header
+		prev    index.Hit
+		any     bool
+	)
+	flushPacket := func() error {
+		if len(packet) == 0 {
+			return nil
+		}
+		if err := s.packet(packet); err != nil {
+			if s.fnErr != nil {
+				return s.fnErr
+			}
+			sum.Problems = append(sum.Problems, FileProblem{Path: packet[0].File.Path, Hits: len(packet), Err: err})
+		}
+		packet = packet[:0]
+		return nil
+	}
+	endFile := func() {
+		if fileErr != nil {
+			sum.Problems = append(sum.Problems, FileProblem{Path: file.Path, Hits: errHits, Err: fileErr})
+		}
+		fileErr, errHits = nil, 0
+	}
+	info, err := opt.storeFor(store).LookupEach(opt.Prefixes, opt.headers(), func(h index.Hit) error {
+		// Overlapping prefixes find a hit once per prefix: repeats are
+		// neighbours.
+		if any && prev.File == h.File && prev.Offset == h.Offset && prev.Header == h.Header && prev.Addr == h.Addr {
+			return nil
+		}
+		prev, any = h, true
+		if !opt.selected(h.File) {
+			return nil
+		}
+		if h.File != file {
+			if err := flushPacket(); err != nil {
+				return err
+			}
+			endFile()
+			file = h.File
+			fileErr = s.r.open(file)
+		}
+		if fileErr != nil {
+			errHits++
+			return nil
+		}
+		// The hits of one packet and header (one per address) share its
+		// decoding.
+		if len(packet) > 0 && (packet[0].Offset != h.Offset || packet[0].Header != h.Header) {
+			if err := flushPacket(); err != nil {
+				return err
+			}
+		}
+		packet = append(packet, h)
+		return nil
+	})
+	if err == nil {
+		err = flushPacket()
+	}
+	if file != nil {
+		endFile()
+	}
+	sum.Files, sum.Spills = info.Files, info.Spills
+	sum.FewerHeaders = opt.fewerHeaders(info.Files)
+	return sum, err
+}
+
+// packet reads and decodes one packet record and emits a row for each of
 // its hits, all of one header, that passes the options.
-func (s *searcher) packet(hits []index.Hit, res *Result) error {
+func (s *searcher) packet(hits []index.Hit) error {
 	h := hits[0]
 	rec, err := s.r.record(h.Offset)
 	if err != nil {
@@ -248,8 +316,7 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 	}
 	digits := tsDigits(s.r.info, h.Offset, rec)
 	if len(h.Requests) > 0 {
-		s.recordedRows(hits, ts, digits, ft, res)
-		return nil
+		return s.recordedRows(hits, ts, digits, ft)
 	}
 	var value []byte
 	if h.Raw != nil {
@@ -266,7 +333,7 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 			case clientNo:
 				continue
 			case clientUndecided:
-				res.Undecided++
+				s.sum.Undecided++
 				continue
 			}
 			req = of // the request where it is the client
@@ -275,7 +342,9 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 		if req != nil && !req.Cont {
 			row.Request = Request{Method: bytes.Clone(req.Method), Host: bytes.Clone(req.Host), Path: bytes.Clone(req.Target)}
 		}
-		res.Rows = append(res.Rows, row)
+		if err := s.emit(row); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -284,7 +353,7 @@ func (s *searcher) packet(hits []index.Hit, res *Result) error {
 // recorded (a header block spread over several TCP segments): the request
 // of each hit is the recorded one whose list holds the address, with its
 // method, Host and target, and its whole list as the value.
-func (s *searcher) recordedRows(hits []index.Hit, ts time.Time, digits int, ft FiveTuple, res *Result) {
+func (s *searcher) recordedRows(hits []index.Hit, ts time.Time, digits int, ft FiveTuple) error {
 	reqs := make([]recorded, len(hits[0].Requests))
 	for i := range reqs {
 		reqs[i].r = &hits[0].Requests[i]
@@ -307,10 +376,10 @@ func (s *searcher) recordedRows(hits []index.Hit, ts time.Time, digits int, ft F
 		if s.opt.ClientOnly {
 			switch c := q.clientOfOrNil(h.Header, s.opt.Trusted); {
 			case c == nil:
-				res.Undecided++
+				s.sum.Undecided++
 				continue
 			case c.undecided:
-				res.Undecided++
+				s.sum.Undecided++
 				continue
 			case !c.ok || c.addr != h.Addr:
 				continue
@@ -321,8 +390,11 @@ func (s *searcher) recordedRows(hits []index.Hit, ts time.Time, digits int, ft F
 			row.XFF = bytes.Clone(q.r.Lists[h.Header])
 			row.Request = Request{Method: bytes.Clone(q.r.Method), Host: bytes.Clone(q.r.Host), Path: bytes.Clone(q.r.Target)}
 		}
-		res.Rows = append(res.Rows, row)
+		if err := s.emit(row); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // text renders the request for the table: "GET host/path", the target alone

@@ -1,17 +1,22 @@
 package query
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
 	"container/heap"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"slices"
 	"strconv"
-	"text/tabwriter"
 	"time"
+
+	"github.com/xffidx/xffidx/index/extsort"
 
 	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
@@ -28,6 +33,9 @@ type TopOptions struct {
 	// BatchAddrs and BatchHits bound one batch of windowed counting (the
 	// addresses looked up in one opening of the index); 0: 1024 and 2^18.
 	BatchAddrs, BatchHits int
+	// SortMem as in Options: the candidates, and each winner's flows, are
+	// sorted in bounded memory.
+	SortMem int
 }
 
 // TopRow is one of the most frequent XFF addresses.
@@ -45,6 +53,8 @@ type TopResult struct {
 	Problems []FileProblem
 	// FewerHeaders as in Result.
 	FewerHeaders []string
+	// Spills counts the sorted runs written to temporary files.
+	Spills int
 }
 
 // Top returns the N addresses with the most hits, most first (ties: lower
@@ -64,8 +74,8 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	if opt.N < 1 {
 		return TopResult{}, fmt.Errorf("top: N must be at least 1")
 	}
-	so := Options{From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers}
-	batchAddrs, batchHits := cmp.Or(opt.BatchAddrs, 1024), cmp.Or(opt.BatchHits, 1<<18)
+	so := Options{From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers, SortMem: opt.SortMem}
+	batchAddrs, batchLimit := cmp.Or(opt.BatchAddrs, 1024), cmp.Or(opt.BatchHits, 1<<18)
 	if err := so.Validate(); err != nil {
 		return TopResult{}, err
 	}
@@ -79,12 +89,15 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	}
 
 	// One scan: per address, upper (hits in captures overlapping the
-	// window) and lower (hits in captures wholly inside it) bounds.
+	// window) and lower (hits in captures wholly inside it) bounds. The
+	// candidates are sorted by upper bound, most first, in bounded memory.
 	type cand struct {
 		addr         netip.Addr
 		upper, lower int
 	}
-	var cands []cand
+	cands := extsort.New(bytes.Compare, opt.SortMem, "")
+	defer cands.Close()
+	var rec []byte
 	lows := &intHeap{} // the N largest lower bounds so far
 	threshold := func() int {
 		if lows.Len() < opt.N {
@@ -94,10 +107,9 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	}
 	cur := cand{}
 	spans := map[*index.FileInfo]int{}
-	compactAt := 4 * opt.N
-	flush := func() {
+	flush := func() error {
 		if cur.upper == 0 {
-			return
+			return nil
 		}
 		heap.Push(lows, cur.lower)
 		if lows.Len() > opt.N {
@@ -105,18 +117,19 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 		}
 		// An address whose possible hits are below the N-th certain count
 		// cannot be among the N.
-		if cur.upper >= threshold() {
-			cands = append(cands, cur)
+		if cur.upper < threshold() {
+			return nil
 		}
-		if len(cands) >= compactAt {
-			t := threshold()
-			cands = slices.DeleteFunc(cands, func(c cand) bool { return c.upper < t })
-			compactAt = max(compactAt, 2*len(cands))
-		}
+		rec = binary.BigEndian.AppendUint64(rec[:0], ^uint64(cur.upper))
+		rec = appendAddr(rec, cur.addr)
+		rec = binary.AppendUvarint(rec, uint64(cur.lower))
+		return cands.Add(rec)
 	}
 	err := store.ScanHits(so.headers(), func(a netip.Addr, f *index.FileInfo, off int64) error {
 		if a != cur.addr {
-			flush()
+			if err := flush(); err != nil {
+				return err
+			}
 			cur = cand{addr: a}
 		}
 		sp, ok := spans[f]
@@ -136,15 +149,13 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		err = flush()
+	}
 	if err != nil {
 		return TopResult{}, err
 	}
-	flush()
 	t := threshold()
-	cands = slices.DeleteFunc(cands, func(c cand) bool { return c.upper < t })
-	slices.SortFunc(cands, func(a, b cand) int {
-		return cmp.Or(cmp.Compare(b.upper, a.upper), a.addr.Compare(b.addr))
-	})
 
 	// Rank: exact hit counts, candidates in order of possible hits.
 	type scored struct {
@@ -165,38 +176,75 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 			ranked = ranked[:opt.N]
 		}
 	}
-	for i := 0; i < len(cands); {
-		if len(ranked) == opt.N {
-			c, nth := cands[i], ranked[opt.N-1]
-			if c.upper < nth.hits || (c.upper == nth.hits && c.addr.Compare(nth.addr) > 0) {
-				break // neither it nor any later candidate can beat the N-th
-			}
+	// beaten: neither c nor any later candidate can beat the N-th.
+	beaten := func(c cand) bool {
+		if len(ranked) < opt.N {
+			return false
 		}
-		// Candidates whose count needs timestamps are looked up together,
-		// a batch of addresses (up to a bound on their hits) in one
-		// opening of the index.
-		var batch []netip.Addr
-		hits := 0
-		for ; i < len(cands) && len(batch) < batchAddrs && (len(batch) == 0 || hits+cands[i].upper <= batchHits); i++ {
-			c := cands[i]
-			if c.lower == c.upper {
-				add(c.addr, c.upper) // certain without reading
-				continue
-			}
-			batch = append(batch, c.addr)
-			hits += c.upper
-		}
-		if len(batch) == 0 {
-			continue
-		}
+		nth := ranked[opt.N-1]
+		return c.upper < nth.hits || (c.upper == nth.hits && c.addr.Compare(nth.addr) > 0)
+	}
+	// Candidates whose count needs timestamps are looked up together, a
+	// batch of addresses (up to a bound on their hits) in one opening of
+	// the index; whether the rest can still matter is asked before each
+	// batch.
+	var batch []netip.Addr
+	batchHits, atStart := 0, true
+	count := func() error {
 		counts, probs, err := countInWindow(store, batch, so)
 		if err != nil {
-			return TopResult{}, err
+			return err
 		}
 		res.Problems = append(res.Problems, probs...)
 		for _, a := range batch {
 			add(a, counts[a])
 		}
+		batch, batchHits = batch[:0], 0
+		return nil
+	}
+	errRanked := errors.New("ranked")
+	err = cands.Each(func(rec []byte) error {
+		r := recReader{b: rec}
+		c := cand{upper: int(^r.uint64())}
+		c.addr = r.addr()
+		c.lower = int(r.uvarint())
+		if r.err != nil {
+			return r.err
+		}
+		if c.upper < t {
+			return errRanked // and so are all later ones
+		}
+		if atStart {
+			if beaten(c) {
+				return errRanked
+			}
+			atStart = false
+		}
+		if len(batch) > 0 && (len(batch) >= batchAddrs || batchHits+c.upper > batchLimit) {
+			if err := count(); err != nil {
+				return err
+			}
+			if beaten(c) {
+				return errRanked
+			}
+		}
+		if c.lower == c.upper {
+			add(c.addr, c.upper) // certain without reading
+			return nil
+		}
+		batch = append(batch, c.addr)
+		batchHits += c.upper
+		return nil
+	})
+	if errors.Is(err, errRanked) {
+		err = nil
+	}
+	res.Spills += cands.Spills()
+	if err == nil && len(batch) > 0 {
+		err = count()
+	}
+	if err != nil {
+		return TopResult{}, err
 	}
 
 	// Read the winners' packets for flows and times.
@@ -204,12 +252,13 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	res.Problems = nil
 	for _, sc := range ranked {
 		so.Prefixes = []netip.Prefix{netip.PrefixFrom(sc.addr, sc.addr.BitLen())}
-		sr, err := Search(store, so)
+		row, problems, spills, err := topRow(store, so, sc.addr)
 		if err != nil {
 			return TopResult{}, err
 		}
-		res.Problems = append(res.Problems, sr.Problems...)
-		if row, ok := topRow(sc.addr, sr.Rows); ok {
+		res.Spills += spills
+		res.Problems = append(res.Problems, problems...)
+		if row.Hits > 0 {
 			res.Rows = append(res.Rows, row)
 		}
 	}
@@ -232,58 +281,71 @@ func countInWindow(store *index.Store, addrs []netip.Addr, so Options) (map[neti
 	for i, a := range addrs {
 		ps[i] = netip.PrefixFrom(a, a.BitLen())
 	}
-	hits, _, err := store.Lookup(ps, so.headers())
-	if err != nil {
-		return nil, nil, err
-	}
 	counts := map[netip.Addr]int{}
 	var probs []FileProblem
 	r := &recordReader{}
 	defer r.close()
-	for i := 0; i < len(hits); {
-		j := i
-		for j < len(hits) && hits[j].File == hits[i].File {
-			j++
+	var (
+		file    *index.FileInfo
+		fileErr error
+		errHits int
+		lastOff int64 = -1
+		inside  bool  // the last packet read is in the window
+		readErr bool  // it could not be read (the last problem)
+	)
+	endFile := func() {
+		if fileErr != nil {
+			probs = append(probs, FileProblem{Path: file.Path, Hits: errHits, Err: fileErr})
 		}
-		f := hits[i].File
+		fileErr, errHits = nil, 0
+	}
+	_, err := so.storeFor(store).LookupEach(ps, so.headers(), func(h index.Hit) error {
+		if h.File != file {
+			if file != nil {
+				endFile()
+			}
+			file, lastOff = h.File, -1
+			if so.fileMatches(file) && so.fileSpan(file) == spanStraddles {
+				fileErr = r.open(file)
+			}
+		}
 		switch {
-		case !so.fileMatches(f):
-		case so.fileSpan(f) == spanInside:
-			for _, h := range hits[i:j] {
+		case !so.fileMatches(file):
+		case so.fileSpan(file) == spanInside:
+			counts[h.Addr]++
+		case so.fileSpan(file) == spanStraddles:
+			if fileErr != nil {
+				errHits++
+				return nil
+			}
+			// Hits are in offset order: one read per packet.
+			if h.Offset != lastOff {
+				lastOff = h.Offset
+				rec, err := r.record(h.Offset)
+				inside, readErr = false, err != nil
+				if readErr {
+					probs = append(probs, FileProblem{Path: file.Path, Err: err})
+				} else {
+					var ts time.Time
+					if rec.TS != 0 {
+						ts = time.Unix(0, rec.TS).UTC()
+					}
+					inside = so.inWindow(ts)
+				}
+			}
+			switch {
+			case readErr:
+				probs[len(probs)-1].Hits++
+			case inside:
 				counts[h.Addr]++
 			}
-		case so.fileSpan(f) == spanStraddles:
-			if err := r.open(f); err != nil {
-				probs = append(probs, FileProblem{Path: f.Path, Hits: j - i, Err: err})
-				break
-			}
-			for k := i; k < j; {
-				// Hits are in offset order: one read per packet.
-				l := k
-				for l < j && hits[l].Offset == hits[k].Offset {
-					l++
-				}
-				rec, err := r.record(hits[k].Offset)
-				if err != nil {
-					probs = append(probs, FileProblem{Path: f.Path, Hits: l - k, Err: err})
-					k = l
-					continue
-				}
-				var ts time.Time
-				if rec.TS != 0 {
-					ts = time.Unix(0, rec.TS).UTC()
-				}
-				if so.inWindow(ts) {
-					for _, h := range hits[k:l] {
-						counts[h.Addr]++
-					}
-				}
-				k = l
-			}
 		}
-		i = j
+		return nil
+	})
+	if file != nil {
+		endFile()
 	}
-	return counts, probs, nil
+	return counts, probs, err
 }
 
 // mergeProblems reports each file (and error) once, with the hits of all
@@ -303,17 +365,22 @@ func mergeProblems(ps []FileProblem) []FileProblem {
 	return out
 }
 
-// topRow sums up one address's rows.
-func topRow(a netip.Addr, rows []Row) (TopRow, bool) {
-	if len(rows) == 0 {
-		return TopRow{}, false
-	}
-	row := TopRow{Addr: a, Hits: len(rows)} // one row per packet for one address
-	flows := map[flowKey]bool{}
-	for _, r := range rows {
-		flows[keyOf(r.FiveTuple)] = true
+// topRow reads one address's packets and sums them up: hits (packets:
+// one row per packet for one address), distinct flows (their keys sorted
+// in bounded memory), first and last time.
+func topRow(store *index.Store, so Options, a netip.Addr) (TopRow, []FileProblem, int, error) {
+	row := TopRow{Addr: a}
+	flows := extsort.New(bytes.Compare, so.SortMem, "")
+	defer flows.Close()
+	var key []byte
+	sum, err := SearchEach(store, so, func(r Row) error {
+		row.Hits++
+		key = appendKey(key[:0], keyOf(r.FiveTuple))
+		if err := flows.Add(key); err != nil {
+			return err
+		}
 		if r.TS.IsZero() {
-			continue
+			return nil
 		}
 		if row.First.IsZero() || r.TS.Before(row.First) {
 			row.First, row.FirstDigit = r.TS, r.TSDigit
@@ -321,9 +388,20 @@ func topRow(a netip.Addr, rows []Row) (TopRow, bool) {
 		if row.Last.IsZero() || r.TS.After(row.Last) {
 			row.Last, row.LastDigit = r.TS, r.TSDigit
 		}
+		return nil
+	})
+	if err != nil {
+		return row, nil, 0, err
 	}
-	row.Flows = len(flows)
-	return row, true
+	var last []byte
+	err = flows.Each(func(k []byte) error {
+		if last == nil || !bytes.Equal(k, last) {
+			row.Flows++
+			last = append(last[:0], k...)
+		}
+		return nil
+	})
+	return row, sum.Problems, sum.Spills + flows.Spills(), err
 }
 
 type intHeap []int
@@ -350,13 +428,10 @@ type jsonTop struct {
 
 // WriteTop prints top rows: NDJSON, CSV with a header row, or a table.
 func WriteTop(out io.Writer, format string, rows []TopRow) error {
-	return buffered(out, func(w io.Writer) error { return writeTop(w, format, rows) })
-}
-
-func writeTop(w io.Writer, format string, rows []TopRow) error {
+	bw := bufio.NewWriterSize(out, 64<<10)
 	switch format {
 	case FormatJSON:
-		enc := json.NewEncoder(w)
+		enc := json.NewEncoder(bw)
 		enc.SetEscapeHTML(false)
 		for _, r := range rows {
 			if err := enc.Encode(jsonTop{Addr: r.Addr.String(), Hits: r.Hits, Flows: r.Flows,
@@ -364,9 +439,8 @@ func writeTop(w io.Writer, format string, rows []TopRow) error {
 				return err
 			}
 		}
-		return nil
 	case FormatCSV:
-		cw := csv.NewWriter(w)
+		cw := csv.NewWriter(bw)
 		cw.UseCRLF = true
 		cw.Write([]string{"addr", "hits", "flows", "first_ts", "last_ts"})
 		for _, r := range rows {
@@ -374,15 +448,19 @@ func writeTop(w io.Writer, format string, rows []TopRow) error {
 				FormatTS(r.First, r.FirstDigit), FormatTS(r.Last, r.LastDigit)})
 		}
 		cw.Flush()
-		return cw.Error()
+		if err := cw.Error(); err != nil {
+			return err
+		}
 	case FormatTable:
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ADDR\tHITS\tFLOWS\tFIRST\tLAST")
+		tab := &table{w: bw}
+		tab.row("ADDR", "HITS", "FLOWS", "FIRST", "LAST")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", r.Addr, r.Hits, r.Flows,
+			tab.row(r.Addr.String(), strconv.Itoa(r.Hits), strconv.Itoa(r.Flows),
 				FormatTS(r.First, r.FirstDigit), FormatTS(r.Last, r.LastDigit))
 		}
-		return tw.Flush()
+		tab.flush()
+	default:
+		return fmt.Errorf("unknown output format %q (want table, json or csv)", format)
 	}
-	return fmt.Errorf("unknown output format %q (want table, json or csv)", format)
+	return bw.Flush()
 }

@@ -65,7 +65,7 @@ func TestExportConversations(t *testing.T) {
 }
 
 func checkExport(t *testing.T, out string, rows []query.Row, files []index.FileInfo) {
-	st, err := query.Export(out, rows, files)
+	st, err := query.Export(out, rows, files, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/xffidx/xffidx/index"
 	"github.com/xffidx/xffidx/ingest"
+	"github.com/xffidx/xffidx/query"
 )
 
 const exitBusy = 3
@@ -247,19 +247,8 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %cB", v, suffix[i])
 }
 
-// safe escapes control characters in file names and messages before they
-// reach a terminal.
+// safe escapes file names and messages before they reach a terminal, as
+// query output is escaped (query.Sanitize).
 func safe(s string) string {
-	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			fmt.Fprintf(&b, `\x%02x`, r)
-		} else {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
+	return query.Sanitize([]byte(s), 1<<16)
 }

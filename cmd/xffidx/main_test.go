@@ -277,8 +277,118 @@ func TestQueryWrite(t *testing.T) {
 	if st, err := os.Stat(out); err != nil || st.Size() < 24+10*16 {
 		t.Errorf("output: %v %v", st, err)
 	}
-	if code, _, _ := xffx(t, ix, "query", "--ip", "192.0.2.1", "--write", out); code != 1 {
+	// Nothing found, nothing written.
+	none := filepath.Join(filepath.Dir(out), "none.pcap")
+	if code, _, _ := xffx(t, ix, "query", "--ip", "192.0.2.1", "--write", none); code != 1 {
 		t.Errorf("--write with no hit: exit %d", code)
+	}
+	if _, err := os.Lstat(none); err == nil {
+		t.Errorf("--write with no hit wrote %s", none)
+	}
+}
+
+// TestQueryWriteKeepsCaptures: --write never truncates or replaces a
+// capture in the index (by its path, a hard link to it, or a symbolic link
+// to it), never writes through a symbolic link, replaces an existing file
+// only with --force, and leaves the output readable by its owner alone.
+func TestQueryWriteKeepsCaptures(t *testing.T) {
+	dir, ix := t.TempDir(), t.TempDir()
+	victim := filepath.Join(dir, "victim.pcap")
+	orig := copyFile(t, corpus+"xff_two_ips_small.pcap", victim)
+	if code, _, stderr := xffx(t, ix, "build", victim); code != 0 {
+		t.Fatalf("build: exit %d, %s", code, stderr)
+	}
+	hard := filepath.Join(dir, "hard.pcap")
+	if err := os.Link(victim, hard); err != nil {
+		t.Fatal(err)
+	}
+	toVictim := filepath.Join(dir, "to-victim.pcap")
+	os.Symlink(victim, toVictim)
+	other := filepath.Join(dir, "other.txt")
+	os.WriteFile(other, []byte("not to be overwritten"), 0o644)
+	toOther := filepath.Join(dir, "to-other.pcap")
+	os.Symlink(other, toOther)
+	existing := filepath.Join(dir, "existing.pcap")
+	os.WriteFile(existing, []byte("an earlier output"), 0o644)
+
+	write := func(out string, extra ...string) (int, string) {
+		code, _, stderr := xffx(t, ix, append([]string{"query", "--ip", "10.3.3.3", "--file", "victim.pcap", "--write", out}, extra...)...)
+		return code, stderr
+	}
+	for _, c := range []struct {
+		out   string
+		force bool
+		want  string // in the message
+	}{
+		{victim, false, "is the indexed capture"},
+		{victim, true, "is the indexed capture"},
+		{hard, true, "is the indexed capture"},
+		{toVictim, true, "symbolic link"},
+		{toOther, false, "symbolic link"},
+		{toOther, true, "symbolic link"},
+		{existing, false, "--force"},
+	} {
+		var extra []string
+		if c.force {
+			extra = []string{"--force"}
+		}
+		code, stderr := write(c.out, extra...)
+		if code != 2 || !strings.Contains(stderr, c.out) || !strings.Contains(stderr, c.want) {
+			t.Errorf("--write %s (force %v): exit %d, stderr %q; want 2 and %q", filepath.Base(c.out), c.force, code, stderr, c.want)
+		}
+	}
+	if b, _ := os.ReadFile(victim); !bytes.Equal(b, orig) {
+		t.Errorf("the capture changed: %d bytes, was %d", len(b), len(orig))
+	}
+	if b, _ := os.ReadFile(other); string(b) != "not to be overwritten" {
+		t.Errorf("a symbolic link was followed: %q", b)
+	}
+	if b, _ := os.ReadFile(existing); string(b) != "an earlier output" {
+		t.Errorf("an existing file was replaced without --force: %q", b)
+	}
+	if fi, err := os.Lstat(toOther); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the symbolic link was replaced: %v %v", fi, err)
+	}
+
+	// With --force an existing output is replaced; a new one is created;
+	// both 0600, both whole captures, no temporary file left behind.
+	for _, out := range []string{existing, filepath.Join(dir, "new.pcap")} {
+		if code, stderr := write(out, "--force"); code != 0 || !strings.Contains(stderr, "wrote 10 packets") {
+			t.Fatalf("--write %s --force: exit %d, %q", out, code, stderr)
+		}
+		fi, err := os.Stat(out)
+		if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() < 24+10*16 {
+			t.Errorf("%s: %v, %v; want a 0600 capture", out, fi, err)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".xffidx-") {
+			t.Errorf("temporary file left: %s", e.Name())
+		}
+	}
+	if code, stderr := write(filepath.Join(dir, "new.pcap")); code != 2 || !strings.Contains(stderr, "--force") {
+		t.Errorf("--write over the previous output without --force: exit %d, %q", code, stderr)
+	}
+}
+
+// TestMessagesEscaped: file and index names in messages reach the
+// terminal escaped as query output is: no control character, no
+// bidirectional override.
+func TestMessagesEscaped(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "notes\u202etxt.pcap\x1b]0;owned\x07")
+	os.WriteFile(bad, []byte("not a capture"), 0o644)
+	for _, args := range [][]string{
+		{"build", bad},
+		{"--index", filepath.Join(dir, "ix\x1b[2J\u2066"), "query", "--ip", "192.0.2.1"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		msg := errb.String()
+		if code != 2 || strings.ContainsAny(msg, "\x1b\x07\u202e\u2066") || !strings.Contains(msg, `\x1b`) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and the names escaped", args, code, msg)
+		}
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 func newQuery(g *globals) *cobra.Command {
 	var ips, cidrs, files, trusted, headers []string
 	var from, to, outFormat string
-	var flows, wsFilter, clientOnly bool
+	var flows, wsFilter, clientOnly, force bool
 	var writeOut string
 	cmd := &cobra.Command{
 		Use:   "query (--ip ADDR | --cidr PREFIX)... [flags]",
@@ -46,6 +46,12 @@ reported once per matching address and header.
 dst_ip, dst_port, proto, first_ts, last_ts, hits, files, xff_ips).
 --wireshark-filter prints only a display filter selecting every packet of
 those connections, for wireshark -Y or tshark -Y.
+
+--write OUT writes those connections' packets as a capture. OUT is written
+to a temporary file in its directory and renamed into place when complete,
+readable by its owner alone (0600). An existing OUT is replaced only with
+--force; a symbolic link at OUT, or a capture in the index (by device and
+inode: a hard link too), is never written to.
 
 --from and --to are inclusive and compare the packet's timestamp. Captures
 whose indexed time span lies outside the window, or that no --file glob
@@ -113,6 +119,9 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 			if wsFilter && outFormat != "" {
 				return fail(errors.New("--wireshark-filter prints a display filter: it takes no --format"))
 			}
+			if force && writeOut == "" {
+				return fail(errors.New("--force applies only with --write"))
+			}
 			if outFormat, err = checkFormat(g, outFormat); err != nil {
 				return fail(err)
 			}
@@ -121,38 +130,43 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
-			res, err := query.Search(store, opt)
-			if err != nil {
-				return &exitError{code: exitTrouble, err: err}
-			}
-			found := len(res.Rows) > 0
+			// Rows and flows stream out as the packets are read; --write
+			// writes the capture once the search is done.
+			var sum query.Summary
 			switch {
-			case writeOut != "" && found:
+			case writeOut != "":
 				var st query.ExportStats
-				if st, err = query.Export(writeOut, res.Rows, res.Files); err == nil {
+				if sum, st, err = query.SearchExport(store, opt, writeOut, force); err == nil && sum.Matched > 0 {
 					fmt.Fprintf(g.stderr, "xffidx: wrote %d packets of %d conversations to %s\n", st.Packets, st.Conversations, safe(writeOut))
 					if st.Partial > 0 {
 						fmt.Fprintf(g.stderr, "xffidx: note: %d conversations were not found whole (open longer than the capture, or than 256 MB of it, around their hits)\n", st.Partial)
 					}
 				}
-			case writeOut != "":
-			case wsFilter:
-				if found {
-					_, err = fmt.Fprintln(g.stdout, query.WiresharkFilter(query.Flows(res.Rows)))
+			case wsFilter || flows:
+				format := outFormat
+				if wsFilter {
+					format = query.FormatFilter
 				}
-			case flows:
-				err = query.WriteFlows(g.stdout, outFormat, query.Flows(res.Rows))
+				var w *query.FlowWriter
+				if w, err = query.NewFlowWriter(g.stdout, format); err == nil {
+					sum, err = query.SearchFlows(store, opt, w.Write)
+					err = errors.Join(err, w.Close())
+				}
 			default:
-				err = query.Write(g.stdout, outFormat, res.Rows, len(headers) > 0)
+				var w *query.RowWriter
+				if w, err = query.NewRowWriter(g.stdout, outFormat, len(headers) > 0); err == nil {
+					sum, err = query.SearchEach(store, opt, w.Write)
+					err = errors.Join(err, w.Close())
+				}
 			}
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
-			noteFewerHeaders(g, res.FewerHeaders)
-			if res.Undecided > 0 {
-				fmt.Fprintf(g.stderr, "xffidx: note: --client-only left out %d hits whose request's header list could not be read whole (header block continued beyond the capture's reach, or cut by the snap length)\n", res.Undecided)
+			noteFewerHeaders(g, sum.FewerHeaders)
+			if sum.Undecided > 0 {
+				fmt.Fprintf(g.stderr, "xffidx: note: --client-only left out %d hits whose request's header list could not be read whole (header block continued beyond the capture's reach, or cut by the snap length)\n", sum.Undecided)
 			}
-			return problemsExit(g, res.Problems, found)
+			return problemsExit(g, sum.Problems, sum.Matched > 0)
 		},
 	}
 	f := cmd.Flags()
@@ -164,6 +178,7 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 	f.BoolVar(&flows, "flows", false, "one row per connection (innermost 5-tuple) instead of per packet")
 	f.BoolVar(&wsFilter, "wireshark-filter", false, "print only a Wireshark display filter selecting every packet of the matched connections")
 	f.StringVar(&writeOut, "write", "", "write the matched conversations (every packet of each matched connection, both directions) to this capture file: pcap, or pcapng when the packets have several link types or the name ends in .pcapng")
+	f.BoolVar(&force, "force", false, "with --write: replace OUT if it exists (never a capture in the index, never through a symbolic link)")
 	f.BoolVar(&clientOnly, "client-only", false, "keep a hit only if ADDR is the right-most XFF entry not in a --trusted-proxy range (spoof-proof attribution)")
 	f.StringArrayVar(&trusted, "trusted-proxy", nil, "address or prefix of a proxy you trust to append the true peer address (with --client-only); repeatable")
 	f.StringArrayVar(&headers, "header", nil, "search this forwarding header instead of X-Forwarded-For: X-Forwarded-For, Forwarded, X-Real-IP, True-Client-IP, CF-Connecting-IP (any case), or all; repeatable; each hit then names its header")

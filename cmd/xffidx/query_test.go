@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/xffidx/xffidx/format/capgen"
 )
 
 // jsonKeys returns the keys of each NDJSON object, in order.
@@ -313,5 +316,58 @@ func TestQueryHeaderFlag(t *testing.T) {
 	}
 	if code, _, stderr := xffx(t, ix, "query", "--ip", top.Addr, "--header", "X-Client-IP"); code != 2 || !strings.Contains(stderr, "Forwarded") {
 		t.Errorf("--header X-Client-IP: exit %d, %q", code, stderr)
+	}
+}
+
+// writeHook runs first at its first Write.
+type writeHook struct {
+	bytes.Buffer
+	first func()
+}
+
+func (w *writeHook) Write(p []byte) (int, error) {
+	if w.first != nil {
+		w.first()
+		w.first = nil
+	}
+	return w.Buffer.Write(p)
+}
+
+// TestQueryStreamsRows: rows reach stdout while the search still reads
+// packets, not after it has read them all: the first write removes the
+// second capture, which the search then finds gone.
+func TestQueryStreamsRows(t *testing.T) {
+	dir, ix := t.TempDir(), t.TempDir()
+	var paths []string
+	for i, name := range []string{"a.pcap", "b.pcap"} {
+		var buf bytes.Buffer
+		if _, err := capgen.Write(&buf, capgen.Config{Seed: int64(i + 1), TargetBytes: 4 << 20, XFFRate: 0.3}); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, buf.Bytes(), 0o644)
+		paths = append(paths, p)
+	}
+	if code, _, stderr := xffx(t, ix, "build", dir); code != 0 {
+		t.Fatalf("build: exit %d: %s", code, stderr)
+	}
+	// 198.51.100.7 is the client of about a quarter of the requests: more
+	// than one 64 KiB buffer of rows in a.pcap.
+	_, whole, _ := xffx(t, ix, "query", "--ip", "198.51.100.7", "--format", "json")
+	inA := 0
+	for _, h := range parseHits(t, whole) {
+		if h.File == paths[0] {
+			inA++
+		}
+	}
+	if inA < 400 || inA == len(parseHits(t, whole)) {
+		t.Fatalf("%d rows in a.pcap of %d: not a useful case", inA, len(parseHits(t, whole)))
+	}
+	out := &writeHook{first: func() { os.Remove(paths[1]) }}
+	var errb bytes.Buffer
+	code := run([]string{"--index", ix, "query", "--ip", "198.51.100.7", "--format", "json"}, out, &errb)
+	hits := parseHits(t, out.String())
+	if code != 2 || !strings.Contains(errb.String(), "b.pcap: no longer exists") || len(hits) != inA {
+		t.Errorf("exit %d, %d rows (%d in a.pcap), stderr %q; want 2, the rows of a.pcap, b.pcap gone", code, len(hits), inA, errb.String())
 	}
 }

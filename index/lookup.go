@@ -1,0 +1,268 @@
+package index
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/xffidx/xffidx/format/xff"
+	"github.com/xffidx/xffidx/index/extsort"
+)
+
+// LookupInfo is what LookupEach read besides the hits.
+type LookupInfo struct {
+	// Files is the catalog the hits refer to (Hit.File points into it).
+	Files []FileInfo
+	// Spills counts the sorted runs the look-up wrote to temporary files.
+	Spills int
+}
+
+// lookupKeyLen is the sort key of a hit record in LookupEach: the rank of
+// its file's path, offset, header, family and address (IPv4 in the first
+// four of the sixteen bytes), so that comparing bytes orders hits as Lookup
+// returns them.
+const lookupKeyLen = 4 + 8 + 1 + 1 + 16
+
+// maxStoredValue bounds a stored raw value or request record a look-up
+// accepts: the build writes them far smaller (xff.MaxValue, and
+// maxRequestField per field of a request record).
+const maxStoredValue = 1 << 20
+
+func compareLookup(a, b []byte) int { return bytes.Compare(a[:lookupKeyLen], b[:lookupKeyLen]) }
+
+// LookupEach calls fn with every hit Lookup returns, in the same order and
+// with the same fields, without holding them all: hit keys are read in key
+// order (address first) and sorted by file and offset in bounded memory
+// (Store.SortMem, spilling sorted runs to temporary files past it), with
+// each hit's stored raw value and its packet's request records. Like
+// ScanHits it lets go of the database every ScanHold while it reads, so a
+// build can commit meanwhile; the catalog is read once, at the start, and
+// hits of files a concurrent build adds are left out. The database is
+// closed while fn runs. fn returning an error stops the look-up with it.
+func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn func(Hit) error) (LookupInfo, error) {
+	var info LookupInfo
+	sorter := extsort.New(compareLookup, s.SortMem, "")
+	defer sorter.Close()
+	var (
+		current map[uint32]*FileInfo
+		rank    map[uint32]uint32
+		byRank  []*FileInfo
+		rec     []byte
+		// The request records of the last packet, which the next hit (of
+		// another header of the same packet) shares.
+		lastFid  uint32
+		lastOff  int64 = -1
+		lastReqs []byte
+	)
+	p, resume := 0, []byte(nil)
+	hold := cmp.Or(s.ScanHold, scanHold)
+	for p < len(prefixes) {
+		err := s.withDB(true, func(db *pebble.DB) error {
+			if current == nil {
+				files, err := readCatalog(db)
+				if err != nil {
+					return err
+				}
+				info.Files = files
+				current = currentEntries(files)
+				for _, f := range current {
+					byRank = append(byRank, f)
+				}
+				slices.SortFunc(byRank, func(a, b *FileInfo) int { return cmp.Compare(a.Path, b.Path) })
+				rank = make(map[uint32]uint32, len(byRank))
+				for i, f := range byRank {
+					rank[f.ID] = uint32(i)
+				}
+			}
+			vit, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagValue}, UpperBound: []byte{tagValue + 1}})
+			if err != nil {
+				return err
+			}
+			defer vit.Close()
+			rit, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagRequest}, UpperBound: []byte{tagRequest + 1}})
+			if err != nil {
+				return err
+			}
+			defer rit.Close()
+			deadline := time.Now().Add(hold)
+			for ; p < len(prefixes); p, resume = p+1, nil {
+				lo, hi := PrefixRange(prefixes[p])
+				if resume != nil {
+					lo = append(resume, 0) // the first key after it
+				}
+				it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+				if err != nil {
+					return err
+				}
+				n := 0
+				for it.First(); it.Valid(); it.Next() {
+					hk, ok := decodeHitKey(it.Key())
+					if ok && current[hk.fid] != nil && headers.Has(hk.header) {
+						if rec, err = s.lookupRecord(rec[:0], hk, it.Value(), rank[hk.fid], vit); err == nil && (hk.fid != lastFid || hk.off != lastOff) {
+							lastFid, lastOff = hk.fid, hk.off
+							lastReqs, err = appendRequests(lastReqs[:0], rit, hk.fid, hk.off)
+						}
+						if err == nil {
+							err = sorter.Add(append(rec, lastReqs...))
+						}
+						if err != nil {
+							it.Close()
+							return err
+						}
+					}
+					if n++; n%256 == 0 && time.Now().After(deadline) {
+						resume = bytes.Clone(it.Key())
+						return it.Close()
+					}
+				}
+				if err := it.Close(); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return info, err
+		}
+	}
+	info.Spills = sorter.Spills()
+	return info, sorter.Each(func(rec []byte) error {
+		h, err := decodeLookup(rec, byRank)
+		if err != nil {
+			return err
+		}
+		return fn(h)
+	})
+}
+
+// lookupRecord appends the sort key of hit hk (of the file ranked r among
+// the catalog's paths), its position and connection start from v, and the
+// raw value stored for it, if any.
+func (s *Store) lookupRecord(rec []byte, hk hitKey, v []byte, r uint32, vit *pebble.Iterator) ([]byte, error) {
+	rec = binary.BigEndian.AppendUint32(rec, r)
+	rec = binary.BigEndian.AppendUint64(rec, uint64(hk.off))
+	rec = append(rec, byte(hk.header))
+	var a16 [16]byte
+	if hk.addr.Is4() {
+		a4 := hk.addr.As4()
+		copy(a16[:], a4[:])
+		rec = append(rec, 4)
+	} else {
+		a16 = hk.addr.As16()
+		rec = append(rec, 6)
+	}
+	rec = append(rec, a16[:]...)
+	pos, k := binary.Uvarint(v)
+	var conn uint64
+	if k > 0 && k < len(v) {
+		conn, _ = binary.Uvarint(v[k:])
+	}
+	rec = binary.AppendUvarint(rec, pos)
+	rec = binary.AppendUvarint(rec, conn)
+	// The raw value, where a schema 2 build stored one.
+	var kb [valueKeyLen]byte
+	key := ValueKey(kb[:0], hk.fid, hk.off, hk.header)
+	if !vit.SeekGE(key) || !bytes.Equal(vit.Key(), key) {
+		return append(rec, 0), vit.Error()
+	}
+	raw := vit.Value()
+	if len(raw) > maxStoredValue {
+		return nil, fmt.Errorf("file %d offset %d: a stored value of %d bytes", hk.fid, hk.off, len(raw))
+	}
+	rec = binary.AppendUvarint(rec, uint64(len(raw))+1)
+	return append(rec, raw...), nil
+}
+
+// appendRequests appends the request records of packet (fid, off) as a
+// look-up record carries them: their count, then each one's sequence
+// number and value (uvarint length + bytes).
+func appendRequests(b []byte, it *pebble.Iterator, fid uint32, off int64) ([]byte, error) {
+	prefix := RequestKey(nil, fid, off, 0)
+	prefix = prefix[:len(prefix)-4]
+	var n uint64
+	var body []byte
+	for ok := it.SeekGE(prefix); ok && bytes.HasPrefix(it.Key(), prefix); ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != len(prefix)+4 {
+			continue
+		}
+		if len(v) > maxStoredValue {
+			return nil, fmt.Errorf("file %d offset %d: a request record of %d bytes", fid, off, len(v))
+		}
+		n++
+		body = append(body, k[len(prefix):]...)
+		body = binary.AppendUvarint(body, uint64(len(v)))
+		body = append(body, v...)
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	return append(binary.AppendUvarint(b, n), body...), nil
+}
+
+// decodeLookup turns a look-up record back into a Hit.
+func decodeLookup(rec []byte, byRank []*FileInfo) (Hit, error) {
+	var h Hit
+	r := binary.BigEndian.Uint32(rec)
+	if int(r) >= len(byRank) {
+		return h, fmt.Errorf("look-up record of file %d of %d", r, len(byRank))
+	}
+	h.File = byRank[r]
+	h.Offset = int64(binary.BigEndian.Uint64(rec[4:]))
+	h.Header = xff.Header(rec[12])
+	if rec[13] == 4 {
+		h.Addr = netip.AddrFrom4([4]byte(rec[14:18]))
+	} else {
+		h.Addr = netip.AddrFrom16([16]byte(rec[14:30]))
+	}
+	v := rec[lookupKeyLen:]
+	bad := func() error {
+		return fmt.Errorf("file %d offset %d: look-up record does not decode", h.File.ID, h.Offset)
+	}
+	uvarint := func() uint64 {
+		x, k := binary.Uvarint(v)
+		if k <= 0 {
+			v = nil
+			return 0
+		}
+		v = v[k:]
+		return x
+	}
+	h.Pos = int(uvarint())
+	h.ConnStart, h.ConnSYN = decodeConn(h.Offset, uvarint())
+	if n := uvarint(); n > 0 {
+		if n-1 > uint64(len(v)) {
+			return h, bad()
+		}
+		h.Raw = bytes.Clone(v[:n-1])
+		v = v[n-1:]
+	}
+	reqs := uvarint()
+	if v == nil || reqs > uint64(len(v)) {
+		return h, bad()
+	}
+	for range reqs {
+		if len(v) < 4 {
+			return h, bad()
+		}
+		seq := binary.BigEndian.Uint32(v)
+		v = v[4:]
+		n := uvarint()
+		if n > uint64(len(v)) {
+			return h, bad()
+		}
+		req, err := decodeRequest(seq, bytes.Clone(v[:n]))
+		if err != nil {
+			return h, fmt.Errorf("file %d offset %d: %w", h.File.ID, h.Offset, err)
+		}
+		h.Requests = append(h.Requests, req)
+		v = v[n:]
+	}
+	return h, nil
+}
