@@ -1,0 +1,86 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+)
+
+// tcpRecord is one Ethernet/IPv4/TCP packet from 10.0.0.1:40000 to
+// 10.0.0.2:80 carrying payload at sequence number seq, as a pcap record.
+func tcpRecord(t *testing.T, w *pcapgo.Writer, ts time.Time, seq uint32, flags string, payload string) {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: seq, Ack: 1, Window: 65535, ACK: true, PSH: payload != "", SYN: flags == "S"}
+	if flags == "S" {
+		tcp.ACK = false
+	}
+	tcp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(b), Length: len(b)}, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGrownFileContinuesHeaderBlock is issue 10's item 2 as a user meets
+// it: a capture holding the first segment of a request's header block is
+// indexed, the segment with its X-Forwarded-For line is appended, and the
+// next build ("1 grown") must find it as a clean build of the same bytes
+// does.
+func TestGrownFileContinuesHeaderBlock(t *testing.T) {
+	const a = "GET /x HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: t\r\n"
+	const b = "X-Forwarded-For: 203.0.113.5\r\nAccept: */*\r\n\r\n"
+	dir, ix := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "live.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1700000000, 0)
+	const isn = 1000
+	tcpRecord(t, w, t0, isn, "S", "")
+	tcpRecord(t, w, t0.Add(time.Millisecond), isn+1, "", a)
+	if code, _, stderr := xffx(t, ix, "build", dir); code != 0 {
+		t.Fatalf("first build: exit %d, %s", code, stderr)
+	}
+	tcpRecord(t, w, t0.Add(2*time.Millisecond), isn+1+uint32(len(a)), "", b)
+	f.Close()
+
+	code, _, stderr := xffx(t, ix, "build", dir)
+	if code != 0 || !strings.Contains(stderr, "1 grown") {
+		t.Fatalf("second build: exit %d, %q; want 0 and 1 grown", code, stderr)
+	}
+	code, out, stderr := xffx(t, ix, "query", "--ip", "203.0.113.5", "--format", "json")
+	hits := parseHits(t, out)
+	if code != 0 || len(hits) != 1 || hits[0].SrcPort != 40000 || hits[0].XFF != "203.0.113.5" {
+		t.Fatalf("query after the grown build: exit %d, hits %+v, stderr %q; want the appended segment", code, hits, stderr)
+	}
+	clean := t.TempDir()
+	if code, _, stderr := xffx(t, clean, "build", dir); code != 0 {
+		t.Fatalf("clean build: exit %d, %s", code, stderr)
+	}
+	_, cleanOut, _ := xffx(t, clean, "query", "--ip", "203.0.113.5", "--format", "json")
+	if cleanHits := parseHits(t, cleanOut); len(cleanHits) != 1 || cleanHits[0].Offset != hits[0].Offset {
+		t.Fatalf("clean build finds %+v, the grown one %+v", cleanHits, hits)
+	}
+	_, files, _ := xffx(t, ix, "files", "--format", "json")
+	if !strings.Contains(files, `"hits":1`) {
+		t.Fatalf("files does not count the hit: %s", files)
+	}
+}
