@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/xffidx/xffidx/format/xff"
+	"github.com/xffidx/xffidx/index"
 )
 
 // packetInfo is the HTTP request context of one hit packet: its request
@@ -141,6 +142,24 @@ func (pi *packetInfo) requestOf(a netip.Addr) *httpRequest {
 // holds reports whether a is an element of the request's list. The list is
 // parsed once per request: a packet may hold thousands of addresses, each a
 // hit asking.
+// heldBy reports whether the packet still shows the hits the build found
+// in it, where it can tell: a packet that begins a request and has no
+// request records is one the build read whole, so each hit's address is in
+// one of its requests' lists. Other packets (continuations, and those of a
+// schema 2 index whose value was stored) are not judged.
+func (pi *packetInfo) heldBy(payload []byte, hits []index.Hit) bool {
+	if len(hits) == 0 || len(hits[0].Requests) > 0 || hits[0].Raw != nil || !xff.StartsRequest(payload) {
+		return true
+	}
+	for _, h := range hits {
+		r := pi.requestOf(h.Addr)
+		if r == nil || !r.holds(h.Addr) {
+			return false
+		}
+	}
+	return true
+}
+
 func (r *httpRequest) holds(a netip.Addr) bool {
 	if r.addrs == nil {
 		r.addrs = map[netip.Addr]bool{}

@@ -2,6 +2,7 @@ package query
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path"
@@ -241,6 +242,12 @@ func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, e
 			if s.fnErr != nil {
 				return s.fnErr
 			}
+			if errors.Is(err, ErrChanged) {
+				// Nothing more of this file is shown.
+				fileErr, errHits = ErrChanged, errHits+len(packet)
+				packet = packet[:0]
+				return nil
+			}
 			sum.Problems = append(sum.Problems, FileProblem{Path: packet[0].File.Path, Hits: len(packet), Err: err})
 		}
 		packet = packet[:0]
@@ -325,6 +332,12 @@ func (s *searcher) packet(hits []index.Hit) error {
 		value = joinedValues(payload, h.Header)
 	}
 	pi := parsePacket(payload, h.Raw, h.Header)
+	if !pi.heldBy(payload, hits) {
+		// Other bytes sit at the offset than the build read (a capture
+		// rewritten with its size and times kept): the rest of the file
+		// cannot be trusted either.
+		return fmt.Errorf("record at offset %d does not hold the indexed address: %w", h.Offset, ErrChanged)
+	}
 	for _, h := range hits {
 		req := pi.requestOf(h.Addr)
 		if s.opt.ClientOnly {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/xffidx/xffidx/format/capgen"
 )
 
 // tcpRecord is one Ethernet/IPv4/TCP packet from 10.0.0.1:40000 to
@@ -82,5 +85,62 @@ func TestGrownFileContinuesHeaderBlock(t *testing.T) {
 	_, files, _ := xffx(t, ix, "files", "--format", "json")
 	if !strings.Contains(files, `"hits":1`) {
 		t.Fatalf("files does not count the hit: %s", files)
+	}
+}
+
+// TestRewrittenPastTheStart: a capture whose bytes change past the start
+// the identity check hashes, with its size and modification time put back,
+// passes that check; the query then finds other bytes at a hit's offset and
+// reports the file as changed instead of printing a row whose client is not
+// in the value shown (issue 10 item 3).
+func TestRewrittenPastTheStart(t *testing.T) {
+	dir, ix := t.TempDir(), t.TempDir()
+	live := filepath.Join(dir, "live.pcap")
+	var buf bytes.Buffer
+	if _, err := capgen.Write(&buf, capgen.Config{Seed: 3, Format: capgen.FormatPcap, LinkType: capgen.LinkEthernet, TargetBytes: 600 << 10, XFFRate: 0.3, NoTruth: true}); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	if err := os.WriteFile(live, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := xffx(t, ix, "build", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	_, out, _ := xffx(t, ix, "query", "--cidr", "0.0.0.0/0", "--format", "json")
+	// A hit well past the hashed start whose value is its address alone.
+	var victim *jsonHit
+	for _, h := range parseHits(t, out) {
+		if h.Offset > 256<<10 && h.XFF == h.XFFIP && strings.Count(string(data[h.Offset:]), h.XFFIP) > 0 {
+			victim = &h
+			break
+		}
+	}
+	if victim == nil {
+		t.Fatal("no single-address hit past 256 KiB in the generated capture")
+	}
+	saved, err := os.Stat(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := int(victim.Offset) + bytes.Index(data[victim.Offset:], []byte(victim.XFFIP))
+	other := bytes.Clone(data)
+	last := &other[at+len(victim.XFFIP)-1]
+	*last = '0' + (*last-'0'+1)%10
+	time.Sleep(10 * time.Millisecond) // a status change time of its own
+	if err := os.WriteFile(live, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(live, saved.ModTime(), saved.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := xffx(t, ix, "query", "--ip", victim.XFFIP, "--format", "json")
+	for _, h := range parseHits(t, out) {
+		if h.Offset == victim.Offset {
+			t.Fatalf("row decoded from the rewritten record: %+v", h)
+		}
+	}
+	if code != 2 || !strings.Contains(stderr, "changed") || !strings.Contains(stderr, live) {
+		t.Fatalf("query: exit %d, stderr %q; want 2 and the file named as changed", code, stderr)
 	}
 }
