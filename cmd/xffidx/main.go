@@ -113,7 +113,7 @@ func (g *globals) logger() *slog.Logger {
 	if g.logFormat == "json" {
 		return slog.New(slog.NewJSONHandler(g.stderr, opts))
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, opts))
+	return slog.New(newLineHandler(g.stderr, level))
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {

@@ -152,6 +152,10 @@ func TestCorruptIndex(t *testing.T) {
 		if code != 0 || len(aside(ix)) != 1 || !strings.Contains(stderr, aside(ix)[0]) {
 			t.Fatalf("build --rebuild %s: exit %d, set aside %v, stderr %q", caps, code, aside(ix), stderr)
 		}
+		// The library's warning reads as the command's own lines do.
+		if want := "xffidx: warning: the list of indexed captures cannot be read: indexing the paths given only (index=" + ix; !strings.Contains(stderr, want) || strings.Contains(stderr, "level=") {
+			t.Errorf("build --rebuild %s: stderr %q, want a line starting %q", caps, stderr, want)
+		}
 		answers(ix)
 	})
 
