@@ -55,7 +55,7 @@ func (w *Walker) Next(buf []byte, base int64, pos int) (Record, int, Status) {
 	if w.Kind == KindPcap {
 		return w.nextPcap(buf, base, pos)
 	}
-	return w.nextPcapNG(buf, base, pos, true)
+	return w.nextPcapNG(buf, base, pos, true, false)
 }
 
 func (w *Walker) nextPcap(buf []byte, base int64, pos int) (Record, int, Status) {
@@ -70,7 +70,11 @@ func (w *Walker) nextPcap(buf []byte, base int64, pos int) (Record, int, Status)
 	} else {
 		sec, frac, capLen, origLen = binary.LittleEndian.Uint32(h), binary.LittleEndian.Uint32(h[4:]), binary.LittleEndian.Uint32(h[8:]), binary.LittleEndian.Uint32(h[12:])
 	}
-	if !plausiblePcapRecord(iface, frac, capLen, origLen) {
+	// libpcap and tshark read any record whose captured length is within
+	// their maximum, whatever the file header's snap length, the wire
+	// length or the fraction of a second say: so does a walk. Those fields
+	// are only checked where a resync must tell a record from other bytes.
+	if capLen > MaxCapLen {
 		return Record{}, 0, Bad
 	}
 	size := pcapRecordHdrLen + int(capLen)
@@ -93,6 +97,9 @@ func (w *Walker) nextPcap(buf []byte, base int64, pos int) (Record, int, Status)
 	}, size, Packet
 }
 
+// plausiblePcapRecord applies the rules of the format that a writer keeps
+// but a reader does not enforce: a resync lands only on records that keep
+// them.
 func plausiblePcapRecord(iface *Interface, frac, capLen, origLen uint32) bool {
 	limit := uint32(MaxCapLen)
 	if iface.SnapLen != 0 && iface.SnapLen < limit {
@@ -102,8 +109,9 @@ func plausiblePcapRecord(iface *Interface, frac, capLen, origLen uint32) bool {
 	if iface.TSResol == 9 {
 		fracLimit = 1e9
 	}
-	// A zero wire length never happens on a real packet, and rejecting it keeps
-	// runs of zero bytes (preallocated or sparse regions) from chaining as records.
+	// A zero wire length never happens on a real packet, and rejecting it
+	// keeps runs of zero bytes (preallocated or sparse regions), which read
+	// as records that captured nothing, from chaining as a resync target.
 	return capLen <= limit && origLen != 0 && capLen <= origLen && frac < fracLimit
 }
 
@@ -128,7 +136,9 @@ func knownBlock(t uint32) bool {
 
 // nextPcapNG reads one block. When apply is false, SHBs and IDBs are checked
 // but do not change the walker (used while probing resync candidates).
-func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record, int, Status) {
+// strict adds the checks only a resync makes: a packet's captured length
+// within its interface's snap length.
+func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply, strict bool) (Record, int, Status) {
 	if len(buf)-pos < 12 {
 		return Record{}, 0, Short
 	}
@@ -186,7 +196,8 @@ func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record
 		}
 		raw := uint64(u32(body[4:], big))<<32 | uint64(u32(body[8:], big))
 		rec.CapLen, rec.OrigLen = u32(body[12:], big), u32(body[16:], big)
-		if ifid >= uint32(len(w.Sec.Ifaces)) || rec.CapLen > uint32(len(body)-20) || !plausibleCapLen(&w.Sec.Ifaces[ifid], rec.CapLen) {
+		if ifid >= uint32(len(w.Sec.Ifaces)) || rec.CapLen > uint32(len(body)-20) || rec.CapLen > MaxCapLen ||
+			strict && !withinSnapLen(&w.Sec.Ifaces[ifid], rec.CapLen) {
 			return Record{}, 0, Bad
 		}
 		iface := &w.Sec.Ifaces[ifid]
@@ -205,7 +216,7 @@ func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record
 		if iface.SnapLen != 0 {
 			capLen = min(capLen, iface.SnapLen)
 		}
-		if !plausibleCapLen(iface, capLen) {
+		if capLen > MaxCapLen {
 			return Record{}, 0, Bad
 		}
 		rec.CapLen, rec.LinkType = capLen, iface.LinkType
@@ -215,8 +226,10 @@ func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record
 	return rec, size, Header
 }
 
-func plausibleCapLen(iface *Interface, capLen uint32) bool {
-	return capLen <= MaxCapLen && (iface.SnapLen == 0 || capLen <= iface.SnapLen)
+// withinSnapLen reports whether a captured length keeps the interface's snap
+// length, as a writer does; readers (libpcap, tshark) do not require it.
+func withinSnapLen(iface *Interface, capLen uint32) bool {
+	return iface.SnapLen == 0 || capLen <= iface.SnapLen
 }
 
 func parseIDB(body []byte, big bool) Interface {
@@ -261,7 +274,7 @@ func (w *Walker) Peek(buf []byte, base int64, pos int) (Record, int, Status) {
 	if w.Kind == KindPcap {
 		return w.nextPcap(buf, base, pos)
 	}
-	return w.nextPcapNG(buf, base, pos, false)
+	return w.nextPcapNG(buf, base, pos, false, false)
 }
 
 // Sync returns the first position at or after from where syncChain records
@@ -302,7 +315,7 @@ func (w *Walker) chainValid(buf []byte, base int64, p int, atEOF bool) bool {
 			if !knownBlock(u32(buf[p:], w.Sec.BigEndian)) && u32(buf[p:], false) != pcapngSHBType {
 				return false
 			}
-			_, size, st = w.nextPcapNG(buf, base, p, false)
+			_, size, st = w.nextPcapNG(buf, base, p, false, true)
 			if st == Header && u32(buf[p:], w.Sec.BigEndian) == blockIDB {
 				// An IDB mid-chain would change the context; accept the chain here.
 				return true
@@ -328,12 +341,15 @@ func (w *Walker) syncablePcapRecord(b []byte) bool {
 	if len(b) < pcapRecordHdrLen {
 		return true // left to nextPcap
 	}
-	if u32(b[12:], w.Sec.BigEndian) > maxSyncOrigLen {
+	big := w.Sec.BigEndian
+	frac, capLen, origLen := u32(b[4:], big), u32(b[8:], big), u32(b[12:], big)
+	iface := &w.Sec.Ifaces[0]
+	if origLen > maxSyncOrigLen || !plausiblePcapRecord(iface, frac, capLen, origLen) {
 		return false
 	}
 	data := b[pcapRecordHdrLen:]
-	data = data[:min(len(data), int(min(u32(b[8:], w.Sec.BigEndian), MaxCapLen)))]
-	return plausibleFrame(w.Sec.Ifaces[0].LinkType, data, u32(b[12:], w.Sec.BigEndian))
+	data = data[:min(len(data), int(capLen))]
+	return plausibleFrame(iface.LinkType, data, origLen)
 }
 
 func u16(b []byte, big bool) uint16 {

@@ -150,7 +150,9 @@ func TestPcapngTimestampResolutions(t *testing.T) {
 	}
 }
 
-// TestHostileLengths: huge captured lengths are corruption, never allocated.
+// TestHostileLengths: captured lengths above libpcap's maximum are
+// corruption, never allocated; one above the file's snap length is read (as
+// libpcap and tshark read it), but a resync does not land on it.
 func TestHostileLengths(t *testing.T) {
 	hdr := make([]byte, 24+16+100)
 	binary.LittleEndian.PutUint32(hdr, pcapMagicMicro)
@@ -167,9 +169,29 @@ func TestHostileLengths(t *testing.T) {
 	if _, _, st := w.Next(hdr, 0, 24); st != Bad {
 		t.Errorf("caplen 0xffffff00: status %d, want Bad", st)
 	}
-	binary.LittleEndian.PutUint32(hdr[24+8:], 70000) // above the snap length
+	binary.LittleEndian.PutUint32(hdr[24+8:], MaxCapLen+1)
+	binary.LittleEndian.PutUint32(hdr[24+12:], MaxCapLen+1)
 	if _, _, st := w.Next(hdr, 0, 24); st != Bad {
-		t.Errorf("caplen above snaplen: status %d, want Bad", st)
+		t.Errorf("caplen %d: status %d, want Bad", MaxCapLen+1, st)
+	}
+	// 100 bytes, above the snap length of 64, four in a row.
+	binary.LittleEndian.PutUint32(hdr[16:], 64)
+	if w.Sec, err = ParsePcapHeader(hdr); err != nil {
+		t.Fatal(err)
+	}
+	rec := hdr[24:]
+	binary.LittleEndian.PutUint32(rec[8:], 100)
+	binary.LittleEndian.PutUint32(rec[12:], 100)
+	binary.BigEndian.PutUint16(rec[16+12:], 0x0800)
+	var four []byte
+	for range 4 {
+		four = append(four, rec...)
+	}
+	if r, n, st := w.Next(four, 0, 0); st != Packet || n != 116 || len(r.Data) != 100 {
+		t.Errorf("caplen above snaplen: status %d, size %d, want a packet of 116 bytes", st, n)
+	}
+	if p, ok := w.Sync(four, 0, 0, true); ok {
+		t.Errorf("a resync landed at %d on records above the snap length", p)
 	}
 }
 

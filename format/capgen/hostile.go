@@ -1,0 +1,331 @@
+package capgen
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+)
+
+// Hostile captures: records that are malformed by the letter of the format
+// but that libpcap and tshark read, requests built to hide a forwarding
+// header from a parser, and byte patterns that are costly for a walker or
+// a header scanner. Tests write them and compare what xffidx finds with
+// what tshark shows, or with the Want each case carries.
+
+// PcapWriter builds a classic pcap file in memory whose record header
+// fields are exactly the caller's: nothing is checked or made consistent.
+type PcapWriter struct {
+	buf   []byte
+	order binary.ByteOrder
+}
+
+// NewPcapWriter starts a file with the given header fields (µs timestamps
+// unless nano, little-endian unless bigEndian).
+func NewPcapWriter(snapLen, linkType uint32, nano, bigEndian bool) *PcapWriter {
+	w := &PcapWriter{order: binary.LittleEndian}
+	if bigEndian {
+		w.order = binary.BigEndian
+	}
+	magic := uint32(0xa1b2c3d4)
+	if nano {
+		magic = 0xa1b23c4d
+	}
+	h := make([]byte, 24)
+	w.order.PutUint32(h, magic)
+	w.order.PutUint16(h[4:], 2)
+	w.order.PutUint16(h[6:], 4)
+	w.order.PutUint32(h[16:], snapLen)
+	w.order.PutUint32(h[20:], linkType)
+	w.buf = h
+	return w
+}
+
+// PcapHeader returns the 24-byte file header NewPcapWriter writes.
+func PcapHeader(snapLen, linkType uint32, nano bool) []byte {
+	return NewPcapWriter(snapLen, linkType, nano, false).Bytes()
+}
+
+// Record appends one record: its header with the fields given, then data
+// (which should hold capLen bytes for the file to be consistent).
+func (w *PcapWriter) Record(sec, frac, capLen, origLen uint32, data []byte) {
+	var h [16]byte
+	w.order.PutUint32(h[0:], sec)
+	w.order.PutUint32(h[4:], frac)
+	w.order.PutUint32(h[8:], capLen)
+	w.order.PutUint32(h[12:], origLen)
+	w.buf = append(append(w.buf, h[:]...), data...)
+}
+
+// Packet appends a record whose lengths are those of frame.
+func (w *PcapWriter) Packet(sec, frac uint32, frame []byte) {
+	w.Record(sec, frac, uint32(len(frame)), uint32(len(frame)), frame)
+}
+
+// Bytes returns the file so far.
+func (w *PcapWriter) Bytes() []byte { return w.buf }
+
+// TCPFrame returns an Ethernet frame carrying one TCP segment from src to
+// dst (IPv4 or IPv6), with its checksums.
+func TCPFrame(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload []byte) []byte {
+	v6 := src.Addr().Is6() && !src.Addr().Is4In6()
+	ipLen, etype := 20, uint16(0x0800)
+	if v6 {
+		ipLen, etype = 40, 0x86DD
+	}
+	f := make([]byte, 14+ipLen+20, 14+ipLen+20+len(payload))
+	putEth(f, macBackend, macProxy, etype)
+	ip := f[14:]
+	var ps uint64 // pseudo-header sum
+	if v6 {
+		s, d := src.Addr().As16(), dst.Addr().As16()
+		be.PutUint32(ip, 0x60000000)
+		be.PutUint16(ip[4:], uint16(20+len(payload)))
+		ip[6], ip[7] = 6, 64
+		copy(ip[8:24], s[:])
+		copy(ip[24:40], d[:])
+		ps = sum16(ip[8:40])
+	} else {
+		putIPv4(ip, ipLen+20+len(payload), uint16(seq), 6, src.Addr().Unmap().As4(), dst.Addr().Unmap().As4())
+		ps = sum16(ip[12:20])
+	}
+	ps += 6 + uint64(20+len(payload))
+	tcp := ip[ipLen:]
+	be.PutUint16(tcp, src.Port())
+	be.PutUint16(tcp[2:], dst.Port())
+	be.PutUint32(tcp[4:], seq)
+	be.PutUint32(tcp[8:], ack)
+	tcp[12], tcp[13] = 5<<4, flags
+	be.PutUint16(tcp[14:], 0xfaf0)
+	be.PutUint16(tcp[16:], ^fold(ps+sum16(tcp[:20])+sum16(payload)))
+	return append(f, payload...)
+}
+
+// A HostileCase is one small capture and what a reader that agrees with
+// tshark finds in it.
+type HostileCase struct {
+	Name string
+	Data []byte
+	// Frames is how many packet records libpcap and tshark read.
+	Frames int
+	// Want maps a frame number (from 1, as tshark counts) to the
+	// X-Forwarded-For values, trimmed, of the lines tshark shows in it.
+	Want map[int][]string
+}
+
+// hostileFlow is a client connection of the hostile captures; each
+// request goes in one segment of its own connection, which starts with a
+// handshake, so that any reader that follows connections reads it as the
+// request it is.
+type hostileFlow struct {
+	w     *PcapWriter
+	cli   netip.AddrPort
+	srv   netip.AddrPort
+	seq   uint32
+	sec   uint32
+	frame int
+}
+
+func newHostileFlow(w *PcapWriter, n int) *hostileFlow {
+	return &hostileFlow{
+		w:   w,
+		cli: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, 2}), uint16(40000+n)),
+		srv: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, 8}), 80),
+		seq: 1000 * uint32(n+1),
+		sec: 1700000000 + uint32(n),
+	}
+}
+
+// syn writes the handshake's SYN as a plain record; the frame number of
+// the next record is returned by the writes that follow.
+func (f *hostileFlow) syn() {
+	f.w.Packet(f.sec, 0, TCPFrame(f.cli, f.srv, f.seq, 0, tcpSYN, nil))
+	f.seq++
+}
+
+// request returns the frame of one client segment carrying payload.
+func (f *hostileFlow) request(payload string) []byte {
+	fr := TCPFrame(f.cli, f.srv, f.seq, 1, tcpACK|tcpPSH, []byte(payload))
+	f.seq += uint32(len(payload))
+	return fr
+}
+
+func xffRequest(addrs string) string {
+	return "GET /r HTTP/1.1\r\nHost: backend\r\nX-Forwarded-For: " + addrs + "\r\n\r\n"
+}
+
+// OddRecordCaptures returns classic pcap captures whose records break a
+// rule of the format that libpcap and tshark do not enforce when reading:
+// a captured length above the file header's snap length, a wire length
+// below the captured length (or zero), a fraction of a second of 10^6 µs or
+// more (10^9 ns), and runs of records that capture nothing. Each odd record
+// carries, or comes right before, a request with X-Forwarded-For.
+func OddRecordCaptures() []HostileCase {
+	var cases []HostileCase
+	add := func(name string, snap uint32, nano bool, build func(w *PcapWriter, c *HostileCase)) {
+		w := NewPcapWriter(snap, LinkEthernet, nano, false)
+		c := HostileCase{Name: name, Want: map[int][]string{}}
+		build(w, &c)
+		c.Data = w.Bytes()
+		cases = append(cases, c)
+	}
+	// rec writes a request on a new connection with the record header
+	// fields set by mod, and notes what it holds.
+	rec := func(w *PcapWriter, c *HostileCase, n int, addr string, mod func(frame []byte) (frac, capLen, origLen uint32, data []byte)) {
+		f := newHostileFlow(w, n)
+		f.syn()
+		c.Frames++
+		frame := f.request(xffRequest(addr))
+		frac, capLen, origLen, data := mod(frame)
+		w.Record(f.sec, frac, capLen, origLen, data)
+		c.Frames++
+		c.Want[c.Frames] = []string{addr}
+	}
+	plain := func(frame []byte) (uint32, uint32, uint32, []byte) {
+		return 0, uint32(len(frame)), uint32(len(frame)), frame
+	}
+	add("caplen-above-snaplen", 64, false, func(w *PcapWriter, c *HostileCase) {
+		// The header says 64; every record captured more (a writer that
+		// set the snap length wrong, or a merge of captures).
+		for i := range 6 {
+			rec(w, c, i, fmt.Sprintf("203.0.113.%d", 10+i), plain)
+		}
+	})
+	add("caplen-above-65535", 65535, false, func(w *PcapWriter, c *HostileCase) {
+		// A GRO/TSO-sized frame of 70000 bytes in a file that says 65535.
+		rec(w, c, 0, "203.0.113.20", plain)
+		rec(w, c, 1, "203.0.113.21", func(frame []byte) (uint32, uint32, uint32, []byte) {
+			big := append(frame[:len(frame):len(frame)], make([]byte, 70000-len(frame))...)
+			return 0, uint32(len(big)), uint32(len(big)), big
+		})
+		rec(w, c, 2, "203.0.113.22", plain)
+		rec(w, c, 3, "203.0.113.23", plain)
+	})
+	add("wirelen-below-caplen", 262144, false, func(w *PcapWriter, c *HostileCase) {
+		for i := range 6 {
+			rec(w, c, i, fmt.Sprintf("203.0.113.%d", 30+i), func(frame []byte) (uint32, uint32, uint32, []byte) {
+				orig := []uint32{60, 1, 0, 14, 54, uint32(len(frame)) - 1}[i]
+				return 0, uint32(len(frame)), orig, frame
+			})
+		}
+	})
+	add("usec-above-1e6", 262144, false, func(w *PcapWriter, c *HostileCase) {
+		for i := range 6 {
+			rec(w, c, i, fmt.Sprintf("203.0.113.%d", 40+i), func(frame []byte) (uint32, uint32, uint32, []byte) {
+				frac := []uint32{1_000_000, 1_500_000, 999_999_999, 4_294_967_295, 2_000_000, 1_000_001}[i]
+				return frac, uint32(len(frame)), uint32(len(frame)), frame
+			})
+		}
+	})
+	add("nsec-above-1e9", 262144, true, func(w *PcapWriter, c *HostileCase) {
+		for i := range 6 {
+			rec(w, c, i, fmt.Sprintf("203.0.113.%d", 50+i), func(frame []byte) (uint32, uint32, uint32, []byte) {
+				frac := []uint32{1_000_000_000, 1_500_000_000, 4_294_967_295, 2_000_000_000, 1_000_000_001, 3_999_999_999}[i]
+				return frac, uint32(len(frame)), uint32(len(frame)), frame
+			})
+		}
+	})
+	add("empty-records", 262144, false, func(w *PcapWriter, c *HostileCase) {
+		// Runs of records that captured nothing, all-zero headers among
+		// them, right before requests: 1, 4, 5 and 300 in a row.
+		for i, run := range []int{1, 4, 5, 300} {
+			for j := range run {
+				switch j % 3 {
+				case 0:
+					w.Record(0, 0, 0, 0, nil)
+				case 1:
+					w.Record(1700000000, uint32(j), 0, 60, nil)
+				default:
+					w.Record(1700000000, 0, 0, 1500, nil)
+				}
+				c.Frames++
+			}
+			rec(w, c, i, fmt.Sprintf("203.0.113.%d", 60+i), plain)
+		}
+		// And a run at the end of the file.
+		for range 7 {
+			w.Record(0, 0, 0, 0, nil)
+			c.Frames++
+		}
+	})
+	add("all-odd", 64, false, func(w *PcapWriter, c *HostileCase) {
+		// Everything at once: each record breaks every rule above.
+		for i := range 6 {
+			w.Record(0, 2_000_000, 0, 0, nil)
+			c.Frames++
+			rec(w, c, i, fmt.Sprintf("203.0.113.%d", 70+i), func(frame []byte) (uint32, uint32, uint32, []byte) {
+				return 1_000_000 + uint32(i), uint32(len(frame)), uint32(i), frame
+			})
+		}
+	})
+	// The same in pcapng: Enhanced Packet Blocks captured beyond their
+	// interface's snap length, with wire lengths below that.
+	ng := NewPcapngWriter()
+	ng.Interface(LinkEthernet, 64)
+	c := HostileCase{Name: "pcapng-caplen-above-snaplen", Want: map[int][]string{}}
+	for i := range 6 {
+		f := newHostileFlow(nil, i)
+		addr := fmt.Sprintf("203.0.113.%d", 80+i)
+		fr := f.request(xffRequest(addr))
+		orig := []uint32{uint32(len(fr)), 10, 0, uint32(len(fr)), 1, 60}[i]
+		ng.Record(0, uint64(f.sec)*1e6+uint64(i)*1e6, uint32(len(fr)), orig, fr)
+		c.Frames++
+		c.Want[c.Frames] = []string{addr}
+	}
+	c.Data = ng.Bytes()
+	return append(cases, c)
+}
+
+// PcapngWriter builds a pcapng file in memory (little-endian, one section)
+// whose Enhanced Packet Block fields are exactly the caller's.
+type PcapngWriter struct {
+	buf []byte
+}
+
+// NewPcapngWriter starts a file with a Section Header Block.
+func NewPcapngWriter() *PcapngWriter {
+	w := &PcapngWriter{}
+	shb := make([]byte, 28)
+	le := binary.LittleEndian
+	le.PutUint32(shb, 0x0A0D0D0A)
+	le.PutUint32(shb[4:], 28)
+	le.PutUint32(shb[8:], 0x1A2B3C4D)
+	le.PutUint16(shb[12:], 1)
+	le.PutUint64(shb[16:], ^uint64(0))
+	le.PutUint32(shb[24:], 28)
+	w.buf = shb
+	return w
+}
+
+// Interface appends an Interface Description Block (µs timestamps).
+func (w *PcapngWriter) Interface(linkType, snapLen uint32) {
+	b := make([]byte, 20)
+	le := binary.LittleEndian
+	le.PutUint32(b, 1)
+	le.PutUint32(b[4:], 20)
+	le.PutUint16(b[8:], uint16(linkType))
+	le.PutUint32(b[12:], snapLen)
+	le.PutUint32(b[16:], 20)
+	w.buf = append(w.buf, b...)
+}
+
+// Record appends an Enhanced Packet Block with the fields given; data is
+// padded to 4 bytes.
+func (w *PcapngWriter) Record(iface uint32, ts uint64, capLen, origLen uint32, data []byte) {
+	total := 32 + len(data) + pad4(len(data))
+	b := make([]byte, 28, total)
+	le := binary.LittleEndian
+	le.PutUint32(b, 6)
+	le.PutUint32(b[4:], uint32(total))
+	le.PutUint32(b[8:], iface)
+	le.PutUint32(b[12:], uint32(ts>>32))
+	le.PutUint32(b[16:], uint32(ts))
+	le.PutUint32(b[20:], capLen)
+	le.PutUint32(b[24:], origLen)
+	b = append(b, data...)
+	b = append(b, make([]byte, pad4(len(data)))...)
+	b = le.AppendUint32(b, uint32(total))
+	w.buf = append(w.buf, b...)
+}
+
+// Bytes returns the file so far.
+func (w *PcapngWriter) Bytes() []byte { return w.buf }
