@@ -138,3 +138,10 @@ func checkHostile(t *testing.T, cases []capgen.HostileCase) {
 func TestOddRecordsReadAsTsharkDoes(t *testing.T) {
 	checkHostile(t, capgen.OddRecordCaptures())
 }
+
+// TestZeroRegionsReadAsTsharkDoes: a zero-filled region is a run of
+// records that captured nothing, counted as tshark counts them, and the
+// requests around it are read.
+func TestZeroRegionsReadAsTsharkDoes(t *testing.T) {
+	checkHostile(t, []capgen.HostileCase{capgen.ZeroRegionCapture()})
+}

@@ -329,3 +329,29 @@ func (w *PcapngWriter) Record(iface uint32, ts uint64, capLen, origLen uint32, d
 
 // Bytes returns the file so far.
 func (w *PcapngWriter) Bytes() []byte { return w.buf }
+
+// ZeroRegionCapture returns a classic pcap capture whose requests are
+// separated by zero-filled regions, as a preallocated or sparse file has
+// them: to libpcap each 16 zero bytes are a record that captured nothing
+// (and tshark shows them as frames). The regions are 16 bytes to 1 MiB
+// long; some records that captured nothing carry a timestamp.
+func ZeroRegionCapture() HostileCase {
+	w := NewPcapWriter(262144, LinkEthernet, false, false)
+	c := HostileCase{Name: "zero-regions", Want: map[int][]string{}}
+	for i, n := range []int{16, 48, 4096, 65536 + 16, 0, 1 << 20, 32} {
+		w.buf = append(w.buf, make([]byte, n)...)
+		c.Frames += n / 16
+		if i%2 == 1 {
+			w.Record(1600000000+uint32(i), 0, 0, 60, nil) // the earliest timestamps
+			c.Frames++
+		}
+		f := newHostileFlow(w, i)
+		f.syn()
+		addr := fmt.Sprintf("203.0.113.%d", 100+i)
+		w.Packet(f.sec, 1, f.request(xffRequest(addr)))
+		c.Frames += 2
+		c.Want[c.Frames] = []string{addr}
+	}
+	c.Data = w.Bytes()
+	return c
+}
