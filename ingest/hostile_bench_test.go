@@ -67,35 +67,68 @@ func buildOnce(tb testing.TB, path string) time.Duration {
 	return d
 }
 
-// BenchmarkZeroRegions builds, side by side in each iteration, 256 MiB of
-// zeros after a pcap header, 1024 records of 256 KiB of zeros, and a
-// capture of real-looking traffic of the same size (capgen) as the
-// reference, and reports each one's MB/s and its ratio to the reference.
-func BenchmarkZeroRegions(b *testing.B) {
-	const size = 256 << 20
-	zeros, zeroRecords := zeroCaptures(b, size)
-	ref, _ := writeBulk(b, size, 0.02)
-	ref.Close()
-	paths := []string{zeros, zeroRecords, ref.Name()}
-	var took [3]time.Duration
-	var bytes [3]int64
+// buildSideBySide builds each capture once per iteration, in turn, so
+// that machine noise hits them alike, and reports each one's MB/s and its
+// ratio to the last one, the reference.
+func buildSideBySide(b *testing.B, names, paths []string) {
+	took := make([]time.Duration, len(paths))
+	size := make([]int64, len(paths))
 	for i, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
 			b.Fatal(err)
 		}
-		bytes[i] = st.Size()
-		buildOnce(b, p) // page-cache the files
+		size[i] = st.Size()
+		buildOnce(b, p) // page-cache the file
 	}
 	for b.Loop() {
 		for i, p := range paths {
 			took[i] += buildOnce(b, p)
 		}
 	}
-	mbps := func(i int) float64 { return float64(bytes[i]) * float64(b.N) / 1e6 / took[i].Seconds() }
-	b.ReportMetric(mbps(0), "zeros-MB/s")
-	b.ReportMetric(mbps(1), "zero-records-MB/s")
-	b.ReportMetric(mbps(2), "capgen-MB/s")
-	b.ReportMetric(mbps(0)/mbps(2), "zeros/capgen")
-	b.ReportMetric(mbps(1)/mbps(2), "zero-records/capgen")
+	mbps := func(i int) float64 { return float64(size[i]) * float64(b.N) / 1e6 / took[i].Seconds() }
+	ref := len(paths) - 1
+	for i, name := range names {
+		b.ReportMetric(mbps(i), name+"-MB/s")
+		if i != ref {
+			b.ReportMetric(mbps(i)/mbps(ref), name+"/"+names[ref])
+		}
+	}
+}
+
+// BenchmarkZeroRegions builds 256 MiB of zeros after a pcap header, 1024
+// records of 256 KiB of zeros, and, as the reference, a capture of
+// real-looking traffic of the same size (capgen), side by side.
+func BenchmarkZeroRegions(b *testing.B) {
+	const size = 256 << 20
+	zeros, zeroRecords := zeroCaptures(b, size)
+	ref, _ := writeBulk(b, size, 0.02)
+	ref.Close()
+	buildSideBySide(b, []string{"zeros", "zero-records", "capgen"}, []string{zeros, zeroRecords, ref.Name()})
+}
+
+// BenchmarkPartialLines builds captures whose client segments all end in
+// a header name prefix, in an open X-Forwarded-For value, hold thousands
+// of partial names, or thousands of addresses in one line
+// (capgen.WritePartialLines, 1000 connections interleaved), and, as the reference, a capgen capture of the same size,
+// side by side.
+func BenchmarkPartialLines(b *testing.B) {
+	const size = 128 << 20
+	kinds := []string{capgen.PartialName, capgen.PartialValue, capgen.ManyNames, capgen.ManyAddrs}
+	var paths []string
+	for _, k := range kinds {
+		p := filepath.Join(b.TempDir(), k+".pcap")
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := capgen.WritePartialLines(f, capgen.PartialConfig{Kind: k, Size: size}); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		paths = append(paths, p)
+	}
+	ref, _ := writeBulk(b, size, 0.02)
+	ref.Close()
+	buildSideBySide(b, append(kinds, "capgen"), append(paths, ref.Name()))
 }

@@ -1,8 +1,10 @@
 package capgen
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net/netip"
 )
 
@@ -354,4 +356,166 @@ func ZeroRegionCapture() HostileCase {
 	}
 	c.Data = w.Bytes()
 	return c
+}
+
+// Request streams of WritePartialLines, each built so that a reader that
+// looks ahead for the rest of a line (or keeps a cut line whole) would do
+// work that grows faster than the bytes.
+const (
+	// PartialName: every client segment ends in the middle of a header
+	// name ("X-Forwarded-F"), which the next segment of the connection
+	// completes ("or: 192.0.2.7\r\n"); the segments of many connections
+	// interleave.
+	PartialName = "name-prefix"
+	// PartialValue: every client segment ends in an X-Forwarded-For value
+	// with no line end; the value goes on over 64 segments before its line
+	// and its header block end.
+	PartialValue = "open-value"
+	// ManyNames: every client segment is a request line and thousands of
+	// header names cut short and lines that are not forwarding headers
+	// but start like one ("X-Forwarded-Fo: ", "X-Forwarded-F:"), and ends
+	// in a name prefix that never goes on (the connection closes).
+	ManyNames = "many-names"
+	// ManyAddrs: every client segment is a request of 60 KB (a TSO or
+	// GRO capture) whose X-Forwarded-For line lists 5000 distinct
+	// addresses.
+	ManyAddrs = "many-addrs"
+)
+
+// PartialConfig selects what WritePartialLines writes.
+type PartialConfig struct {
+	Kind  string // PartialName, PartialValue, ManyNames or ManyAddrs
+	Conns int    // connections whose segments interleave (default 1000)
+	Size  int64  // bytes to write, about
+}
+
+// WritePartialLines writes a classic pcap capture of HTTP requests cut by
+// segment boundaries at the places cfg.Kind names. The addresses are in
+// 192.0.2.0/24 (and 10.0.0.0/8 for ManyAddrs).
+func WritePartialLines(w io.Writer, cfg PartialConfig) error {
+	conns := cfg.Conns
+	if conns <= 0 {
+		conns = 1000
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	if _, err := bw.Write(PcapHeader(262144, LinkEthernet, false)); err != nil {
+		return err
+	}
+	written := int64(24)
+	type pconn struct {
+		f    *hostileFlow
+		segs int
+	}
+	cs := make([]pconn, conns)
+	var rec [16]byte
+	put := func(f *hostileFlow, payload []byte, flags uint8) error {
+		fr := TCPFrame(f.cli, f.srv, f.seq, 1, flags, payload)
+		f.seq += uint32(len(payload))
+		if flags&(tcpSYN|tcpFIN) != 0 {
+			f.seq++
+		}
+		binary.LittleEndian.PutUint32(rec[0:], f.sec)
+		binary.LittleEndian.PutUint32(rec[4:], uint32(written%1e6))
+		binary.LittleEndian.PutUint32(rec[8:], uint32(len(fr)))
+		binary.LittleEndian.PutUint32(rec[12:], uint32(len(fr)))
+		bw.Write(rec[:])
+		_, err := bw.Write(fr)
+		written += int64(16 + len(fr))
+		return err
+	}
+	var seg []byte
+	for i := 0; written < cfg.Size; i++ {
+		c := &cs[i%conns]
+		if c.f == nil {
+			c.f = newHostileFlow(nil, i%conns)
+			c.f.cli = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i % conns >> 8), byte(i % conns)}), uint16(30000+i/conns%30000))
+			c.f.sec = 1700000000 + uint32(i/1000)
+			if err := put(c.f, nil, tcpSYN); err != nil {
+				return err
+			}
+			c.segs = 0
+		}
+		var last bool
+		var err error
+		seg, last, err = PartialSegment(seg[:0], cfg.Kind, c.segs, i)
+		if err != nil {
+			return err
+		}
+		if cfg.Kind == PartialValue && c.segs == 63 {
+			c.segs = -1 // the block ended: the next segment starts a request
+		}
+		if err := put(c.f, seg, tcpACK|tcpPSH); err != nil {
+			return err
+		}
+		c.segs++
+		if last || c.segs >= 1000 {
+			if err := put(c.f, nil, tcpACK|tcpFIN); err != nil {
+				return err
+			}
+			c.f = nil
+		}
+	}
+	return bw.Flush()
+}
+
+// PartialSegment appends to dst the payload of client segment k (from 0)
+// of a connection of WritePartialLines of the given kind; n varies the
+// addresses. last says the connection sends nothing more.
+func PartialSegment(dst []byte, kind string, k, n int) (seg []byte, last bool, err error) {
+	addr := fmt.Sprintf("192.0.2.%d", n%250+1)
+	seg = dst
+	switch kind {
+	case PartialName:
+		if k == 0 {
+			seg = append(seg, "GET /p HTTP/1.1\r\nHost: backend\r\n"...)
+		} else {
+			seg = append(seg, "or: "...)
+			seg = append(seg, addr...)
+			seg = append(seg, "\r\n"...)
+		}
+		for len(seg)-len(dst) < mss-64 {
+			seg = append(seg, "X-Forwarded-For: "...)
+			seg = append(seg, addr...)
+			seg = append(seg, "\r\nAccept: */*\r\n"...)
+		}
+		seg = append(seg, "X-Forwarded-F"...)
+	case PartialValue:
+		if k == 0 {
+			seg = append(seg, "GET /v HTTP/1.1\r\nHost: backend\r\nX-Forwarded-For: "...)
+			seg = append(seg, addr...)
+		}
+		for len(seg)-len(dst) < mss-16 {
+			seg = append(seg, ", "...)
+			seg = append(seg, addr...)
+		}
+		if k == 63 {
+			seg = append(seg, "\r\n\r\n"...)
+		}
+	case ManyNames:
+		seg = append(seg, "GET /n HTTP/1.1\r\nHost: backend\r\n"...)
+		for j := 0; len(seg)-len(dst) < mss-32; j++ {
+			switch j % 3 {
+			case 0:
+				seg = append(seg, "X-Forwarded-Fo: "...)
+				seg = append(seg, addr...)
+				seg = append(seg, "\r\n"...)
+			case 1:
+				seg = append(seg, "X-Forwarded-F:1\r\n"...)
+			default:
+				seg = append(seg, "X-Forwarded-FX-Forwarded-FX-Forwarded-Fo: x\r\n"...)
+			}
+		}
+		seg = append(seg, "X-Forwarded-F"...)
+		last = true
+	case ManyAddrs:
+		seg = append(seg, "GET /a HTTP/1.1\r\nHost: backend\r\nX-Forwarded-For: "...)
+		for j := range 5000 {
+			seg = fmt.Appendf(seg, "10.%d.%d.%d, ", byte(n), byte(j>>8), byte(j))
+		}
+		seg = append(seg, addr...)
+		seg = append(seg, "\r\n\r\n"...)
+	default:
+		return dst, false, fmt.Errorf("unknown partial-line kind %q", kind)
+	}
+	return seg, last, nil
 }

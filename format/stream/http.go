@@ -79,6 +79,7 @@ func (t *Tracker) rollback(c *conn, m outMark) {
 	t.out.Hits, t.out.Requests, *t.cnt = t.out.Hits[:m.hits], t.out.Requests[:m.reqs], m.counts
 	t.here = t.here[:0]
 	c.p.req, c.hitRec, c.seen = m.req, m.hitRec, append(c.seen[:0], m.seen...)
+	t.seen.c = nil
 }
 
 // hole accounts for payload bytes the snap length cut off.
@@ -390,10 +391,10 @@ func (t *Tracker) finishCarry(c *conn) {
 // emitLine indexes the elements of one forwarding header value.
 func (t *Tracker) emitLine(c *conn, h xff.Header, value []byte, off int64, cut bool) {
 	r := &c.p.req
+	// The request's list may be capped, but the line is whole (unless cut
+	// is set): its elements are all read. A client that pads the block
+	// with forwarding lines must not hide the line a proxy appends.
 	r.addList(h, value)
-	if r.capped.Has(h) {
-		cut = true
-	}
 	h.Elements(value, cut, func(elem []byte) {
 		a, ok := xff.ParseAddr(elem)
 		if ok {
@@ -410,9 +411,12 @@ func (t *Tracker) hit(c *conn, off int64, a netip.Addr, h xff.Header, pos int) {
 	if c.hitRec != off {
 		c.hitRec, c.seen = off, c.seen[:0]
 		t.cnt.HitPackets++
+		if t.seen.c == c {
+			t.seen.c = nil
+		}
 	}
 	sa := seenAddr{a, h}
-	if slices.Contains(c.seen, sa) {
+	if t.seenBefore(c, sa) {
 		return
 	}
 	c.seen = append(c.seen, sa)
