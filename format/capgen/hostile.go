@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 )
 
 // Hostile captures: records that are malformed by the letter of the format
@@ -110,8 +111,14 @@ type HostileCase struct {
 	// Frames is how many packet records libpcap and tshark read.
 	Frames int
 	// Want maps a frame number (from 1, as tshark counts) to the
-	// X-Forwarded-For values, trimmed, of the lines tshark shows in it.
+	// X-Forwarded-For values, trimmed, of the lines in it (or the bare
+	// addresses): the addresses their elements name are what xffidx must
+	// find there.
 	Want map[int][]string
+	// Hidden lists, per frame, the addresses of Want that tshark does not
+	// show: its X-Forwarded-For field ends at a NUL or a bare CR, and it
+	// takes only the request methods it knows for requests.
+	Hidden map[int][]string
 }
 
 // hostileFlow is a client connection of the hostile captures; each
@@ -518,4 +525,110 @@ func PartialSegment(dst []byte, kind string, k, n int) (seg []byte, last bool, e
 		return dst, false, fmt.Errorf("unknown partial-line kind %q", kind)
 	}
 	return seg, last, nil
+}
+
+// HostileRequest appends to w connection n's handshake SYN and one client
+// segment carrying request, as two records.
+func HostileRequest(w *PcapWriter, n int, request string) {
+	f := newHostileFlow(w, n)
+	f.syn()
+	w.Packet(f.sec, 1, f.request(request))
+}
+
+// EvasiveRequests returns a capture of requests built to hide their
+// X-Forwarded-For lines from a parser, each on a connection of its own:
+// control bytes (TAB, ESC, NUL, DEL, VT, FF...), bytes above 0x7f and
+// spaces in the request target; control bytes, NUL and bare CR inside
+// the value; header lines whose names are not tokens before the
+// X-Forwarded-For line; a header block padded with hundreds of
+// X-Forwarded-For lines before the one a proxy appends. The addresses are
+// in 203.0.113.0/24 (and 10.1.0.0/16 for the padding).
+func EvasiveRequests() HostileCase {
+	type evasion struct {
+		line   string // request line
+		fields string // header lines, %[1]s and %[2]s the two addresses
+		find   string // addresses xffidx must find, space-separated
+		hidden string // of those, the addresses tshark does not show
+	}
+	const xffAB = "X-Forwarded-For: %[1]s, %[2]s\r\n"
+	evasions := []evasion{
+		// Request targets.
+		{"GET /a\tb HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /a\x1bb HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /a\x01b HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /a\x7fb HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /a\x80b HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /caf\xc3\xa9 HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /a\xffb HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /a\x00b HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /a\x0bb HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /a\x0cb HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /a\x1fb HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET /a b HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		{"GET  /a HTTP/1.1", xffAB, "%[1]s %[2]s", ""},
+		// A bare CR ends tshark's request line; neither reads a request.
+		{"GET /a\rb HTTP/1.1", xffAB, "", ""},
+		{"GET\t/a HTTP/1.1", xffAB, "", ""},
+		// Any token is a method to xffidx; tshark knows a list.
+		{"PURGE /a HTTP/1.1", xffAB, "%[1]s %[2]s", "%[1]s %[2]s"},
+		// Values.
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s\x00, %[2]s\r\n", "%[1]s %[2]s", "%[2]s"},
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s\x00%[2]s\r\n", "%[1]s %[2]s", "%[2]s"},
+		{"GET /v HTTP/1.1", "X-Forwarded-For: \x00%[1]s, %[2]s\r\n", "%[1]s %[2]s", "%[1]s %[2]s"},
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s, %[2]s\x00\r\n", "%[1]s %[2]s", ""},
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s\x1b, %[2]s\r\n", "%[1]s %[2]s", ""},
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s, \x01%[2]s\r\n", "%[1]s %[2]s", ""},
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s\x7f, %[2]s\r\n", "%[1]s %[2]s", ""},
+		// A byte above 0x7f is no separator: "203.0.113.x\xff" is no
+		// address (tshark shows it as U+FFFD).
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s\xff, %[2]s\r\n", "%[2]s", ""},
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s\t, %[2]s\r\n", "%[1]s %[2]s", ""},
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s\v, %[2]s\r\n", "%[1]s %[2]s", ""},
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s\f, %[2]s\r\n", "%[1]s %[2]s", ""},
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s\r, %[2]s\r\n", "%[1]s %[2]s", "%[2]s"},
+		// tshark's value ends at the bare CR; to xffidx the CR separates
+		// "X-Foo: 203.0.113.x", no address.
+		{"GET /v HTTP/1.1", "X-Forwarded-For: %[1]s\rX-Foo: %[2]s\r\n", "%[1]s", ""},
+		// Header lines whose names are not tokens: skipped, not the end
+		// of the block. A line without a colon ends it, for both.
+		{"GET /n HTTP/1.1", "X\x1bF: 1\r\n" + xffAB, "%[1]s %[2]s", ""},
+		{"GET /n HTTP/1.1", ": novalue\r\n" + xffAB, "%[1]s %[2]s", ""},
+		{"GET /n HTTP/1.1", "Foo\x7f: 1\r\n" + xffAB, "%[1]s %[2]s", ""},
+		{"GET /n HTTP/1.1", "Fo\x80o: 1\r\n" + xffAB, "%[1]s %[2]s", ""},
+		{"GET /n HTTP/1.1", "X-Forwarded-For\t: %[1]s\r\nX-Forwarded-For: %[2]s\r\n", "%[2]s", ""},
+		{"GET /n HTTP/1.1", "X-Forwarded-For: %[1]s\r\n{\"json\": 1}\r\nX-Forwarded-For: %[2]s\r\n", "%[1]s %[2]s", ""},
+		{"GET /n HTTP/1.1", "Garbage line\r\n" + xffAB, "", ""},
+	}
+	w := NewPcapWriter(262144, LinkEthernet, false, false)
+	c := HostileCase{Name: "evasive-requests", Want: map[int][]string{}, Hidden: map[int][]string{}}
+	note := func(find, hidden string, a, b string) {
+		if find != "" {
+			c.Want[c.Frames] = strings.Fields(fmt.Sprintf(find, a, b))
+		}
+		if hidden != "" {
+			c.Hidden[c.Frames] = strings.Fields(fmt.Sprintf(hidden, a, b))
+		}
+	}
+	for i, e := range evasions {
+		a, b := fmt.Sprintf("203.0.113.%d", 2*i+1), fmt.Sprintf("203.0.113.%d", 2*i+2)
+		HostileRequest(w, i, e.line+"\r\nHost: backend\r\n"+fmt.Sprintf(e.fields, a, b)+"\r\n")
+		c.Frames += 2
+		note(e.find, e.hidden, a, b)
+	}
+	// A block padded with 4 KiB and more of X-Forwarded-For lines before
+	// the one a proxy appends (haproxy adds a line of its own).
+	var pad strings.Builder
+	pad.WriteString("GET /p HTTP/1.1\r\nHost: backend\r\n")
+	var want []string
+	for i := range 400 {
+		v := fmt.Sprintf("10.1.%d.%d", i>>8, i&255)
+		fmt.Fprintf(&pad, "X-Forwarded-For: %s\r\n", v)
+		want = append(want, v)
+	}
+	pad.WriteString("X-Forwarded-For: 203.0.113.250\r\n\r\n")
+	HostileRequest(w, len(evasions), pad.String())
+	c.Frames += 2
+	c.Want[c.Frames] = append(want, "203.0.113.250")
+	c.Data = w.Bytes()
+	return c
 }

@@ -65,8 +65,8 @@ func TsharkXFF(data []byte) (values map[int][]string, frames int, err error) {
 	return values, frames, nil
 }
 
-// unescapeTshark undoes the escapes tshark's field output writes for
-// tabs, line ends and backslashes.
+// unescapeTshark undoes the C escapes tshark's field output writes for
+// some control bytes (\t, \f...) and backslashes; others it writes raw.
 func unescapeTshark(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
@@ -75,14 +75,9 @@ func unescapeTshark(s string) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] == '\\' && i+1 < len(s) {
 			i++
-			switch s[i] {
-			case 't':
-				b.WriteByte('\t')
-			case 'n':
-				b.WriteByte('\n')
-			case 'r':
-				b.WriteByte('\r')
-			default:
+			if c := strings.IndexByte("abfnrtv", s[i]); c >= 0 {
+				b.WriteByte("\a\b\f\n\r\t\v"[c])
+			} else {
 				b.WriteByte(s[i])
 			}
 			continue

@@ -153,8 +153,10 @@ type carry struct {
 	n    int   // bytes so far
 	buf  []byte
 	keep bool // buf holds the line from its start (up to a cap)
-	// named: the colon was seen; bad: a byte before it is not a token byte.
-	named, bad bool
+	// named: the name is known (its colon was seen among the first bytes,
+	// or none is there: a name longer than any header's); colon: a colon
+	// was seen anywhere; fold: the line is an obs-fold.
+	named, colon, fold bool
 }
 
 // request is the request whose header block (or body) is being read.

@@ -225,20 +225,26 @@ func (t *Tracker) headers(c *conn, p []byte, i int, off int64) int {
 			return next
 		}
 		named := c.p.line.named || !c.p.line.on
+		colon := c.p.line.colon
+		if truncated && !colon {
+			colon = bytes.IndexByte(p[i:next], ':') >= 0
+		}
 		c.p.line.reset()
 		i = next
-		t.headerLine(c, line, lineOff, truncated, named)
+		t.headerLine(c, line, lineOff, truncated, named, colon)
 	}
 	return i
 }
 
 // headerLine acts on one complete header line. A line longer than what a
-// carry keeps arrives truncated.
-func (t *Tracker) headerLine(c *conn, line []byte, off int64, truncated, named bool) {
+// carry keeps arrives truncated; colon then says whether the whole line
+// has one.
+func (t *Tracker) headerLine(c *conn, line []byte, off int64, truncated, named, colon bool) {
 	var f xff.Field
-	if truncated && !named {
-		// No colon in the part kept: a name longer than any header's.
-		if xff.IsTokenPrefix(line) {
+	if truncated && !named && bytes.IndexByte(line, ':') < 0 {
+		// No colon in the part kept: a name longer than any header's, or
+		// no field line at all.
+		if colon {
 			f.Kind = xff.FieldOther
 		} else {
 			f.Kind = xff.FieldMalformed
@@ -498,6 +504,9 @@ func (l *carry) add(b []byte, off int64, keep int) {
 		*l = carry{on: true, off: off, keep: true, buf: l.buf[:0]}
 	}
 	l.n += len(b)
+	if !l.colon && bytes.IndexByte(b, ':') >= 0 {
+		l.colon = true
+	}
 	if !l.keep {
 		return
 	}
@@ -516,14 +525,15 @@ func (l *carry) add(b []byte, off int64, keep int) {
 // bytes, and stops keeping a line that cannot matter.
 func (l *carry) decide(from int) {
 	if len(l.buf) > 0 && (l.buf[0] == ' ' || l.buf[0] == '\t') {
-		l.keep = false // obs-fold: the line it folds was read already
+		l.keep, l.fold = false, true // obs-fold: the line it folds was read already
 		return
 	}
 	colon := bytes.IndexByte(l.buf[from:], ':')
 	if colon < 0 {
 		if len(l.buf) > maxNameScan {
-			l.named, l.bad = true, !xff.IsTokenPrefix(l.buf)
-			l.keep = false
+			// A name longer than any header's: whether the line is a field
+			// line at all (it has a colon) is all that can matter.
+			l.named, l.keep = true, false
 		}
 		return
 	}
@@ -532,7 +542,7 @@ func (l *carry) decide(from int) {
 	switch f.Kind {
 	case xff.FieldForward, xff.FieldHost, xff.FieldLength, xff.FieldTransfer:
 	default:
-		l.keep, l.bad = false, f.Kind == xff.FieldMalformed
+		l.keep = false
 	}
 }
 
@@ -540,8 +550,8 @@ func (l *carry) decide(from int) {
 // part of it was kept.
 func (l *carry) join(rest []byte, keep int) ([]byte, bool) {
 	if !l.keep {
-		if l.bad {
-			return []byte("\x00"), false // malformed, whatever follows
+		if !l.fold && !l.colon && bytes.IndexByte(rest, ':') < 0 {
+			return []byte("\x00"), false // no colon: not a field line
 		}
 		return []byte("x:"), false // an uninteresting field
 	}
