@@ -445,6 +445,11 @@ func (t *Tracker) finishRequest(c *conn, complete bool) {
 		t.finishCarry(c)
 	}
 	t.flushPend(c)
+	// The records of a request share one copy of its bytes (read only):
+	// a copy each would cost up to maxHitRecs times xff.MaxValue bytes
+	// per request, a request of small records each with a hit made that
+	// tens of times its own size.
+	var shared *RequestInfo
 	for _, rec := range r.hitRecs {
 		if rec == t.cur {
 			// Whether this record needs it is known at its end; until
@@ -452,11 +457,18 @@ func (t *Tracker) finishRequest(c *conn, complete bool) {
 			ri := t.info(r, rec, complete, &t.arena)
 			ri.serial = c.serial
 			t.here = append(t.here, ri)
-		} else {
-			ri := t.info(r, rec, complete, nil)
-			ri.serial = c.serial
-			t.out.Requests = append(t.out.Requests, ri)
+			continue
 		}
+		var ri RequestInfo
+		if shared == nil {
+			ri = t.info(r, rec, complete, nil)
+			shared = &ri
+		} else {
+			ri = *shared
+			ri.Off, ri.First = rec, rec == r.firstRec
+		}
+		ri.serial = c.serial
+		t.out.Requests = append(t.out.Requests, ri)
 	}
 	r.on = false
 }
