@@ -126,12 +126,11 @@ type HostileCase struct {
 // handshake, so that any reader that follows connections reads it as the
 // request it is.
 type hostileFlow struct {
-	w     *PcapWriter
-	cli   netip.AddrPort
-	srv   netip.AddrPort
-	seq   uint32
-	sec   uint32
-	frame int
+	w   *PcapWriter
+	cli netip.AddrPort
+	srv netip.AddrPort
+	seq uint32
+	sec uint32
 }
 
 func newHostileFlow(w *PcapWriter, n int) *hostileFlow {
@@ -144,8 +143,7 @@ func newHostileFlow(w *PcapWriter, n int) *hostileFlow {
 	}
 }
 
-// syn writes the handshake's SYN as a plain record; the frame number of
-// the next record is returned by the writes that follow.
+// syn writes the handshake's SYN as a plain record.
 func (f *hostileFlow) syn() {
 	f.w.Packet(f.sec, 0, TCPFrame(f.cli, f.srv, f.seq, 0, tcpSYN, nil))
 	f.seq++
