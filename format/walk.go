@@ -46,6 +46,10 @@ type Walker struct {
 	// HeaderBlocks counts the SHBs and IDBs this walker has applied, so a
 	// caller can tell whether two walkers started from the same context.
 	HeaderBlocks int
+	// chainChecks counts the positions Sync checked as the start of a
+	// chain of records: the costly part of a resync, which the tests keep
+	// from growing faster than the bytes crossed.
+	chainChecks int
 }
 
 // Next reads the record starting at buf[pos:], where buf holds the file's
@@ -55,7 +59,7 @@ func (w *Walker) Next(buf []byte, base int64, pos int) (Record, int, Status) {
 	if w.Kind == KindPcap {
 		return w.nextPcap(buf, base, pos)
 	}
-	return w.nextPcapNG(buf, base, pos, true)
+	return w.nextPcapNG(buf, base, pos, true, false)
 }
 
 func (w *Walker) nextPcap(buf []byte, base int64, pos int) (Record, int, Status) {
@@ -70,22 +74,22 @@ func (w *Walker) nextPcap(buf []byte, base int64, pos int) (Record, int, Status)
 	} else {
 		sec, frac, capLen, origLen = binary.LittleEndian.Uint32(h), binary.LittleEndian.Uint32(h[4:]), binary.LittleEndian.Uint32(h[8:]), binary.LittleEndian.Uint32(h[12:])
 	}
-	if !plausiblePcapRecord(iface, frac, capLen, origLen) {
+	// libpcap and tshark read any record whose captured length is within
+	// their maximum, whatever the file header's snap length, the wire
+	// length or the fraction of a second say: so does a walk. Those fields
+	// are only checked where a resync must tell a record from other bytes.
+	if capLen > MaxCapLen {
 		return Record{}, 0, Bad
 	}
 	size := pcapRecordHdrLen + int(capLen)
 	if len(buf)-pos < size {
 		return Record{}, 0, Short
 	}
-	ns := int64(sec)*1e9 + int64(frac)
-	if iface.TSResol == 6 {
-		ns = int64(sec)*1e9 + int64(frac)*1e3
-	}
 	return Record{
 		Offset:   base + int64(pos),
 		Size:     size,
 		LinkType: iface.LinkType,
-		TS:       ns,
+		TS:       pcapNanos(iface, sec, frac),
 		CapLen:   capLen,
 		OrigLen:  origLen,
 		DataOff:  pcapRecordHdrLen,
@@ -93,6 +97,61 @@ func (w *Walker) nextPcap(buf []byte, base int64, pos int) (Record, int, Status)
 	}, size, Packet
 }
 
+// pcapNanos converts a pcap record's timestamp to Unix nanoseconds. A
+// fraction of a second out of range (which libpcap and tshark read as is)
+// runs over into the next seconds.
+func pcapNanos(iface *Interface, sec, frac uint32) int64 {
+	if iface.TSResol == 6 {
+		return int64(sec)*1e9 + int64(frac)*1e3
+	}
+	return int64(sec)*1e9 + int64(frac)
+}
+
+// Empty is a run of consecutive pcap records that captured nothing.
+type Empty struct {
+	Records      int
+	Bytes        int   // bytes they occupy
+	MinTS, MaxTS int64 // of their nonzero timestamps; 0 when all are zero
+}
+
+// SkipEmpty walks the run of pcap records that captured nothing (captured
+// length 0) starting at buf[pos:] and ending before position stop (a
+// chunk's end, or len(buf)). Such records are all header: libpcap and tshark
+// read each as a frame, but there is nothing in them to decode, so a build
+// counts them here, at a few nanoseconds each, instead of one by one (a
+// zero-filled region of a capture is one such run, 16 bytes a record).
+// For pcapng, or when the record at pos captured something, the run is
+// empty.
+func (w *Walker) SkipEmpty(buf []byte, pos, stop int) Empty {
+	var e Empty
+	if w.Kind != KindPcap {
+		return e
+	}
+	stop = min(stop, len(buf)-pcapRecordHdrLen+1)
+	iface := &w.Sec.Ifaces[0]
+	big := w.Sec.BigEndian
+	p := pos
+	for ; p < stop; p += pcapRecordHdrLen {
+		h := buf[p : p+pcapRecordHdrLen]
+		if u32(h[8:], big) != 0 {
+			break
+		}
+		if sec, frac := u32(h, big), u32(h[4:], big); sec|frac != 0 {
+			ts := pcapNanos(iface, sec, frac)
+			if e.MinTS == 0 || ts < e.MinTS {
+				e.MinTS = ts
+			}
+			e.MaxTS = max(e.MaxTS, ts)
+		}
+	}
+	e.Bytes = p - pos
+	e.Records = e.Bytes / pcapRecordHdrLen
+	return e
+}
+
+// plausiblePcapRecord applies the rules of the format that a writer keeps
+// but a reader does not enforce: a resync lands only on records that keep
+// them.
 func plausiblePcapRecord(iface *Interface, frac, capLen, origLen uint32) bool {
 	limit := uint32(MaxCapLen)
 	if iface.SnapLen != 0 && iface.SnapLen < limit {
@@ -102,8 +161,9 @@ func plausiblePcapRecord(iface *Interface, frac, capLen, origLen uint32) bool {
 	if iface.TSResol == 9 {
 		fracLimit = 1e9
 	}
-	// A zero wire length never happens on a real packet, and rejecting it keeps
-	// runs of zero bytes (preallocated or sparse regions) from chaining as records.
+	// A zero wire length never happens on a real packet, and rejecting it
+	// keeps runs of zero bytes (preallocated or sparse regions), which read
+	// as records that captured nothing, from chaining as a resync target.
 	return capLen <= limit && origLen != 0 && capLen <= origLen && frac < fracLimit
 }
 
@@ -128,7 +188,9 @@ func knownBlock(t uint32) bool {
 
 // nextPcapNG reads one block. When apply is false, SHBs and IDBs are checked
 // but do not change the walker (used while probing resync candidates).
-func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record, int, Status) {
+// strict adds the checks only a resync makes: a packet's captured length
+// within its interface's snap length.
+func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply, strict bool) (Record, int, Status) {
 	if len(buf)-pos < 12 {
 		return Record{}, 0, Short
 	}
@@ -186,7 +248,8 @@ func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record
 		}
 		raw := uint64(u32(body[4:], big))<<32 | uint64(u32(body[8:], big))
 		rec.CapLen, rec.OrigLen = u32(body[12:], big), u32(body[16:], big)
-		if ifid >= uint32(len(w.Sec.Ifaces)) || rec.CapLen > uint32(len(body)-20) || !plausibleCapLen(&w.Sec.Ifaces[ifid], rec.CapLen) {
+		if ifid >= uint32(len(w.Sec.Ifaces)) || rec.CapLen > uint32(len(body)-20) || rec.CapLen > MaxCapLen ||
+			strict && !withinSnapLen(&w.Sec.Ifaces[ifid], rec.CapLen) {
 			return Record{}, 0, Bad
 		}
 		iface := &w.Sec.Ifaces[ifid]
@@ -205,7 +268,7 @@ func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record
 		if iface.SnapLen != 0 {
 			capLen = min(capLen, iface.SnapLen)
 		}
-		if !plausibleCapLen(iface, capLen) {
+		if capLen > MaxCapLen {
 			return Record{}, 0, Bad
 		}
 		rec.CapLen, rec.LinkType = capLen, iface.LinkType
@@ -215,8 +278,10 @@ func (w *Walker) nextPcapNG(buf []byte, base int64, pos int, apply bool) (Record
 	return rec, size, Header
 }
 
-func plausibleCapLen(iface *Interface, capLen uint32) bool {
-	return capLen <= MaxCapLen && (iface.SnapLen == 0 || capLen <= iface.SnapLen)
+// withinSnapLen reports whether a captured length keeps the interface's snap
+// length, as a writer does; readers (libpcap, tshark) do not require it.
+func withinSnapLen(iface *Interface, capLen uint32) bool {
+	return iface.SnapLen == 0 || capLen <= iface.SnapLen
 }
 
 func parseIDB(body []byte, big bool) Interface {
@@ -261,22 +326,50 @@ func (w *Walker) Peek(buf []byte, base int64, pos int) (Record, int, Status) {
 	if w.Kind == KindPcap {
 		return w.nextPcap(buf, base, pos)
 	}
-	return w.nextPcapNG(buf, base, pos, false)
+	return w.nextPcapNG(buf, base, pos, false, false)
 }
 
 // Sync returns the first position at or after from where syncChain records
 // in a row are valid (or valid up to the end of buf when atEOF). Sync never
 // changes the walker's context; for pcapng it only considers 4-byte aligned
 // positions relative to base, as blocks always are. ok is false if none is found.
+//
+// Its cost is linear in the bytes it crosses, whatever they are: a position
+// is first judged by the one field most byte patterns fail (the wire length
+// of a pcap record, the type of a pcapng block), and a run of zero bytes,
+// where no record a resync trusts can start, is crossed in one step.
 func (w *Walker) Sync(buf []byte, base int64, from int, atEOF bool) (pos int, ok bool) {
-	step := 1
-	if w.Kind == KindPcapNG {
-		step = 4
-		if r := int((base + int64(from)) % 4); r != 0 {
-			from += 4 - r
+	big := w.Sec.BigEndian
+	if w.Kind == KindPcap {
+		for p := from; p+12 <= len(buf); p++ {
+			if p+pcapRecordHdrLen <= len(buf) {
+				switch origLen := u32(buf[p+12:], big); {
+				case origLen == 0:
+					// No record that starts before the next nonzero byte
+					// z has a nonzero wire length, but from z-15 on.
+					p = max(p, nonZero(buf, p+pcapRecordHdrLen)-pcapRecordHdrLen)
+					continue
+				case origLen > maxSyncOrigLen:
+					continue
+				}
+			}
+			if w.chainValid(buf, base, p, atEOF) {
+				return p, true
+			}
 		}
+		return 0, false
 	}
-	for p := from; p+12 <= len(buf); p += step {
+	if r := int((base + int64(from)) % 4); r != 0 {
+		from += 4 - r
+	}
+	for p := from; p+12 <= len(buf); p += 4 {
+		if u32(buf[p:], big) == 0 {
+			// Block type 0 is reserved: skip to the aligned position that
+			// holds the next nonzero byte.
+			z := nonZero(buf, p+4)
+			p = z - int((base+int64(z))%4) - 4
+			continue
+		}
 		if w.chainValid(buf, base, p, atEOF) {
 			return p, true
 		}
@@ -284,7 +377,28 @@ func (w *Walker) Sync(buf []byte, base int64, from int, atEOF bool) (pos int, ok
 	return 0, false
 }
 
+// nonZero returns the index of the first nonzero byte of buf at or after
+// i, or len(buf). Zero-filled regions are crossed 32 bytes a step.
+func nonZero(buf []byte, i int) int {
+	le := binary.LittleEndian
+	for i+32 <= len(buf) {
+		b := buf[i : i+32]
+		if le.Uint64(b)|le.Uint64(b[8:])|le.Uint64(b[16:])|le.Uint64(b[24:]) != 0 {
+			break
+		}
+		i += 32
+	}
+	for i+8 <= len(buf) && binary.LittleEndian.Uint64(buf[i:]) == 0 {
+		i += 8
+	}
+	for i < len(buf) && buf[i] == 0 {
+		i++
+	}
+	return i
+}
+
 func (w *Walker) chainValid(buf []byte, base int64, p int, atEOF bool) bool {
+	w.chainChecks++
 	for i := 0; i < syncChain; i++ {
 		if len(buf)-p < 12 {
 			// Too few bytes left to judge: trust a chain that reached the end
@@ -302,7 +416,7 @@ func (w *Walker) chainValid(buf []byte, base int64, p int, atEOF bool) bool {
 			if !knownBlock(u32(buf[p:], w.Sec.BigEndian)) && u32(buf[p:], false) != pcapngSHBType {
 				return false
 			}
-			_, size, st = w.nextPcapNG(buf, base, p, false)
+			_, size, st = w.nextPcapNG(buf, base, p, false, true)
 			if st == Header && u32(buf[p:], w.Sec.BigEndian) == blockIDB {
 				// An IDB mid-chain would change the context; accept the chain here.
 				return true
@@ -328,12 +442,15 @@ func (w *Walker) syncablePcapRecord(b []byte) bool {
 	if len(b) < pcapRecordHdrLen {
 		return true // left to nextPcap
 	}
-	if u32(b[12:], w.Sec.BigEndian) > maxSyncOrigLen {
+	big := w.Sec.BigEndian
+	frac, capLen, origLen := u32(b[4:], big), u32(b[8:], big), u32(b[12:], big)
+	iface := &w.Sec.Ifaces[0]
+	if origLen > maxSyncOrigLen || !plausiblePcapRecord(iface, frac, capLen, origLen) {
 		return false
 	}
 	data := b[pcapRecordHdrLen:]
-	data = data[:min(len(data), int(min(u32(b[8:], w.Sec.BigEndian), MaxCapLen)))]
-	return plausibleFrame(w.Sec.Ifaces[0].LinkType, data, u32(b[12:], w.Sec.BigEndian))
+	data = data[:min(len(data), int(capLen))]
+	return plausibleFrame(iface.LinkType, data, origLen)
 }
 
 func u16(b []byte, big bool) uint16 {

@@ -1,10 +1,17 @@
 package format
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/xffidx/xffidx/format/capgen"
 )
 
 func corpusFiles(t testing.TB) []string {
@@ -150,7 +157,9 @@ func TestPcapngTimestampResolutions(t *testing.T) {
 	}
 }
 
-// TestHostileLengths: huge captured lengths are corruption, never allocated.
+// TestHostileLengths: captured lengths above libpcap's maximum are
+// corruption, never allocated; one above the file's snap length is read (as
+// libpcap and tshark read it), but a resync does not land on it.
 func TestHostileLengths(t *testing.T) {
 	hdr := make([]byte, 24+16+100)
 	binary.LittleEndian.PutUint32(hdr, pcapMagicMicro)
@@ -167,9 +176,29 @@ func TestHostileLengths(t *testing.T) {
 	if _, _, st := w.Next(hdr, 0, 24); st != Bad {
 		t.Errorf("caplen 0xffffff00: status %d, want Bad", st)
 	}
-	binary.LittleEndian.PutUint32(hdr[24+8:], 70000) // above the snap length
+	binary.LittleEndian.PutUint32(hdr[24+8:], MaxCapLen+1)
+	binary.LittleEndian.PutUint32(hdr[24+12:], MaxCapLen+1)
 	if _, _, st := w.Next(hdr, 0, 24); st != Bad {
-		t.Errorf("caplen above snaplen: status %d, want Bad", st)
+		t.Errorf("caplen %d: status %d, want Bad", MaxCapLen+1, st)
+	}
+	// 100 bytes, above the snap length of 64, four in a row.
+	binary.LittleEndian.PutUint32(hdr[16:], 64)
+	if w.Sec, err = ParsePcapHeader(hdr); err != nil {
+		t.Fatal(err)
+	}
+	rec := hdr[24:]
+	binary.LittleEndian.PutUint32(rec[8:], 100)
+	binary.LittleEndian.PutUint32(rec[12:], 100)
+	binary.BigEndian.PutUint16(rec[16+12:], 0x0800)
+	var four []byte
+	for range 4 {
+		four = append(four, rec...)
+	}
+	if r, n, st := w.Next(four, 0, 0); st != Packet || n != 116 || len(r.Data) != 100 {
+		t.Errorf("caplen above snaplen: status %d, size %d, want a packet of 116 bytes", st, n)
+	}
+	if p, ok := w.Sync(four, 0, 0, true); ok {
+		t.Errorf("a resync landed at %d on records above the snap length", p)
 	}
 }
 
@@ -194,4 +223,95 @@ func FuzzWalk(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSyncCostIsLinear: a resync crosses any byte pattern checking few
+// positions as the start of a chain of records: zero-filled regions (a
+// sparse or preallocated capture), records of zeros, 0xff fill, random
+// bytes. It then lands on the first true record after them.
+func TestSyncCostIsLinear(t *testing.T) {
+	const region = 8 << 20
+	valid := capgen.NewPcapWriter(262144, capgen.LinkEthernet, false, false)
+	for i := range 6 {
+		cli := netip.MustParseAddrPort(fmt.Sprintf("10.0.0.2:%d", 40000+i))
+		srv := netip.MustParseAddrPort("10.0.1.8:80")
+		valid.Packet(1700000000, uint32(i), capgen.TCPFrame(cli, srv, 1, 1, 0x18, []byte("GET / HTTP/1.1\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n")))
+	}
+	records := valid.Bytes()[24:]
+	zeroRecords := capgen.NewPcapWriter(262144, capgen.LinkEthernet, false, false)
+	for range region / (MaxCapLen + 16) {
+		zeroRecords.Record(1700000000, 0, MaxCapLen, MaxCapLen, make([]byte, MaxCapLen))
+	}
+	random := make([]byte, region)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	cases := []struct {
+		name    string
+		pattern []byte
+		checks  int // at most
+	}{
+		{"zeros", make([]byte, region), 64},
+		{"zero records", zeroRecords.Bytes()[24:], 64 * region / MaxCapLen},
+		{"0xff", bytes.Repeat([]byte{0xff}, region), 64},
+		{"random", random, region / 4096},
+	}
+	for _, c := range cases {
+		sec, err := ParsePcapHeader(valid.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := Walker{Kind: KindPcap, Sec: sec}
+		data := append(slices.Clip(c.pattern), records...)
+		p, ok := w.Sync(data, 0, 1, true)
+		if !ok || p != len(c.pattern) || w.chainChecks > c.checks {
+			t.Errorf("%s: sync at %d %v after %d chain checks; want %d after at most %d", c.name, p, ok, w.chainChecks, len(c.pattern), c.checks)
+		}
+	}
+
+	// pcapng: zeros before a section.
+	ng := capgen.NewPcapngWriter()
+	ng.Interface(capgen.LinkEthernet, 262144)
+	for i := range 4 {
+		ng.Record(0, uint64(i), 60, 60, make([]byte, 60))
+	}
+	w := Walker{Kind: KindPcapNG}
+	data := append(make([]byte, region), ng.Bytes()...)
+	if p, ok := w.Sync(data, 0, 0, true); !ok || p != region || w.chainChecks > 64 {
+		t.Errorf("pcapng zeros: sync at %d %v after %d chain checks; want %d", p, ok, w.chainChecks, region)
+	}
+}
+
+// TestSkipEmpty: a run of records that captured nothing is counted whole,
+// with its timestamps, up to a record that captured something or the
+// position given.
+func TestSkipEmpty(t *testing.T) {
+	p := capgen.NewPcapWriter(262144, capgen.LinkEthernet, false, false)
+	p.Record(0, 0, 0, 0, nil)
+	p.Record(1700000005, 7, 0, 60, nil)
+	p.Record(1700000001, 2_000_000, 0, 0, nil) // 1700000003 s
+	p.Record(0, 0, 0, 0, nil)
+	p.Packet(1700000009, 0, make([]byte, 60))
+	p.Record(1600000000, 0, 0, 0, nil)
+	data := p.Bytes()
+	sec, _ := ParsePcapHeader(data)
+	w := Walker{Kind: KindPcap, Sec: sec}
+	want := Empty{Records: 4, Bytes: 64, MinTS: 1700000003e9, MaxTS: 1700000005e9 + 7e3}
+	if e := w.SkipEmpty(data, 24, len(data)); e != want {
+		t.Errorf("run of 4: %+v, want %+v", e, want)
+	}
+	// Stopped after two records (a chunk's end): those starting before it.
+	want = Empty{Records: 2, Bytes: 32, MinTS: 1700000005e9 + 7e3, MaxTS: 1700000005e9 + 7e3}
+	if e := w.SkipEmpty(data, 24, 24+17); e != want {
+		t.Errorf("stopped at 41: %+v, want %+v", e, want)
+	}
+	// The last record: a run of one; then a header cut short is left alone.
+	last := len(data) - 16
+	if e := w.SkipEmpty(data, last, len(data)); e.Records != 1 {
+		t.Errorf("last record: %+v", e)
+	}
+	if e := w.SkipEmpty(data[:len(data)-1], last, len(data)); e.Records != 0 {
+		t.Errorf("cut header: %+v", e)
+	}
 }

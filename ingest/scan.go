@@ -148,6 +148,25 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 			pos = p
 			continue
 		}
+		if owned && st == format.Packet && rec.CapLen == 0 {
+			// A record that captured nothing, and those right after it
+			// (a zero-filled region is a run of them): counted at once.
+			e := s.w.SkipEmpty(s.buf, pos, int(min(end-s.base, int64(len(s.buf)))))
+			n = e.Bytes
+			res.packets += int64(e.Records)
+			if e.MinTS != 0 {
+				if res.minTS == 0 || e.MinTS < res.minTS {
+					res.minTS = e.MinTS
+				}
+				res.maxTS = max(res.maxTS, e.MaxTS)
+			}
+			if res.start < 0 {
+				res.start = off
+			}
+			res.covered += int64(n)
+			pos += n
+			continue
+		}
 		if owned {
 			if res.start < 0 {
 				res.start = off

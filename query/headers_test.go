@@ -266,7 +266,9 @@ func TestHeaderEdgeCases(t *testing.T) {
 	from := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(proxy, port) }
 	req := func(path, rest string) string { return "GET " + path + " HTTP/1.1\r\nHost: backend\r\n" + rest }
 	p1 := req("/p1", "X-Real-IP: 192.0.2.1\r\n\r\n") + req("/p2", "Accept: x\r\nX-Real-")
-	long := req("/long", "X-Real-IP: "+strings.Repeat("a", 4081)+", 198.51.1")
+	// Longer than what a carried line keeps (xff.MaxValue + 64 bytes):
+	// shorter, the line is joined whole and its last address found.
+	long := req("/long", "X-Real-IP: "+strings.Repeat("a", 4081)+", "+strings.Repeat("b", 100)+", 198.51.1")
 	segs := []seg{
 		{from(42001), backend, 100, p1, 0},
 		{from(42001), backend, 100 + uint32(len(p1)), "IP: 192.0.2.2\r\n\r\n", 0},

@@ -79,6 +79,42 @@ type seenAddr struct {
 	h    xff.Header
 }
 
+// seenLinear: up to this many addresses, a record's list of the addresses
+// it has given is searched; past it, the tracker indexes the list, so that
+// a record of thousands of addresses costs linear time, not quadratic.
+const seenLinear = 32
+
+// seenIndex indexes one connection's seen list for one record.
+type seenIndex struct {
+	c   *conn // nil: indexes nothing
+	rec int64
+	n   int // entries of c.seen in set
+	set map[seenAddr]struct{}
+}
+
+// seenBefore reports whether the record c.hitRec gave sa already.
+func (t *Tracker) seenBefore(c *conn, sa seenAddr) bool {
+	if len(c.seen) < seenLinear {
+		return slices.Contains(c.seen, sa)
+	}
+	x := &t.seen
+	if x.c != c || x.rec != c.hitRec || x.n > len(c.seen) {
+		if x.set == nil || len(x.set) > 8*len(c.seen) {
+			// A map grown by a record of thousands of addresses is let go
+			// rather than cleared for each record of a few dozen.
+			x.set = make(map[seenAddr]struct{}, 2*len(c.seen))
+		} else {
+			clear(x.set)
+		}
+		x.c, x.rec, x.n = c, c.hitRec, 0
+	}
+	for ; x.n < len(c.seen); x.n++ {
+		x.set[c.seen[x.n]] = struct{}{}
+	}
+	_, ok := x.set[sa]
+	return ok
+}
+
 // parser is the request parser's state that lives only while a request or
 // its body is being read.
 type parser struct {
@@ -117,8 +153,10 @@ type carry struct {
 	n    int   // bytes so far
 	buf  []byte
 	keep bool // buf holds the line from its start (up to a cap)
-	// named: the colon was seen; bad: a byte before it is not a token byte.
-	named, bad bool
+	// named: the name is known (its colon was seen among the first bytes,
+	// or none is there: a name longer than any header's); colon: a colon
+	// was seen anywhere; fold: the line is an obs-fold.
+	named, colon, fold bool
 }
 
 // request is the request whose header block (or body) is being read.
@@ -151,16 +189,22 @@ func (r *request) reset() {
 		lists: [xff.NumHeaders][]byte{r.lists[0][:0], r.lists[1][:0], r.lists[2][:0], r.lists[3][:0], r.lists[4][:0]}, pendVal: r.pendVal[:0]}
 }
 
-// addList appends a value to the request's list of header h.
+// addList appends a value to the request's list of header h, up to
+// xff.MaxValue bytes. A capped list takes nothing more, not even the
+// separators: a block of thousands of lines must not grow it.
 func (r *request) addList(h xff.Header, v []byte) {
+	if r.capped.Has(h) {
+		return
+	}
 	l := r.lists[h]
 	if r.listed.Has(h) {
 		l = append(l, ", "...)
 	}
 	r.listed |= xff.SetOf(h)
-	if len(l)+len(v) > xff.MaxValue {
+	if room := xff.MaxValue - len(l); len(v) > room {
 		r.capped |= xff.SetOf(h)
-		v = v[:max(0, xff.MaxValue-len(l))]
+		v = v[:max(0, room)]
+		l = l[:min(len(l), xff.MaxValue)]
 	}
 	r.lists[h] = append(l, v...)
 }

@@ -79,6 +79,7 @@ func (t *Tracker) rollback(c *conn, m outMark) {
 	t.out.Hits, t.out.Requests, *t.cnt = t.out.Hits[:m.hits], t.out.Requests[:m.reqs], m.counts
 	t.here = t.here[:0]
 	c.p.req, c.hitRec, c.seen = m.req, m.hitRec, append(c.seen[:0], m.seen...)
+	t.seen.c = nil
 }
 
 // hole accounts for payload bytes the snap length cut off.
@@ -224,20 +225,26 @@ func (t *Tracker) headers(c *conn, p []byte, i int, off int64) int {
 			return next
 		}
 		named := c.p.line.named || !c.p.line.on
+		colon := c.p.line.colon
+		if truncated && !colon {
+			colon = bytes.IndexByte(p[i:next], ':') >= 0
+		}
 		c.p.line.reset()
 		i = next
-		t.headerLine(c, line, lineOff, truncated, named)
+		t.headerLine(c, line, lineOff, truncated, named, colon)
 	}
 	return i
 }
 
 // headerLine acts on one complete header line. A line longer than what a
-// carry keeps arrives truncated.
-func (t *Tracker) headerLine(c *conn, line []byte, off int64, truncated, named bool) {
+// carry keeps arrives truncated; colon then says whether the whole line
+// has one.
+func (t *Tracker) headerLine(c *conn, line []byte, off int64, truncated, named, colon bool) {
 	var f xff.Field
-	if truncated && !named {
-		// No colon in the part kept: a name longer than any header's.
-		if xff.IsTokenPrefix(line) {
+	if truncated && !named && bytes.IndexByte(line, ':') < 0 {
+		// No colon in the part kept: a name longer than any header's, or
+		// no field line at all.
+		if colon {
 			f.Kind = xff.FieldOther
 		} else {
 			f.Kind = xff.FieldMalformed
@@ -390,10 +397,10 @@ func (t *Tracker) finishCarry(c *conn) {
 // emitLine indexes the elements of one forwarding header value.
 func (t *Tracker) emitLine(c *conn, h xff.Header, value []byte, off int64, cut bool) {
 	r := &c.p.req
+	// The request's list may be capped, but the line is whole (unless cut
+	// is set): its elements are all read. A client that pads the block
+	// with forwarding lines must not hide the line a proxy appends.
 	r.addList(h, value)
-	if r.capped.Has(h) {
-		cut = true
-	}
 	h.Elements(value, cut, func(elem []byte) {
 		a, ok := xff.ParseAddr(elem)
 		if ok {
@@ -410,9 +417,12 @@ func (t *Tracker) hit(c *conn, off int64, a netip.Addr, h xff.Header, pos int) {
 	if c.hitRec != off {
 		c.hitRec, c.seen = off, c.seen[:0]
 		t.cnt.HitPackets++
+		if t.seen.c == c {
+			t.seen.c = nil
+		}
 	}
 	sa := seenAddr{a, h}
-	if slices.Contains(c.seen, sa) {
+	if t.seenBefore(c, sa) {
 		return
 	}
 	c.seen = append(c.seen, sa)
@@ -435,6 +445,11 @@ func (t *Tracker) finishRequest(c *conn, complete bool) {
 		t.finishCarry(c)
 	}
 	t.flushPend(c)
+	// The records of a request share one copy of its bytes (read only):
+	// a copy each would cost up to maxHitRecs times xff.MaxValue bytes
+	// per request, a request of small records each with a hit made that
+	// tens of times its own size.
+	var shared *RequestInfo
 	for _, rec := range r.hitRecs {
 		if rec == t.cur {
 			// Whether this record needs it is known at its end; until
@@ -442,11 +457,18 @@ func (t *Tracker) finishRequest(c *conn, complete bool) {
 			ri := t.info(r, rec, complete, &t.arena)
 			ri.serial = c.serial
 			t.here = append(t.here, ri)
-		} else {
-			ri := t.info(r, rec, complete, nil)
-			ri.serial = c.serial
-			t.out.Requests = append(t.out.Requests, ri)
+			continue
 		}
+		var ri RequestInfo
+		if shared == nil {
+			ri = t.info(r, rec, complete, nil)
+			shared = &ri
+		} else {
+			ri = *shared
+			ri.Off, ri.First = rec, rec == r.firstRec
+		}
+		ri.serial = c.serial
+		t.out.Requests = append(t.out.Requests, ri)
 	}
 	r.on = false
 }
@@ -494,6 +516,9 @@ func (l *carry) add(b []byte, off int64, keep int) {
 		*l = carry{on: true, off: off, keep: true, buf: l.buf[:0]}
 	}
 	l.n += len(b)
+	if !l.colon && bytes.IndexByte(b, ':') >= 0 {
+		l.colon = true
+	}
 	if !l.keep {
 		return
 	}
@@ -512,14 +537,15 @@ func (l *carry) add(b []byte, off int64, keep int) {
 // bytes, and stops keeping a line that cannot matter.
 func (l *carry) decide(from int) {
 	if len(l.buf) > 0 && (l.buf[0] == ' ' || l.buf[0] == '\t') {
-		l.keep = false // obs-fold: the line it folds was read already
+		l.keep, l.fold = false, true // obs-fold: the line it folds was read already
 		return
 	}
 	colon := bytes.IndexByte(l.buf[from:], ':')
 	if colon < 0 {
 		if len(l.buf) > maxNameScan {
-			l.named, l.bad = true, !xff.IsTokenPrefix(l.buf)
-			l.keep = false
+			// A name longer than any header's: whether the line is a field
+			// line at all (it has a colon) is all that can matter.
+			l.named, l.keep = true, false
 		}
 		return
 	}
@@ -528,7 +554,7 @@ func (l *carry) decide(from int) {
 	switch f.Kind {
 	case xff.FieldForward, xff.FieldHost, xff.FieldLength, xff.FieldTransfer:
 	default:
-		l.keep, l.bad = false, f.Kind == xff.FieldMalformed
+		l.keep = false
 	}
 }
 
@@ -536,8 +562,8 @@ func (l *carry) decide(from int) {
 // part of it was kept.
 func (l *carry) join(rest []byte, keep int) ([]byte, bool) {
 	if !l.keep {
-		if l.bad {
-			return []byte("\x00"), false // malformed, whatever follows
+		if !l.fold && !l.colon && bytes.IndexByte(rest, ':') < 0 {
+			return []byte("\x00"), false // no colon: not a field line
 		}
 		return []byte("x:"), false // an uninteresting field
 	}

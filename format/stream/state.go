@@ -55,8 +55,9 @@ func (t *Tracker) Finish() []byte {
 	return append(b, conns...)
 }
 
-// stateVersion is the first byte of a saved state.
-const stateVersion = 2
+// stateVersion is the first byte of a saved state. Version 2 (before a
+// carried line kept whether it holds a colon) is read too.
+const stateVersion = 3
 
 // maxSavedConns bounds a saved state; the most recently active are kept.
 const maxSavedConns = 1 << 18
@@ -147,7 +148,7 @@ func appendConn(b []byte, c *conn) []byte {
 func appendParser(b []byte, p *parser) []byte {
 	l := &p.line
 	lf := byte(0)
-	for i, v := range []bool{l.on, l.keep, l.named, l.bad} {
+	for i, v := range []bool{l.on, l.keep, l.named, l.colon, l.fold} {
 		if v {
 			lf |= 1 << i
 		}
@@ -186,8 +187,9 @@ func appendParser(b []byte, p *parser) []byte {
 var errState = errors.New("connection state does not decode")
 
 type stateReader struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	version byte
 }
 
 func (r *stateReader) fail() {
@@ -256,7 +258,7 @@ func (r *stateReader) blob(limit int) []byte {
 // it is recorded at the first record of this capture that carries it.
 func (t *Tracker) Resume(state []byte, sameCapture bool) (provisionalHits int64, err error) {
 	r := &stateReader{b: state}
-	if r.byte1() != stateVersion {
+	if r.version = r.byte1(); r.version != stateVersion && r.version != 2 {
 		return 0, fmt.Errorf("%w: unknown version", errState)
 	}
 	t.maxTS = r.varint()
@@ -346,10 +348,19 @@ func readConn(r *stateReader) *conn {
 func readParser(r *stateReader) *parser {
 	p := &parser{}
 	lf := r.byte1()
-	p.line = carry{on: lf&1 != 0, keep: lf&2 != 0, named: lf&4 != 0, bad: lf&8 != 0}
+	p.line = carry{on: lf&1 != 0, keep: lf&2 != 0, named: lf&4 != 0}
 	p.line.off = r.varint()
 	p.line.n = r.uvarint(1 << 40)
 	p.line.buf = r.blob(maxReqLine)
+	if r.version >= 3 {
+		p.line.colon, p.line.fold = lf&8 != 0, lf&16 != 0
+	} else {
+		// Version 2's bit 8 said a named line was malformed; a line it
+		// stopped keeping otherwise read as a field line.
+		l := &p.line
+		l.fold = !l.keep && len(l.buf) > 0 && (l.buf[0] == ' ' || l.buf[0] == '\t')
+		l.colon = l.named && lf&8 == 0
+	}
 	rq := &p.req
 	rf := r.byte1()
 	rq.on, rq.hostSet, rq.chunked = rf&1 != 0, rf&2 != 0, rf&4 != 0

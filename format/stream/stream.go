@@ -176,6 +176,8 @@ type Tracker struct {
 	freeParsers []*parser
 	join        joinState // Join's memory, on the true tracker
 
+	seen seenIndex // a record's addresses, once it has many
+
 	cur   int64
 	here  []RequestInfo
 	arena []byte

@@ -1,5 +1,7 @@
 package xff
 
+import "bytes"
+
 // FieldKind says what one line of a request header block is, as far as
 // following a request stream is concerned.
 type FieldKind uint8
@@ -12,7 +14,7 @@ const (
 	FieldLength                     // Content-Length
 	FieldTransfer                   // Transfer-Encoding
 	FieldOther                      // any other well-formed field
-	FieldMalformed                  // not a field line: ends the block
+	FieldMalformed                  // not a field line (no colon): ends the block
 )
 
 // Field is one classified header line.
@@ -36,11 +38,18 @@ func ParseField(line []byte) Field {
 	if line[0] == ' ' || line[0] == '\t' {
 		return Field{Kind: FieldFold, Value: trimValue(line)}
 	}
-	colon := headerName(line)
+	colon := bytes.IndexByte(line, ':')
 	if colon < 0 {
 		return Field{Kind: FieldMalformed}
 	}
 	name, value := line[:colon], line[colon+1:]
+	if !isToken(name) {
+		// Not a valid field name (a control byte in it, a space before the
+		// colon, none at all): the line is skipped, as tshark skips it (and
+		// nginx with ignore_invalid_headers), and the block goes on. Ending
+		// the block there would let a client hide every line after it.
+		return Field{Kind: FieldOther}
+	}
 	if h, ok := headerOf(name); ok {
 		return Field{Kind: FieldForward, Header: h, Value: trimValue(value)}
 	}

@@ -326,22 +326,16 @@ func requestLine(p []byte) (n int, method, target []byte) {
 	if line[len(line)-9] != ' ' || string(v[:5]) != "HTTP/" || !isDigit(v[5]) || v[6] != '.' || !isDigit(v[7]) {
 		return 0, nil, nil
 	}
+	// The target is whatever lies between: a request with control bytes,
+	// bytes above 0x7f or spaces in its target is still a request (tshark
+	// reads it as one, and a lax server answers it), and its header block
+	// must not escape the index. Only a CR, which ends the line for tshark,
+	// makes it no request line.
 	target = line[sp+1 : len(line)-9]
-	for _, c := range target {
-		if c <= ' ' || c == 0x7f {
-			return 0, nil, nil
-		}
+	if bytes.IndexByte(target, '\r') >= 0 {
+		return 0, nil, nil
 	}
 	return eol + 1, line[:sp], target
-}
-
-// headerName returns the index of the colon ending a valid field name, or -1.
-func headerName(line []byte) int {
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 || !isToken(line[:colon]) {
-		return -1
-	}
-	return colon
 }
 
 func isToken(b []byte) bool {
@@ -472,18 +466,60 @@ func hexVal(c byte) int {
 // surrounding whitespace trimmed (an empty element is passed as empty).
 // When lastIsCut is true the element after the last comma is incomplete and
 // is not passed.
+//
+// A control byte (below 0x20 but HTAB, or DEL) separates elements too, but
+// adds no empty element: "192.0.2.1\x00, 192.0.2.2" and
+// "192.0.2.1\x00192.0.2.2" are two addresses. No address holds one, and
+// tshark, which shows a value up to its first NUL (or CR), would otherwise
+// show an address xffidx misses; this way xffidx finds what tshark shows
+// and what follows.
 func Elements(value []byte, lastIsCut bool, fn func(elem []byte)) {
 	for {
 		comma := bytes.IndexByte(value, ',')
 		if comma < 0 {
 			if !lastIsCut {
-				fn(trimValue(value))
+				splitControls(value, fn)
 			}
 			return
 		}
-		fn(trimValue(value[:comma]))
+		splitControls(value[:comma], fn)
 		value = value[comma+1:]
 	}
+}
+
+// splitControls passes the parts of one comma-separated element that
+// control bytes separate, trimmed; an element without any is passed
+// whole, even empty.
+func splitControls(elem []byte, fn func(elem []byte)) {
+	i := indexControl(elem)
+	if i < 0 {
+		fn(trimValue(elem))
+		return
+	}
+	for {
+		if part := trimValue(elem[:i]); len(part) > 0 {
+			fn(part)
+		}
+		elem = elem[i+1:]
+		if i = indexControl(elem); i < 0 {
+			if part := trimValue(elem); len(part) > 0 {
+				fn(part)
+			}
+			return
+		}
+	}
+}
+
+// isControl reports whether c is a control byte other than HTAB.
+func isControl(c byte) bool { return c < 0x20 && c != '\t' || c == 0x7f }
+
+func indexControl(b []byte) int {
+	for i, c := range b {
+		if isControl(c) {
+			return i
+		}
+	}
+	return -1
 }
 
 // ParseAddr reads one XFF element as an address. It accepts IPv4, IPv6 in any
@@ -570,11 +606,25 @@ func parseDecimalIPv4(b []byte) (netip.Addr, bool) {
 // order: the comma-separated elements, or for Forwarded the for= node of each
 // element (nil for an element without one). lastIsCut is as for Elements.
 func (h Header) Elements(value []byte, lastIsCut bool, fn func(elem []byte)) {
-	if h == Forwarded {
-		forwardedElements(value, lastIsCut, fn)
+	if h != Forwarded {
+		Elements(value, lastIsCut, fn)
 		return
 	}
-	Elements(value, lastIsCut, fn)
+	// Control bytes separate elements as commas do (see Elements): each
+	// part between them is a list of its own.
+	for split := false; ; split = true {
+		i := indexControl(value)
+		if i < 0 {
+			if !split || len(trimValue(value)) > 0 {
+				forwardedElements(value, lastIsCut, fn)
+			}
+			return
+		}
+		if len(trimValue(value[:i])) > 0 {
+			forwardedElements(value[:i], false, fn)
+		}
+		value = value[i+1:]
+	}
 }
 
 // forwardedElements splits a Forwarded value (RFC 7239: elements separated
