@@ -113,9 +113,11 @@ type Store struct {
 	// LockWait bounds how long a call waits for another process's short hold
 	// on the database.
 	LockWait time.Duration
-	// ScanHold bounds how long ScanHits keeps the database open at a time
-	// (0: 200 ms), so that a build waiting to commit gets its turn.
+	// ScanHold bounds how long ScanHits and Collect keep the database open
+	// at a time (0: 200 ms), so that others waiting for it get their turn.
 	ScanHold time.Duration
+	// Counts, if set, counts work done (tests, benchmarks).
+	Counts *Counts
 }
 
 // ErrNoIndex says the index directory holds no index yet.
@@ -195,6 +197,11 @@ func readCatalog(db pebble.Reader) ([]FileInfo, error) {
 	if err := checkSchema(db); err != nil {
 		return nil, err
 	}
+	return readEntries(db)
+}
+
+// readEntries reads every catalog entry, whatever the schema.
+func readEntries(db pebble.Reader) ([]FileInfo, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagFile}, UpperBound: []byte{tagFile + 1}})
 	if err != nil {
 		return nil, err
@@ -211,28 +218,13 @@ func readCatalog(db pebble.Reader) ([]FileInfo, error) {
 	return files, it.Error()
 }
 
-// NextID returns the id a newly indexed file should get.
-func NextID(files []FileInfo) uint32 {
-	var id uint32 = 1
-	for _, f := range files {
-		id = max(id, f.ID+1)
-	}
-	return id
-}
-
-// Commit ingests the tables built for info, in one atomic Ingest, and
-// deletes the keys of the older entries it replaces.
-func (s *Store) Commit(tables []string, info FileInfo, replaces []FileInfo) error {
+// Commit ingests the tables of one file (TableBuilder.Finish) in one atomic
+// Ingest: its keys, its catalog entry, and the removal of the entries it
+// replaces.
+func (s *Store) Commit(tables []string) error {
 	return s.withDB(false, func(db *pebble.DB) error {
 		if err := db.Ingest(context.Background(), tables); err != nil {
 			return fmt.Errorf("%s: ingesting %s: %w", s.Dir, strings.Join(tables, ", "), err)
-		}
-		for _, old := range replaces {
-			if old.ID != info.ID {
-				if err := deleteFile(db, old.ID); err != nil {
-					return fmt.Errorf("%s: removing old entry of %s: %w", s.Dir, old.Path, err)
-				}
-			}
 		}
 		return nil
 	})
@@ -253,56 +245,6 @@ func (s *Store) Update(infos ...FileInfo) error {
 		}
 		return b.Commit(pebble.Sync)
 	})
-}
-
-// Delete removes files from the index: catalog entries, hits and values.
-func (s *Store) Delete(fids ...uint32) error {
-	if len(fids) == 0 {
-		return nil
-	}
-	return s.withDB(false, func(db *pebble.DB) error {
-		for _, fid := range fids {
-			if err := deleteFile(db, fid); err != nil {
-				return fmt.Errorf("%s: removing file %d: %w", s.Dir, fid, err)
-			}
-		}
-		return nil
-	})
-}
-
-// deleteFile removes every key of file fid. Hits are keyed address first, so
-// this is a scan of the hit table; it runs only when a file is rebuilt.
-func deleteFile(db *pebble.DB, fid uint32) error {
-	b := db.NewBatch()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagHit}, UpperBound: []byte{tagHit + 1}})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		if hk, ok := decodeHitKey(it.Key()); ok && hk.fid == fid {
-			if err := b.Delete(it.Key(), nil); err != nil {
-				it.Close()
-				return err
-			}
-		}
-	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	for _, tag := range []byte{tagRequest, tagState, tagValue} {
-		lo := binary.BigEndian.AppendUint32([]byte{tag}, fid)
-		hi := binary.BigEndian.AppendUint32([]byte{tag}, fid+1)
-		if fid == ^uint32(0) {
-			hi = []byte{tag + 1}
-		}
-		if err := b.DeleteRange(lo, hi, nil); err != nil {
-			return err
-		}
-	}
-	if err := b.Delete(fileKey(fid), nil); err != nil {
-		return err
-	}
-	return b.Commit(pebble.Sync)
 }
 
 // Hit is one indexed packet whose values of one header hold an address.
@@ -456,9 +398,13 @@ func (quietLogger) Fatalf(format string, args ...interface{}) {
 	panic(fmt.Sprintf(format, args...))
 }
 
-// Compact compacts the whole database: one sorted run of tables, the
+// Compact removes the hits of removed files (Collect), whatever their
+// share, and compacts the whole database: one sorted run of tables, the
 // smallest on disk and the fastest to search.
 func (s *Store) Compact() error {
+	if _, err := s.Collect(-1); err != nil {
+		return err
+	}
 	return s.withDB(false, func(db *pebble.DB) error {
 		if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
 			return fmt.Errorf("%s: compacting: %w", s.Dir, err)

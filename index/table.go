@@ -69,6 +69,7 @@ type TableBuilder struct {
 	runs         []string
 	spillEntries int
 	key, val     []byte
+	replaces     []FileInfo // removed by the tables (Finish)
 	// Entries counts the hit keys added (duplicates included).
 	Entries int64
 }
@@ -187,13 +188,16 @@ func (t *TableBuilder) spill() error {
 // Finish writes the file's SSTables, catalog entry included, and returns
 // their paths, in key order and with disjoint key ranges, for one Ingest.
 // Without spilled runs the sorted hits are cut in two and both tables are
-// written at once.
-func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
+// written at once. The tables also remove the files replaces names (an
+// older entry of a changed file), as Delete does, so that the one Ingest
+// swaps them: there is never a moment with two entries for one path.
+func (t *TableBuilder) Finish(info FileInfo, replaces ...FileInfo) ([]string, error) {
 	info.ID = t.fid
 	cat, err := json.Marshal(info)
 	if err != nil {
 		return nil, err
 	}
+	t.replaces = sortedByID(slices.DeleteFunc(slices.Clone(replaces), func(f FileInfo) bool { return f.ID == t.fid }))
 	t.sortHits()
 	if len(t.runs) > 0 {
 		path := filepath.Join(t.dir, "table.sst")
@@ -249,10 +253,12 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 	return paths, nil
 }
 
-// writeTable writes one SSTable: the catalog key if cat is set, the hits
-// that each yields (sorted, duplicates dropped), then, in the last table
-// (last), the schema key and the other keys ('r', 's', 'v', which sort
-// after it).
+// writeTable writes one SSTable: the removal of the replaced files and the
+// catalog key if cat is set, the hits that each yields (sorted, duplicates
+// dropped), then, in the last table (last), the schema key, the range
+// deletions of the replaced files' other keys and the new ones ('r', 's',
+// 'v', which sort after the schema key; range deletions are a separate
+// sorted stream in a table).
 func (t *TableBuilder) writeTable(path string, cat []byte, last bool, each func(func(hitEntry) error) error) error {
 	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
@@ -262,6 +268,11 @@ func (t *TableBuilder) writeTable(path string, cat []byte, last bool, each func(
 	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), opts.MakeWriterOptions(0, pebble.FormatNewest.MaxTableFormat()))
 	err = func() error {
 		if cat != nil {
+			// The replaced files' keys sort before the new entry's:
+			// 'd' fid, then 'f' fid with a lower fid.
+			if err := retirePoints(w, t.replaces); err != nil {
+				return err
+			}
 			if err := w.Set(fileKey(t.fid), cat); err != nil {
 				return err
 			}
@@ -289,6 +300,9 @@ func (t *TableBuilder) writeTable(path string, cat []byte, last bool, each func(
 			return nil
 		}
 		if err := w.Set(schemaKey, []byte(SchemaVersion)); err != nil {
+			return err
+		}
+		if err := retireRanges(w, t.replaces); err != nil {
 			return err
 		}
 		return t.extras.each(func(k, v []byte) error { return w.Set(k, v) })

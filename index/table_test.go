@@ -52,7 +52,7 @@ func TestTableBuilder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := store.Commit(tables, info, nil); err != nil {
+			if err := store.Commit(tables); err != nil {
 				t.Fatal(err)
 			}
 			tb.Discard()

@@ -150,6 +150,7 @@ type session struct {
 	b       *Builder
 	files   []index.FileInfo // current catalog entries
 	claimed map[uint32]bool  // entries matched to a path seen by this build
+	nextID  uint32           // the id the next file indexed from scratch gets
 	started time.Time
 	total   int64 // bytes to read, for progress
 	done    int64
@@ -219,14 +220,27 @@ func (b *Builder) run(report func(FileResult), work func(s *session, done func(F
 			report(r)
 		}
 	})
+	// Removed and replaced files leave their hit keys behind; once they
+	// are a good share of the index, one scan removes them all.
+	var live int64
+	for _, f := range s.files {
+		live += f.Addresses
+	}
+	if _, err := b.Store.Collect(live); err != nil {
+		b.logger().Warn("removing the hits of removed files", "err", err)
+	}
 	st.Duration = time.Since(s.started)
 	return st, nil
 }
 
 func (b *Builder) newSession() (*session, error) {
-	s := &session{b: b, claimed: map[uint32]bool{}, started: time.Now()}
+	s := &session{b: b, claimed: map[uint32]bool{}, started: time.Now(), nextID: 1}
 	if !b.Store.Exists() {
 		return s, nil
+	}
+	var err error
+	if s.nextID, err = b.Store.NextID(); err != nil {
+		return nil, err
 	}
 	files, err := b.Store.Catalog()
 	if errors.Is(err, index.ErrNoIndex) {
@@ -241,10 +255,10 @@ func (b *Builder) newSession() (*session, error) {
 	for _, f := range files {
 		newest[f.Path] = max(newest[f.Path], f.ID)
 	}
-	var stale []uint32
+	var stale []index.FileInfo
 	for _, f := range files {
 		if f.ID != newest[f.Path] {
-			stale = append(stale, f.ID)
+			stale = append(stale, f)
 		} else {
 			s.files = append(s.files, f)
 		}
@@ -380,15 +394,21 @@ func sameFileOrUnknown(id index.Identity, f *index.FileInfo) bool {
 // entry.ResumeAt on, and commits its hits.
 func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fromScratch bool) FileResult {
 	r := FileResult{Path: path, Action: ActionNew}
-	fid := index.NextID(s.files)
+	var fid uint32
 	var replaces []index.FileInfo
 	info := index.FileInfo{Path: path, Headers: xff.AllHeaders}
-	if entry != nil {
-		if fromScratch {
+	if entry != nil && !fromScratch {
+		fid, info = entry.ID, *entry
+	} else {
+		if entry != nil {
 			replaces = []index.FileInfo{*entry}
-		} else {
-			fid, info = entry.ID, *entry
 		}
+		fid = s.nextID
+		if fid == 0 {
+			r.Err = fmt.Errorf("%s: no file id left in the index", path)
+			return r
+		}
+		s.nextID++
 	}
 	info.ID, info.Size, info.ModTime = fid, id.Size, id.ModTime
 	info.Dev, info.Inode = uint64(id.Dev), uint64(id.Inode)
@@ -426,10 +446,10 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 	info.Addresses += table.Entries
 	info.IndexedAt = time.Now().UTC()
 	t1 := time.Now()
-	tables, err := table.Finish(info)
+	tables, err := table.Finish(info, replaces...)
 	t2 := time.Now()
 	if err == nil {
-		err = s.b.Store.Commit(tables, info, replaces)
+		err = s.b.Store.Commit(tables)
 	}
 	s.b.logger().Debug("indexed", "file", path, "scan", t1.Sub(t0), "table", t2.Sub(t1), "commit", time.Since(t2))
 	if err != nil {
@@ -473,20 +493,22 @@ func (s *session) progress(file string, fileDone, fileBytes, delta int64) {
 // prune drops catalog entries whose file is gone.
 func (s *session) prune() []FileResult {
 	var out []FileResult
-	var gone []uint32
+	var gone []index.FileInfo
+	goneIDs := map[uint32]bool{}
 	for _, f := range s.files {
 		if s.claimed[f.ID] {
 			continue
 		}
 		if _, err := os.Stat(f.Path); errors.Is(err, fs.ErrNotExist) {
-			gone = append(gone, f.ID)
+			gone = append(gone, f)
+			goneIDs[f.ID] = true
 			out = append(out, FileResult{Path: f.Path, Action: ActionPruned, Info: f, Committed: true})
 		}
 	}
 	if err := s.b.Store.Delete(gone...); err != nil {
 		return []FileResult{{Action: ActionFailed, Err: err}}
 	}
-	s.files = slices.DeleteFunc(s.files, func(f index.FileInfo) bool { return slices.Contains(gone, f.ID) })
+	s.files = slices.DeleteFunc(s.files, func(f index.FileInfo) bool { return goneIDs[f.ID] })
 	return out
 }
 

@@ -233,3 +233,58 @@ func TestUpgradeSchema2(t *testing.T) {
 		t.Errorf("after the build, unlike a fresh build: %s", diff)
 	}
 }
+
+// TestUpgradeSchema3: an index of schema 3 could hold two catalog entries
+// of one path (a build died between indexing a changed capture and
+// deleting its old entry; readers then took the newest). Readers of schema
+// 4 take every entry for current: they refuse a schema 3 index until a
+// build or prune upgrades it, which removes the older entry; the build
+// then equals a fresh one.
+func TestUpgradeSchema3(t *testing.T) {
+	dir := t.TempDir()
+	captures := writeCaptures(t, dir, 0, 3, 64<<10)
+	fresh := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	if _, err := (&Builder{Store: fresh}).Build(captures, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := answers(t, fresh)
+
+	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	if _, err := (&Builder{Store: store}).Build(captures, nil); err != nil {
+		t.Fatal(err)
+	}
+	files, err := store.Catalog()
+	if err != nil || len(files) != 3 {
+		t.Fatalf("catalog %v %v", files, err)
+	}
+	// The first capture's entry becomes an older entry of the last one's
+	// path, with other hits: what a crash could leave.
+	stale := files[0]
+	stale.Path = files[2].Path
+	if err := store.Update(stale); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		db, err := pebble.Open(filepath.Join(store.Dir, "db"), &pebble.Options{Logger: quietLog{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Set([]byte("mschema"), []byte("3"), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if _, _, err := store.Lookup(everything, xff.AllHeaders); !errors.Is(err, index.ErrOldSchema) || !strings.Contains(err.Error(), "schema 3") {
+		t.Fatalf("look-up in a schema 3 index: %v", err)
+	}
+	st, err := (&Builder{Store: store}).Build(captures, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.New != 1 || st.Unchanged != 2 {
+		t.Errorf("build after the upgrade: %+v, want the first capture new, the others unchanged", st)
+	}
+	if diff := firstDiff(answers(t, store), want); diff != "" {
+		t.Errorf("after the build, unlike a fresh build: %s", diff)
+	}
+}
