@@ -3,7 +3,6 @@ package index
 import (
 	"bufio"
 	"cmp"
-	"container/heap"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -51,8 +50,10 @@ func (e *hitEntry) appendKey(dst []byte) []byte {
 }
 
 func compareEntries(a, b hitEntry) int {
-	// The position breaks ties so that a duplicate keeps its first position.
-	return cmp.Or(cmp.Compare(a.w[0], b.w[0]), cmp.Compare(a.w[1], b.w[1]), cmp.Compare(a.w[2], b.w[2]), cmp.Compare(a.w[3], b.w[3]), cmp.Compare(a.pos, b.pos))
+	// The position breaks ties so that a duplicate keeps its first
+	// position; the connection start then, so that which duplicate is kept
+	// does not depend on how the entries were spilled and merged.
+	return cmp.Or(cmp.Compare(a.w[0], b.w[0]), cmp.Compare(a.w[1], b.w[1]), cmp.Compare(a.w[2], b.w[2]), cmp.Compare(a.w[3], b.w[3]), cmp.Compare(a.pos, b.pos), cmp.Compare(a.conn, b.conn))
 }
 
 // TableBuilder collects the keys of one capture file in any order and writes
@@ -65,8 +66,9 @@ type TableBuilder struct {
 	dir          string
 	fid          uint32
 	hits         []hitEntry
+	scratch      []hitEntry // sortHits merges into it
 	extras       extras
-	runs         []string
+	runs         []run
 	spillEntries int
 	key, val     []byte
 	replaces     []FileInfo // removed by the tables (Finish)
@@ -141,7 +143,10 @@ func (t *TableBuilder) sortHits() {
 	wg.Go(func() { slices.SortFunc(h[:mid], compareEntries) })
 	slices.SortFunc(h[mid:], compareEntries)
 	wg.Wait()
-	merged := make([]hitEntry, 0, len(h))
+	merged := t.scratch[:0] // the buffer the last sort left
+	if cap(merged) < len(h) {
+		merged = make([]hitEntry, 0, len(h))
+	}
 	i, j := 0, mid
 	for i < mid && j < len(h) {
 		if compareEntries(h[j], h[i]) < 0 {
@@ -153,34 +158,21 @@ func (t *TableBuilder) sortHits() {
 		}
 	}
 	merged = append(append(merged, h[i:mid]...), h[j:]...)
-	t.hits = merged
+	t.hits, t.scratch = merged, h
 }
 
 func (t *TableBuilder) spill() error {
 	t.sortHits()
-	name := filepath.Join(t.dir, fmt.Sprintf("run%04d", len(t.runs)))
-	f, err := os.Create(name)
+	r, err := writeRun(hitCodec, filepath.Join(t.dir, fmt.Sprintf("run%04d", len(t.runs))), func(emit func(hitEntry) error) error {
+		for _, e := range t.hits {
+			emit(e)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	var rec [hitEntrySize]byte
-	for _, e := range t.hits {
-		for i, x := range e.w {
-			binary.BigEndian.PutUint64(rec[8*i:], x)
-		}
-		binary.BigEndian.PutUint32(rec[32:], e.pos)
-		binary.BigEndian.PutUint32(rec[36:], e.conn)
-		w.Write(rec[:])
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing run %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	t.runs = append(t.runs, name)
+	t.runs = append(t.runs, r)
 	t.hits = t.hits[:0]
 	return nil
 }
@@ -201,17 +193,8 @@ func (t *TableBuilder) Finish(info FileInfo, replaces ...FileInfo) ([]string, er
 	t.sortHits()
 	if len(t.runs) > 0 {
 		path := filepath.Join(t.dir, "table.sst")
-		sources := []entrySource{&memEntries{hits: t.hits}}
-		for _, name := range t.runs {
-			f, err := os.Open(name)
-			if err != nil {
-				return nil, err
-			}
-			defer f.Close()
-			sources = append(sources, &runEntries{r: bufio.NewReaderSize(f, 32<<10)})
-		}
 		err := t.writeTable(path, cat, true, func(emit func(hitEntry) error) error {
-			return mergeEntries(sources, emit)
+			return mergeRuns(hitCodec, t.dir, "run", t.runs, t.hits, emit)
 		})
 		return []string{path}, err
 	}
@@ -321,92 +304,35 @@ func (t *TableBuilder) Discard() error {
 	return os.RemoveAll(t.dir)
 }
 
-type entrySource interface {
-	next() (hitEntry, error) // io.EOF at the end
-}
-
-type memEntries struct {
-	hits []hitEntry
-	i    int
-}
-
-func (m *memEntries) next() (hitEntry, error) {
-	if m.i >= len(m.hits) {
-		return hitEntry{}, io.EOF
-	}
-	m.i++
-	return m.hits[m.i-1], nil
-}
-
-type runEntries struct {
-	r   *bufio.Reader
-	rec [hitEntrySize]byte
-}
-
-func (r *runEntries) next() (hitEntry, error) {
-	if _, err := io.ReadFull(r.r, r.rec[:]); err != nil {
-		if err == io.ErrUnexpectedEOF {
-			return hitEntry{}, errors.New("run file cut short")
+// hitCodec reads and writes hit entries in run files: the key's 32 bytes,
+// the position and the connection start, big-endian.
+var hitCodec = runCodec[hitEntry]{
+	compare: compareEntries,
+	read: func(r *bufio.Reader) (hitEntry, error) {
+		var rec [hitEntrySize]byte
+		var e hitEntry
+		if _, err := io.ReadFull(r, rec[:]); err != nil {
+			if err == io.ErrUnexpectedEOF {
+				return e, errors.New("run file cut short")
+			}
+			return e, err
 		}
-		return hitEntry{}, err
-	}
-	var e hitEntry
-	for i := range e.w {
-		e.w[i] = binary.BigEndian.Uint64(r.rec[8*i:])
-	}
-	e.pos = binary.BigEndian.Uint32(r.rec[32:])
-	e.conn = binary.BigEndian.Uint32(r.rec[36:])
-	return e, nil
-}
-
-type mergeItem struct {
-	e   hitEntry
-	src entrySource
-}
-
-type mergeHeap []mergeItem
-
-func (h mergeHeap) Len() int           { return len(h) }
-func (h mergeHeap) Less(i, j int) bool { return compareEntries(h[i].e, h[j].e) < 0 }
-func (h mergeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *mergeHeap) Push(x any)        { *h = append(*h, x.(mergeItem)) }
-func (h *mergeHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-func mergeEntries(srcs []entrySource, emit func(hitEntry) error) error {
-	h := mergeHeap{}
-	for _, s := range srcs {
-		e, err := s.next()
-		if err == io.EOF {
-			continue
+		for i := range e.w {
+			e.w[i] = binary.BigEndian.Uint64(rec[8*i:])
 		}
-		if err != nil {
-			return err
+		e.pos = binary.BigEndian.Uint32(rec[32:])
+		e.conn = binary.BigEndian.Uint32(rec[36:])
+		return e, nil
+	},
+	write: func(w *bufio.Writer, e hitEntry) {
+		var rec [hitEntrySize]byte
+		for i, x := range e.w {
+			binary.BigEndian.PutUint64(rec[8*i:], x)
 		}
-		h = append(h, mergeItem{e, s})
-	}
-	heap.Init(&h)
-	for len(h) > 0 {
-		top := &h[0]
-		if err := emit(top.e); err != nil {
-			return err
-		}
-		e, err := top.src.next()
-		if err == io.EOF {
-			heap.Pop(&h)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		top.e = e
-		heap.Fix(&h, 0)
-	}
-	return nil
+		binary.BigEndian.PutUint32(rec[32:], e.pos)
+		binary.BigEndian.PutUint32(rec[36:], e.conn)
+		w.Write(rec[:])
+	},
 }
 
 // encodeConn packs where a hit's connection starts, relative to the hit's
