@@ -33,11 +33,19 @@ import (
 type Counts struct {
 	// HitKeysVisited counts hit keys read by Collect.
 	HitKeysVisited atomic.Int64
+	// CatalogDecoded counts catalog entries decoded.
+	CatalogDecoded atomic.Int64
 }
 
 func (c *Counts) visited(n int64) {
 	if c != nil {
 		c.HitKeysVisited.Add(n)
+	}
+}
+
+func (c *Counts) decoded(n int64) {
+	if c != nil {
+		c.CatalogDecoded.Add(n)
 	}
 }
 

@@ -111,6 +111,9 @@ func (s *Store) Upgrade(logger *slog.Logger) error {
 			}
 			moved += n
 		}
+		if _, err := convertLegacyEntries(db); err != nil {
+			return fmt.Errorf("%s: upgrading index: %w", s.Dir, err)
+		}
 		if err := retireStale(db); err != nil {
 			return fmt.Errorf("%s: upgrading index: %w", s.Dir, err)
 		}
@@ -160,7 +163,7 @@ func moveKeys(db *pebble.DB, tag byte, isOld func(int) bool) (int, error) {
 // retireStale removes every catalog entry but the newest (highest id) of
 // each path, as Delete does.
 func retireStale(db *pebble.DB) error {
-	files, err := readEntries(db)
+	files, err := readEntries(db, nil)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -187,21 +186,21 @@ func (s *Store) Catalog() ([]FileInfo, error) {
 	var files []FileInfo
 	err := s.withDB(true, func(db *pebble.DB) error {
 		var err error
-		files, err = readCatalog(db)
+		files, err = readCatalog(db, s.Counts)
 		return err
 	})
 	return files, err
 }
 
-func readCatalog(db pebble.Reader) ([]FileInfo, error) {
+func readCatalog(db pebble.Reader, counts *Counts) ([]FileInfo, error) {
 	if err := checkSchema(db); err != nil {
 		return nil, err
 	}
-	return readEntries(db)
+	return readEntries(db, counts)
 }
 
-// readEntries reads every catalog entry, whatever the schema.
-func readEntries(db pebble.Reader) ([]FileInfo, error) {
+// readEntries reads every catalog entry.
+func readEntries(db pebble.Reader, counts *Counts) ([]FileInfo, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagFile}, UpperBound: []byte{tagFile + 1}})
 	if err != nil {
 		return nil, err
@@ -209,9 +208,14 @@ func readEntries(db pebble.Reader) ([]FileInfo, error) {
 	defer it.Close()
 	var files []FileInfo
 	for it.First(); it.Valid(); it.Next() {
-		var f FileInfo
-		if err := json.Unmarshal(it.Value(), &f); err != nil {
-			return nil, fmt.Errorf("catalog entry %x: %w", it.Key(), err)
+		k := it.Key()
+		if len(k) != 5 {
+			return nil, fmt.Errorf("catalog key %x is not one", k)
+		}
+		counts.decoded(1)
+		f, err := decodeFileInfo(binary.BigEndian.Uint32(k[1:]), it.Value())
+		if err != nil {
+			return nil, err
 		}
 		files = append(files, f)
 	}
@@ -235,11 +239,7 @@ func (s *Store) Update(infos ...FileInfo) error {
 	return s.withDB(false, func(db *pebble.DB) error {
 		b := db.NewBatch()
 		for _, info := range infos {
-			v, err := json.Marshal(info)
-			if err != nil {
-				return err
-			}
-			if err := b.Set(fileKey(info.ID), v, nil); err != nil {
+			if err := b.Set(fileKey(info.ID), appendFileInfo(nil, &info), nil); err != nil {
 				return err
 			}
 		}
@@ -268,17 +268,16 @@ type Hit struct {
 
 // Lookup returns the hits of every address in the given prefixes found in
 // the given headers, in file, offset and header order, with the catalog
-// entries they refer to. Hits of files whose catalog entry was replaced are
+// entries they refer to (those alone are read). Hits of removed files are
 // left out.
 func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, []FileInfo, error) {
 	var hits []Hit
 	var files []FileInfo
 	err := s.withDB(true, func(db *pebble.DB) error {
-		var err error
-		if files, err = readCatalog(db); err != nil {
+		if err := checkSchema(db); err != nil {
 			return err
 		}
-		current := currentEntries(files)
+		cat := newCatalogReader(s.Counts)
 		for _, p := range prefixes {
 			lo, hi := PrefixRange(p)
 			it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -287,8 +286,15 @@ func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, [
 			}
 			for it.First(); it.Valid(); it.Next() {
 				hk, ok := decodeHitKey(it.Key())
-				f := current[hk.fid]
-				if !ok || f == nil || !headers.Has(hk.header) {
+				if !ok || !headers.Has(hk.header) {
+					continue
+				}
+				f, err := cat.get(db, hk.fid)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				if f == nil {
 					continue
 				}
 				v := it.Value()
@@ -304,6 +310,7 @@ func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, [
 				return err
 			}
 		}
+		files = cat.files()
 		sortHits(hits)
 		if err := attachRaw(db, hits); err != nil {
 			return err

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"cmp"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -185,10 +184,7 @@ func (t *TableBuilder) spill() error {
 // swaps them: there is never a moment with two entries for one path.
 func (t *TableBuilder) Finish(info FileInfo, replaces ...FileInfo) ([]string, error) {
 	info.ID = t.fid
-	cat, err := json.Marshal(info)
-	if err != nil {
-		return nil, err
-	}
+	cat := appendFileInfo(nil, &info)
 	t.replaces = sortedByID(slices.DeleteFunc(slices.Clone(replaces), func(f FileInfo) bool { return f.ID == t.fid }))
 	t.sortHits()
 	if len(t.runs) > 0 {

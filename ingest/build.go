@@ -249,23 +249,9 @@ func (b *Builder) newSession() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Two entries for one path are left by a build that died between
-	// ingesting a file's new entry and removing its old one: finish that.
-	newest := map[string]uint32{}
-	for _, f := range files {
-		newest[f.Path] = max(newest[f.Path], f.ID)
-	}
-	var stale []index.FileInfo
-	for _, f := range files {
-		if f.ID != newest[f.Path] {
-			stale = append(stale, f)
-		} else {
-			s.files = append(s.files, f)
-		}
-	}
-	if err := b.Store.Delete(stale...); err != nil {
-		return nil, err
-	}
+	// One entry per path: a changed file's entry is replaced in the same
+	// Ingest (schema 4; Store.Upgrade removed older leftovers).
+	s.files = files
 	return s, nil
 }
 

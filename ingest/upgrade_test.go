@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ var everything = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustPa
 // every other hit key is rewritten: an upgrade cut short by a crash.
 func downgrade(t *testing.T, store *index.Store, half bool) {
 	t.Helper()
+	entries := jsonEntries(t, store)
 	db, err := pebble.Open(filepath.Join(store.Dir, "db"), &pebble.Options{Logger: quietLog{}})
 	if err != nil {
 		t.Fatal(err)
@@ -55,10 +57,7 @@ func downgrade(t *testing.T, store *index.Store, half bool) {
 		case 'm':
 			b.Delete(k, nil)
 		case 'f':
-			var f map[string]any
-			if err := json.Unmarshal(it.Value(), &f); err != nil {
-				t.Fatal(err)
-			}
+			f := entries[string(k)]
 			delete(f, "headers")
 			delete(f, "other_header_lines")
 			v, _ := json.Marshal(f)
@@ -72,6 +71,29 @@ func downgrade(t *testing.T, store *index.Store, half bool) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// jsonEntries returns the store's catalog entries as the JSON objects
+// xffidx wrote before schema 4, by key.
+func jsonEntries(t *testing.T, store *index.Store) map[string]map[string]any {
+	t.Helper()
+	files, err := store.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]any{}
+	for _, f := range files {
+		v, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(v, &m); err != nil {
+			t.Fatal(err)
+		}
+		out[string(binary.BigEndian.AppendUint32([]byte{'f'}, f.ID))] = m
+	}
+	return out
 }
 
 type quietLog struct{}
@@ -182,6 +204,7 @@ func TestUpgradeSchema2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	entries := jsonEntries(t, store)
 	func() {
 		db, err := pebble.Open(filepath.Join(store.Dir, "db"), &pebble.Options{Logger: quietLog{}})
 		if err != nil {
@@ -198,10 +221,7 @@ func TestUpgradeSchema2(t *testing.T) {
 			case 'm':
 				b.Set(k, []byte("2"), nil)
 			case 'f':
-				var f map[string]any
-				if err := json.Unmarshal(it.Value(), &f); err != nil {
-					t.Fatal(err)
-				}
+				f := entries[string(k)]
 				delete(f, "tracking")
 				v, _ := json.Marshal(f)
 				b.Set(k, v, nil)
@@ -264,13 +284,21 @@ func TestUpgradeSchema3(t *testing.T) {
 	if err := store.Update(stale); err != nil {
 		t.Fatal(err)
 	}
+	// Schema 3 wrote catalog entries as JSON.
+	entries := jsonEntries(t, store)
 	func() {
 		db, err := pebble.Open(filepath.Join(store.Dir, "db"), &pebble.Options{Logger: quietLog{}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		if err := db.Set([]byte("mschema"), []byte("3"), pebble.Sync); err != nil {
+		b := db.NewBatch()
+		for k, f := range entries {
+			v, _ := json.Marshal(f)
+			b.Set([]byte(k), v, nil)
+		}
+		b.Set([]byte("mschema"), []byte("3"), nil)
+		if err := b.Commit(pebble.Sync); err != nil {
 			t.Fatal(err)
 		}
 	}()

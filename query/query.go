@@ -50,7 +50,7 @@ func (p FileProblem) Error() string {
 // Result of a look-up.
 type Result struct {
 	Rows     []Row
-	Files    []index.FileInfo // the catalog the search read (for Export)
+	Files    []index.FileInfo // the catalog entries of the hits' captures (for Export)
 	Problems []FileProblem    // files that vanished or changed since indexing
 	// Undecided counts hits --client-only left out because their request's
 	// XFF list could not be read whole (see Options.ClientOnly).

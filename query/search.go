@@ -87,6 +87,20 @@ func (o *Options) fewerHeaders(files []index.FileInfo) []string {
 	return paths
 }
 
+// fewerHeadersIn is fewerHeaders over the whole catalog, read only when
+// the options search a header beyond X-Forwarded-For (every capture was
+// indexed for that one).
+func (o *Options) fewerHeadersIn(store *index.Store) ([]string, error) {
+	if o.headers()&^xff.SetOf(xff.XForwardedFor) == 0 {
+		return nil, nil
+	}
+	files, err := store.Catalog()
+	if err != nil {
+		return nil, err
+	}
+	return o.fewerHeaders(files), nil
+}
+
 // headers returns the headers searched.
 func (o *Options) headers() xff.HeaderSet {
 	if o.Headers == 0 {
@@ -197,7 +211,10 @@ func Search(store *index.Store, opt Options) (Result, error) {
 	}
 	hits = kept
 
-	res := Result{Files: files, FewerHeaders: opt.fewerHeaders(files)}
+	res := Result{Files: files}
+	if res.FewerHeaders, err = opt.fewerHeadersIn(store); err != nil {
+		return Result{}, err
+	}
 	s := &searcher{opt: opt, r: &recordReader{}}
 	defer s.r.close()
 	for i := 0; i < len(hits); {

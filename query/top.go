@@ -69,13 +69,9 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	if err := so.Validate(); err != nil {
 		return TopResult{}, err
 	}
-	var fewer []string
-	if opt.Headers != 0 {
-		files, err := store.Catalog()
-		if err != nil {
-			return TopResult{}, err
-		}
-		fewer = so.fewerHeaders(files)
+	fewer, err := so.fewerHeadersIn(store)
+	if err != nil {
+		return TopResult{}, err
 	}
 
 	// One scan: per address, upper (hits in captures overlapping the
@@ -114,7 +110,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 			compactAt = max(compactAt, 2*len(cands))
 		}
 	}
-	err := store.ScanHits(so.headers(), func(a netip.Addr, f *index.FileInfo, off int64) error {
+	err = store.ScanHits(so.headers(), func(a netip.Addr, f *index.FileInfo, off int64) error {
 		if a != cur.addr {
 			flush()
 			cur = cand{addr: a}
