@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -21,6 +23,14 @@ import (
 // FileInfo's order (ID is the key's); integers are varints (zigzag),
 // counts and ids uvarints, strings a uvarint length and the bytes, a time
 // 0 (zero) or 1 followed by seconds (varint) and nanoseconds (uvarint).
+//
+// The version byte says which fields an entry holds, so that a field is
+// added without a schema change or an upgrade pass: append it at the end of
+// appendFileInfo, bump catalogVersion, and have decodeFileInfo read it only
+// from entries of that version or later. Entries written before decode with
+// the field zero (as a JSON entry of schema 3 without it did) and take the
+// new form when the build next writes them. An entry of a version above
+// catalogVersion was written by a newer xffidx and does not decode.
 const catalogVersion = 1
 
 // Bounds of a decoded catalog entry: a value is hostile like any file.
@@ -107,8 +117,11 @@ var errEntry = errors.New("not a catalog entry of this xffidx")
 // allocated beyond what the value's length allows.
 func decodeFileInfo(fid uint32, v []byte) (FileInfo, error) {
 	f := FileInfo{ID: fid}
-	if len(v) == 0 || v[0] != catalogVersion {
+	if len(v) == 0 || v[0] == 0 || v[0] == '{' {
 		return f, errEntry
+	}
+	if v[0] > catalogVersion {
+		return f, fmt.Errorf("catalog entry of file %d is of version %d, written by a newer xffidx (this one reads up to %d)", fid, v[0], catalogVersion)
 	}
 	d := decoder{b: v[1:]}
 	f.Path = d.str(maxString)
@@ -239,6 +252,82 @@ func (d *decoder) time() time.Time {
 	}
 }
 
+// InvalidEntry is a catalog entry that does not decode, or whose fields
+// would make a reader index out of its bounds (index contents are hostile
+// like capture bytes): its file's hits are not answered.
+type InvalidEntry struct {
+	ID     uint32
+	Path   string // empty if the entry does not decode
+	Reason error
+	Hits   int // hits of the call that are in this file and not answered
+}
+
+func (e InvalidEntry) Error() string {
+	if e.Path == "" {
+		return fmt.Sprintf("catalog entry of file %d is invalid: %v", e.ID, e.Reason)
+	}
+	// %q: the path comes from the index, and may hold control characters.
+	return fmt.Sprintf("catalog entry for %q is invalid: %v", e.Path, e.Reason)
+}
+
+// InvalidEntries is returned by a call that answered from every catalog
+// entry but these, with the answer of the others.
+type InvalidEntries []InvalidEntry
+
+func (e InvalidEntries) Error() string {
+	if len(e) == 1 {
+		return e[0].Error()
+	}
+	return fmt.Sprintf("%v (and %d more invalid catalog entries)", e[0], len(e)-1)
+}
+
+// readEntry decodes and validates the catalog entry of file fid; an error
+// is an InvalidEntry.
+func readEntry(fid uint32, v []byte) (FileInfo, error) {
+	f, err := decodeFileInfo(fid, v)
+	if err == nil {
+		err = f.validate()
+	}
+	if err != nil {
+		return FileInfo{ID: fid}, InvalidEntry{ID: fid, Path: f.Path, Reason: err}
+	}
+	return f, nil
+}
+
+// validate checks what readers index with or seek to: the format, the
+// sections (a pcap file has one, at 0, with one interface, which the
+// record walker reads; a pcapng section may have none, since its records
+// name theirs and are checked), offsets within the file.
+func (f *FileInfo) validate() error {
+	switch {
+	case f.Path == "" || !filepath.IsAbs(f.Path) || strings.IndexByte(f.Path, 0) >= 0:
+		return errors.New("the path is not an absolute path")
+	case f.Format != format.KindPcap.String() && f.Format != format.KindPcapNG.String():
+		return fmt.Errorf("format %q is neither pcap nor pcapng", f.Format[:min(len(f.Format), 16)])
+	case f.Size < 0:
+		return fmt.Errorf("size %d", f.Size)
+	case f.ResumeAt < 0 || f.ResumeAt > f.Size:
+		return fmt.Errorf("resume offset %d is outside the file (%d bytes)", f.ResumeAt, f.Size)
+	case f.FingerprintFrom < 0 || f.FingerprintFrom > f.Size || f.FingerprintLen < 0 || f.FingerprintLen > 64<<10:
+		return fmt.Errorf("fingerprint of %d bytes at %d is outside the file (%d bytes)", f.FingerprintLen, f.FingerprintFrom, f.Size)
+	case len(f.Sections) == 0:
+		return errors.New("no section")
+	case f.Format == format.KindPcap.String() && (len(f.Sections) != 1 || f.Sections[0].Offset != 0):
+		return fmt.Errorf("a pcap file has one section, at offset 0, not %d", len(f.Sections))
+	}
+	for i, sec := range f.Sections {
+		switch {
+		case sec.Offset < 0 || sec.Offset >= f.Size:
+			return fmt.Errorf("section %d at offset %d is outside the file (%d bytes)", i, sec.Offset, f.Size)
+		case i > 0 && sec.Offset <= f.Sections[i-1].Offset:
+			return fmt.Errorf("section %d at offset %d does not follow section %d", i, sec.Offset, i-1)
+		case f.Format == format.KindPcap.String() && len(sec.Ifaces) != 1:
+			return fmt.Errorf("the pcap section lists %d interfaces, not one", len(sec.Ifaces))
+		}
+	}
+	return nil
+}
+
 // convertLegacyEntries rewrites catalog entries an older xffidx wrote as
 // JSON in the current encoding (part of Store.Upgrade). Entries already
 // converted are left; one that does not decode either way is left for
@@ -279,16 +368,23 @@ type catalogReader struct {
 	counts  *Counts
 	maxID   uint32 // 0: any; else ids above it are left out
 	entries map[uint32]*FileInfo
+	invalid map[uint32]*InvalidEntry
 }
 
 func newCatalogReader(counts *Counts) *catalogReader {
-	return &catalogReader{counts: counts, entries: map[uint32]*FileInfo{}}
+	return &catalogReader{counts: counts, entries: map[uint32]*FileInfo{}, invalid: map[uint32]*InvalidEntry{}}
 }
 
 // get returns the entry of file fid, nil if it has none (the file was
-// removed: its hits wait for Collect).
+// removed: its hits wait for Collect) or it is invalid (then counted in
+// c.invalid, which says why).
 func (c *catalogReader) get(db pebble.Reader, fid uint32) (*FileInfo, error) {
 	if f, ok := c.entries[fid]; ok {
+		if f == nil {
+			if inv := c.invalid[fid]; inv != nil {
+				inv.Hits++
+			}
+		}
 		return f, nil
 	}
 	if c.maxID != 0 && fid > c.maxID {
@@ -304,12 +400,31 @@ func (c *catalogReader) get(db pebble.Reader, fid uint32) (*FileInfo, error) {
 	}
 	defer closer.Close()
 	c.counts.decoded(1)
-	f, err := decodeFileInfo(fid, v)
+	f, err := readEntry(fid, v)
+	if inv, ok := err.(InvalidEntry); ok {
+		inv.Hits = 1
+		c.entries[fid] = nil
+		c.invalid[fid] = &inv
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
 	c.entries[fid] = &f
 	return &f, nil
+}
+
+// problems returns the invalid entries met, by id; nil if none.
+func (c *catalogReader) problems() error {
+	if len(c.invalid) == 0 {
+		return nil
+	}
+	var out InvalidEntries
+	for _, inv := range c.invalid {
+		out = append(out, *inv)
+	}
+	slices.SortFunc(out, func(a, b InvalidEntry) int { return int(int64(a.ID) - int64(b.ID)) })
+	return out
 }
 
 // files returns the entries read, by id.

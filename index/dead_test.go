@@ -27,7 +27,8 @@ func commitFile(t *testing.T, s *Store, fid uint32, path string, addrs []string,
 	if err := tb.AddRequest(100, &Request{Seq: 7, Method: []byte("GET")}); err != nil {
 		t.Fatal(err)
 	}
-	info := FileInfo{ID: fid, Path: path, Addresses: int64(len(addrs))}
+	info := pcapEntry(fid, path)
+	info.Addresses = int64(len(addrs))
 	tables, err := tb.Finish(info, replaces...)
 	if err != nil {
 		t.Fatal(err)

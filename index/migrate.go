@@ -164,8 +164,9 @@ func moveKeys(db *pebble.DB, tag byte, isOld func(int) bool) (int, error) {
 // each path, as Delete does.
 func retireStale(db *pebble.DB) error {
 	files, err := readEntries(db, nil)
-	if err != nil {
-		return err
+	var invalid InvalidEntries
+	if err != nil && !errors.As(err, &invalid) {
+		return err // invalid entries are left for readers to report
 	}
 	newest := map[string]uint32{}
 	for _, f := range files {

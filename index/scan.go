@@ -23,7 +23,8 @@ const scanHold = 200 * time.Millisecond
 // catalog entries as they were when the scan first met the file's hits;
 // each is read once. The database is released every ScanHold and the scan
 // resumes after the last key seen. fn returning an error stops the scan
-// with it.
+// with it. Hits of files whose catalog entry is invalid are left out, and
+// then ScanHits returns an InvalidEntries error at the end.
 func (s *Store) ScanHits(headers xff.HeaderSet, fn func(a netip.Addr, f *FileInfo, off int64) error) error {
 	var cat *catalogReader
 	var resume []byte
@@ -78,5 +79,8 @@ func (s *Store) ScanHits(headers xff.HeaderSet, fn func(a netip.Addr, f *FileInf
 			return err
 		}
 	}
-	return nil
+	if cat == nil {
+		return nil
+	}
+	return cat.problems()
 }

@@ -20,7 +20,7 @@ import (
 // left out, as Lookup leaves them out.
 func TestScanHits(t *testing.T) {
 	s := &Store{Dir: t.TempDir(), LockWait: time.Second}
-	files := []FileInfo{{ID: 2, Path: "/c/b.pcap"}, {ID: 3, Path: "/c/a.pcap"}} // 1 removed
+	files := []FileInfo{pcapEntry(2, "/c/b.pcap"), pcapEntry(3, "/c/a.pcap")} // 1 removed
 	type hit struct {
 		a   netip.Addr
 		fid uint32

@@ -181,7 +181,8 @@ func isLockBusy(err error) bool {
 		strings.Contains(err.Error(), "lock held by current process")
 }
 
-// Catalog returns every indexed file, by id.
+// Catalog returns every indexed file, by id. If some catalog entries are
+// invalid, it returns the others and an InvalidEntries error naming them.
 func (s *Store) Catalog() ([]FileInfo, error) {
 	var files []FileInfo
 	err := s.withDB(true, func(db *pebble.DB) error {
@@ -199,7 +200,8 @@ func readCatalog(db pebble.Reader, counts *Counts) ([]FileInfo, error) {
 	return readEntries(db, counts)
 }
 
-// readEntries reads every catalog entry.
+// readEntries reads every catalog entry: the valid ones, and an
+// InvalidEntries error for the others.
 func readEntries(db pebble.Reader, counts *Counts) ([]FileInfo, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagFile}, UpperBound: []byte{tagFile + 1}})
 	if err != nil {
@@ -207,19 +209,27 @@ func readEntries(db pebble.Reader, counts *Counts) ([]FileInfo, error) {
 	}
 	defer it.Close()
 	var files []FileInfo
+	var invalid InvalidEntries
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		if len(k) != 5 {
-			return nil, fmt.Errorf("catalog key %x is not one", k)
+			continue // not a catalog key: no reader asks for it
 		}
 		counts.decoded(1)
-		f, err := decodeFileInfo(binary.BigEndian.Uint32(k[1:]), it.Value())
-		if err != nil {
-			return nil, err
+		f, err := readEntry(binary.BigEndian.Uint32(k[1:]), it.Value())
+		if inv, ok := err.(InvalidEntry); ok {
+			invalid = append(invalid, inv)
+			continue
 		}
 		files = append(files, f)
 	}
-	return files, it.Error()
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	if len(invalid) > 0 {
+		return files, invalid
+	}
+	return files, nil
 }
 
 // Commit ingests the tables of one file (TableBuilder.Finish) in one atomic
@@ -269,7 +279,9 @@ type Hit struct {
 // Lookup returns the hits of every address in the given prefixes found in
 // the given headers, in file, offset and header order, with the catalog
 // entries they refer to (those alone are read). Hits of removed files are
-// left out.
+// left out. Hits of files whose catalog entry is invalid are left out too,
+// and then Lookup returns the others with an InvalidEntries error naming
+// those entries and counting their hits.
 func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, []FileInfo, error) {
 	var hits []Hit
 	var files []FileInfo
@@ -315,7 +327,10 @@ func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, [
 		if err := attachRaw(db, hits); err != nil {
 			return err
 		}
-		return attachRequests(db, hits)
+		if err := attachRequests(db, hits); err != nil {
+			return err
+		}
+		return cat.problems()
 	})
 	return hits, files, err
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/xffidx/xffidx/format"
@@ -151,6 +152,10 @@ type session struct {
 	files   []index.FileInfo // current catalog entries
 	claimed map[uint32]bool  // entries matched to a path seen by this build
 	nextID  uint32           // the id the next file indexed from scratch gets
+	// invalid holds the catalog entries that do not decode or validate,
+	// by path (empty: the path is unknown): a build of the path indexes it
+	// again, replacing the entry; prune removes it if the file is gone.
+	invalid map[string][]index.InvalidEntry
 	started time.Time
 	total   int64 // bytes to read, for progress
 	done    int64
@@ -246,7 +251,14 @@ func (b *Builder) newSession() (*session, error) {
 	if errors.Is(err, index.ErrNoIndex) {
 		return s, nil // a first build died creating the database
 	}
-	if err != nil {
+	var invalid index.InvalidEntries
+	if errors.As(err, &invalid) {
+		s.invalid = map[string][]index.InvalidEntry{}
+		for _, e := range invalid {
+			b.logger().Debug(e.Error())
+			s.invalid[e.Path] = append(s.invalid[e.Path], e)
+		}
+	} else if err != nil {
 		return nil, err
 	}
 	// One entry per path: a changed file's entry is replaced in the same
@@ -322,6 +334,17 @@ func (s *session) indexFile(path string) FileResult {
 	id, err := index.StatIdentity(path)
 	if err != nil {
 		r.Err = err
+		return r
+	}
+	if bad := s.invalid[path]; len(bad) > 0 {
+		// The entry cannot be trusted: index the file again, replacing it.
+		delete(s.invalid, path)
+		r = s.scan(path, id, &index.FileInfo{ID: bad[0].ID, Path: path}, true)
+		r.Action = ActionChanged
+		r.Warnings = append(r.Warnings, fmt.Sprintf("its catalog entry was invalid (%v): indexed again", bad[0].Reason))
+		if !r.Committed {
+			r.Action = ActionFailed
+		}
 		return r
 	}
 	entry, oldPath := s.entryFor(path, id)
@@ -481,6 +504,25 @@ func (s *session) prune() []FileResult {
 	var out []FileResult
 	var gone []index.FileInfo
 	goneIDs := map[uint32]bool{}
+	// Invalid entries whose file is gone, or whose path is unknown or not
+	// one a build indexes (they can never be answered nor indexed again).
+	for path, bad := range s.invalid {
+		if filepath.IsAbs(path) && !strings.ContainsRune(path, 0) {
+			if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+		}
+		for _, e := range bad {
+			name := path
+			if name == "" {
+				name = fmt.Sprintf("file %d of the index", e.ID)
+			}
+			gone = append(gone, index.FileInfo{ID: e.ID, Path: path})
+			out = append(out, FileResult{Path: name, Action: ActionPruned, Info: index.FileInfo{ID: e.ID, Path: path}, Committed: true,
+				Warnings: []string{fmt.Sprintf("its catalog entry was invalid (%v)", e.Reason)}})
+		}
+		delete(s.invalid, path)
+	}
 	for _, f := range s.files {
 		if s.claimed[f.ID] {
 			continue

@@ -143,3 +143,46 @@ func TestQueryDuringPrune(t *testing.T) {
 		t.Error("no query ran during the prune: the test proves nothing")
 	}
 }
+
+// TestPruneInvalidEntry: prune removes the catalog entry of a capture that
+// is gone also when the entry is invalid (it cannot be read to learn
+// more than its path), with its hits; the other capture stays answered.
+func TestPruneInvalidEntry(t *testing.T) {
+	dir := t.TempDir()
+	captures := writeCaptures(t, dir, 0, 2, 64<<10)
+	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	b := &Builder{Store: store}
+	if _, err := b.Build(captures, nil); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	if _, err := (&Builder{Store: fresh}).Build(captures[1:], nil); err != nil {
+		t.Fatal(err)
+	}
+	files, err := store.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Path == captures[0] {
+			f.Sections = nil
+			if err := store.Update(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Remove(captures[0]); err != nil {
+		t.Fatal(err)
+	}
+	var results []FileResult
+	st, err := b.Prune(func(r FileResult) { results = append(results, r) })
+	if err != nil || st.Pruned != 1 || len(results) != 1 || results[0].Path != captures[0] {
+		t.Fatalf("prune: %+v %+v %v, want the removed capture pruned", st, results, err)
+	}
+	if files, err := store.Catalog(); err != nil || len(files) != 1 {
+		t.Errorf("catalog after the prune: %+v %v", files, err)
+	}
+	if diff := firstDiff(answers(t, store), answers(t, fresh)); diff != "" {
+		t.Errorf("after the prune, unlike an index of the other capture: %s", diff)
+	}
+}

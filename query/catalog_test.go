@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 
 // writeRequests writes a capture of one request per X-Forwarded-For value,
 // at time ts.
-func writeRequests(t *testing.T, path string, ts time.Time, xffs ...string) {
+func writeRequests(t testing.TB, path string, ts time.Time, xffs ...string) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -83,5 +84,62 @@ func TestQueryReadsOnlyItsEntries(t *testing.T) {
 	}
 	if n := counts.CatalogDecoded.Load(); n != files {
 		t.Errorf("a look-up in every capture decoded %d catalog entries, want %d", n, files)
+	}
+}
+
+// TestInvalidCatalogEntry: a catalog entry crafted so that a reader would
+// index out of its bounds (a pcap section without its interface) is named
+// as invalid by query and top, which answer from the other captures; a
+// build indexes its capture again.
+func TestInvalidCatalogEntry(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.pcap"), filepath.Join(dir, "bad.pcap")
+	writeRequests(t, good, time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), "203.0.113.5", "203.0.113.6")
+	writeRequests(t, bad, time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC), "203.0.113.5")
+	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	b := &ingest.Builder{Store: store}
+	if _, err := b.Build([]string{dir}, nil); err != nil {
+		t.Fatal(err)
+	}
+	files, err := store.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Path == bad {
+			f.Sections[0].Ifaces = nil
+			if err := store.Update(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	addr := []netip.Prefix{netip.MustParsePrefix("203.0.113.5/32")}
+	res, err := query.Search(store, query.Options{Prefixes: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 1 || res.Rows[0].File != good {
+		t.Errorf("rows %+v, want the good capture's", res.Rows)
+	}
+	if len(res.Problems) != 1 || res.Problems[0].Path != bad || res.Problems[0].Hits != 1 || !strings.Contains(res.Problems[0].Error(), "catalog entry is invalid: the pcap section lists 0 interfaces") {
+		t.Errorf("problems %v, want the bad capture's entry named", res.Problems)
+	}
+	top, err := query.Top(store, query.TopOptions{N: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Rows) != 2 || top.Rows[0].Hits != 1 || len(top.Problems) != 1 || top.Problems[0].Path != bad {
+		t.Errorf("top: rows %+v problems %v", top.Rows, top.Problems)
+	}
+	if _, err := store.Catalog(); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("catalog entry for %q is invalid", bad)) {
+		t.Errorf("catalog: %v", err)
+	}
+	st, err := b.Build([]string{dir}, nil)
+	if err != nil || st.Changed != 1 || st.Unchanged != 1 {
+		t.Fatalf("build: %+v %v, want the bad capture indexed again", st, err)
+	}
+	res, err = query.Search(store, query.Options{Prefixes: addr})
+	if err != nil || len(res.Rows) != 2 || len(res.Problems) != 0 {
+		t.Errorf("after the build: rows %+v problems %v (%v)", res.Rows, res.Problems, err)
 	}
 }

@@ -2,6 +2,7 @@ package query
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path"
@@ -95,10 +96,32 @@ func (o *Options) fewerHeadersIn(store *index.Store) ([]string, error) {
 		return nil, nil
 	}
 	files, err := store.Catalog()
-	if err != nil {
-		return nil, err
+	var invalid index.InvalidEntries
+	if err != nil && !errors.As(err, &invalid) {
+		return nil, err // invalid entries are reported by the look-up
 	}
 	return o.fewerHeaders(files), nil
+}
+
+// invalidEntries turns the catalog entries a look-up found invalid (err
+// is an index.InvalidEntries) into problems, those of captures the options
+// leave out apart; any other error is returned.
+func (o *Options) invalidEntries(err error) ([]FileProblem, error) {
+	var invalid index.InvalidEntries
+	if !errors.As(err, &invalid) {
+		return nil, err
+	}
+	var out []FileProblem
+	for _, e := range invalid {
+		p := FileProblem{Path: e.Path, Hits: e.Hits, Err: fmt.Errorf("catalog entry is invalid: %w", e.Reason)}
+		if e.Path == "" {
+			p.Path = fmt.Sprintf("file %d of the index", e.ID)
+		} else if !o.fileMatches(&index.FileInfo{Path: e.Path}) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // headers returns the headers searched.
@@ -194,6 +217,7 @@ func Search(store *index.Store, opt Options) (Result, error) {
 		return Result{}, err
 	}
 	hits, files, err := store.Lookup(opt.Prefixes, opt.headers())
+	invalid, err := opt.invalidEntries(err)
 	if err != nil {
 		return Result{}, err
 	}
@@ -211,7 +235,7 @@ func Search(store *index.Store, opt Options) (Result, error) {
 	}
 	hits = kept
 
-	res := Result{Files: files}
+	res := Result{Files: files, Problems: invalid}
 	if res.FewerHeaders, err = opt.fewerHeadersIn(store); err != nil {
 		return Result{}, err
 	}

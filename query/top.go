@@ -110,6 +110,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 			compactAt = max(compactAt, 2*len(cands))
 		}
 	}
+	var scanProblems []FileProblem
 	err = store.ScanHits(so.headers(), func(a netip.Addr, f *index.FileInfo, off int64) error {
 		if a != cur.addr {
 			flush()
@@ -132,7 +133,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 		}
 		return nil
 	})
-	if err != nil {
+	if scanProblems, err = so.invalidEntries(err); err != nil {
 		return TopResult{}, err
 	}
 	flush()
@@ -149,7 +150,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	}
 	var ranked []scored
 	better := func(a, b scored) int { return cmp.Or(cmp.Compare(b.hits, a.hits), a.addr.Compare(b.addr)) }
-	res := TopResult{FewerHeaders: fewer}
+	res := TopResult{FewerHeaders: fewer, Problems: scanProblems}
 	add := func(a netip.Addr, n int) {
 		if n == 0 {
 			return
@@ -229,11 +230,13 @@ func countInWindow(store *index.Store, addrs []netip.Addr, so Options) (map[neti
 		ps[i] = netip.PrefixFrom(a, a.BitLen())
 	}
 	hits, _, err := store.Lookup(ps, so.headers())
-	if err != nil {
+	// Invalid catalog entries: the scan that chose these addresses named
+	// them with all their hits already.
+	if _, err = so.invalidEntries(err); err != nil {
 		return nil, nil, err
 	}
-	counts := map[netip.Addr]int{}
 	var probs []FileProblem
+	counts := map[netip.Addr]int{}
 	r := &recordReader{}
 	defer r.close()
 	for i := 0; i < len(hits); {
