@@ -35,7 +35,9 @@
 //	'v' fid off hdr          → raw       version 2 only: the raw value(s) of
 //	                                      header hdr of that packet, where the
 //	                                      packet alone did not show them
-//	'f' fid                  → FileInfo  catalog entry of one capture (JSON)
+//	'f' fid                  → FileInfo  catalog entry of one capture: a
+//	                                      binary record led by its version
+//	                                      byte (appendFileInfo, catalog.go)
 //	'd' fid                  → entries   a removed file whose hit keys may
 //	                                      remain (uvarint: how many it had),
 //	                                      until Collect removes them
@@ -72,8 +74,9 @@
 //
 // Version 3 had no 'd' keys: a file's hit keys were deleted with it (one
 // scan of the hit table per file removed), and two entries of one path
-// were possible after a crash; Store.Upgrade removes the older of such
-// entries and marks it version 4. Version 2 (before connection tracking) had
+// were possible after a crash, and catalog entries were JSON; Store.Upgrade
+// rewrites the entries in the binary form, removes the older of two entries
+// of a path and marks it version 4. Version 2 (before connection tracking) had
 // no 'r' or 's' keys, and 'v' keys instead; Store.Upgrade marks it without
 // changing a key, and builds read its files again (FileInfo.Tracking).
 // Version 1 (xffidx before the other headers) had no hdr byte and no 'm'
