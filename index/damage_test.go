@@ -53,12 +53,13 @@ func buildTestIndex(t *testing.T, dir string) *Store {
 			}
 		}
 		tb.SetState(fmt.Appendf(nil, "state of %d", fid))
-		info := FileInfo{ID: fid, Path: fmt.Sprintf("/captures/c%d.pcap", fid), Headers: xff.AllHeaders, Tracking: TrackingVersion}
+		info := pcapEntry(fid, fmt.Sprintf("/captures/c%d.pcap", fid))
+		info.Headers, info.Tracking = xff.AllHeaders, TrackingVersion
 		tables, err := tb.Finish(info)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Commit(tables, info, nil); err != nil {
+		if err := s.Commit(tables); err != nil {
 			t.Fatal(err)
 		}
 		tb.Discard()

@@ -3,12 +3,11 @@ package index
 import (
 	"bufio"
 	"bytes"
-	"container/heap"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 )
@@ -19,9 +18,10 @@ import (
 // capture with millions of request records does not hold them in memory.
 type extras struct {
 	dir   string
+	spill int // bytes held before a spill; 0: extrasSpill
 	kvs   []kv
 	bytes int
-	runs  []string
+	runs  []run
 	seq   int // order of addition, so that the latest of equal keys wins
 }
 
@@ -36,8 +36,8 @@ func (x *extras) add(key, val []byte) error {
 	x.kvs = append(x.kvs, kv{bytes.Clone(key), bytes.Clone(val), x.seq})
 	x.seq++
 	x.bytes += len(key) + len(val) + 48
-	if x.bytes > extrasSpill {
-		return x.spill()
+	if x.bytes > cmp.Or(x.spill, extrasSpill) {
+		return x.spillRun()
 	}
 	return nil
 }
@@ -49,31 +49,18 @@ func compareKV(a, b kv) int {
 	return a.seq - b.seq
 }
 
-func (x *extras) spill() error {
+func (x *extras) spillRun() error {
 	slices.SortFunc(x.kvs, compareKV)
-	name := filepath.Join(x.dir, fmt.Sprintf("extras%04d", len(x.runs)))
-	f, err := os.Create(name)
+	r, err := writeRun(kvCodec, filepath.Join(x.dir, fmt.Sprintf("extras%04d", len(x.runs))), func(emit func(kv) error) error {
+		for _, e := range x.kvs {
+			emit(e)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	var n [3 * binary.MaxVarintLen64]byte
-	for _, e := range x.kvs {
-		b := binary.AppendUvarint(n[:0], uint64(len(e.key)))
-		b = binary.AppendUvarint(b, uint64(len(e.val)))
-		b = binary.AppendUvarint(b, uint64(e.seq))
-		w.Write(b)
-		w.Write(e.key)
-		w.Write(e.val)
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing run %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	x.runs = append(x.runs, name)
+	x.runs = append(x.runs, r)
 	x.kvs, x.bytes = x.kvs[:0], 0
 	return nil
 }
@@ -81,106 +68,53 @@ func (x *extras) spill() error {
 // each calls fn for every key in order, once, with the value added last.
 func (x *extras) each(fn func(key, val []byte) error) error {
 	slices.SortFunc(x.kvs, compareKV)
-	srcs := []kvSource{&memKVs{kvs: x.kvs}}
-	for _, name := range x.runs {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		srcs = append(srcs, &runKVs{r: bufio.NewReaderSize(f, 32<<10)})
-	}
-	h := kvHeap{}
-	for _, s := range srcs {
-		e, err := s.next()
-		if err == io.EOF {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		h = append(h, kvItem{e, s})
-	}
-	heap.Init(&h)
-	var pending *kv
-	for len(h) > 0 {
-		e := h[0].e
-		if pending != nil && !bytes.Equal(pending.key, e.key) {
+	var pending kv
+	some := false
+	err := mergeRuns(kvCodec, x.dir, "extras", x.runs, x.kvs, func(e kv) error {
+		if some && !bytes.Equal(pending.key, e.key) {
 			if err := fn(pending.key, pending.val); err != nil {
 				return err
 			}
 		}
-		pending = &e
-		next, err := h[0].src.next()
-		if err == io.EOF {
-			heap.Pop(&h)
-			continue
-		}
+		pending, some = e, true
+		return nil
+	})
+	if err != nil || !some {
+		return err
+	}
+	return fn(pending.key, pending.val)
+}
+
+// kvCodec reads and writes extras in run files: uvarint key length, value
+// length and order of addition, then the key and the value.
+var kvCodec = runCodec[kv]{
+	compare: compareKV,
+	read: func(r *bufio.Reader) (kv, error) {
+		kl, err := binary.ReadUvarint(r)
 		if err != nil {
-			return err
+			return kv{}, err // io.EOF at a record boundary
 		}
-		h[0].e = next
-		heap.Fix(&h, 0)
-	}
-	if pending != nil {
-		return fn(pending.key, pending.val)
-	}
-	return nil
-}
-
-type kvSource interface {
-	next() (kv, error) // io.EOF at the end
-}
-
-type memKVs struct {
-	kvs []kv
-	i   int
-}
-
-func (m *memKVs) next() (kv, error) {
-	if m.i >= len(m.kvs) {
-		return kv{}, io.EOF
-	}
-	m.i++
-	return m.kvs[m.i-1], nil
-}
-
-type runKVs struct{ r *bufio.Reader }
-
-func (r *runKVs) next() (kv, error) {
-	kl, err := binary.ReadUvarint(r.r)
-	if err != nil {
-		return kv{}, err // io.EOF at a record boundary
-	}
-	vl, err1 := binary.ReadUvarint(r.r)
-	seq, err2 := binary.ReadUvarint(r.r)
-	if err := errors.Join(err1, err2); err != nil || kl > 1<<20 || vl > 1<<30 {
-		return kv{}, errors.New("extras run file is corrupt")
-	}
-	e := kv{key: make([]byte, kl), val: make([]byte, vl), seq: int(seq)}
-	if _, err := io.ReadFull(r.r, e.key); err != nil {
-		return kv{}, errors.New("extras run file cut short")
-	}
-	if _, err := io.ReadFull(r.r, e.val); err != nil {
-		return kv{}, errors.New("extras run file cut short")
-	}
-	return e, nil
-}
-
-type kvItem struct {
-	e   kv
-	src kvSource
-}
-
-type kvHeap []kvItem
-
-func (h kvHeap) Len() int           { return len(h) }
-func (h kvHeap) Less(i, j int) bool { return compareKV(h[i].e, h[j].e) < 0 }
-func (h kvHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *kvHeap) Push(x any)        { *h = append(*h, x.(kvItem)) }
-func (h *kvHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+		vl, err1 := binary.ReadUvarint(r)
+		seq, err2 := binary.ReadUvarint(r)
+		if err := errors.Join(err1, err2); err != nil || kl > 1<<20 || vl > 1<<30 {
+			return kv{}, errors.New("extras run file is corrupt")
+		}
+		e := kv{key: make([]byte, kl), val: make([]byte, vl), seq: int(seq)}
+		if _, err := io.ReadFull(r, e.key); err != nil {
+			return kv{}, errors.New("extras run file cut short")
+		}
+		if _, err := io.ReadFull(r, e.val); err != nil {
+			return kv{}, errors.New("extras run file cut short")
+		}
+		return e, nil
+	},
+	write: func(w *bufio.Writer, e kv) {
+		var n [3 * binary.MaxVarintLen64]byte
+		b := binary.AppendUvarint(n[:0], uint64(len(e.key)))
+		b = binary.AppendUvarint(b, uint64(len(e.val)))
+		b = binary.AppendUvarint(b, uint64(e.seq))
+		w.Write(b)
+		w.Write(e.key)
+		w.Write(e.val)
+	},
 }

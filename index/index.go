@@ -2,7 +2,7 @@
 // and the others package xff knows) occur in capture files, in a Pebble
 // key-value store, and answers look-ups by address.
 //
-// # Key schema (version 3)
+// # Key schema (version 4)
 //
 // Every key starts with a one-byte tag naming its table. Integers are
 // big-endian so that byte order is numeric order.
@@ -35,8 +35,15 @@
 //	'v' fid off hdr          → raw       version 2 only: the raw value(s) of
 //	                                      header hdr of that packet, where the
 //	                                      packet alone did not show them
-//	'f' fid                  → FileInfo  catalog entry of one capture (JSON)
-//	'm' "schema"             → version   schema version ("3")
+//	'f' fid                  → FileInfo  catalog entry of one capture: a
+//	                                      binary record led by its version
+//	                                      byte (appendFileInfo, catalog.go)
+//	'd' fid                  → entries   a removed file whose hit keys may
+//	                                      remain (uvarint: how many it had),
+//	                                      until Collect removes them
+//	'm' "lastfid"            → fid       the highest id of a removed file
+//	                                      (4 bytes), never given again
+//	'm' "schema"             → version   schema version ("4")
 //
 // fam is 4 or 6; addr is the 4- or 16-byte address (IPv4-mapped IPv6 is
 // stored as IPv4); fid is a uint32; off a uint64; hdr one byte, the
@@ -59,14 +66,21 @@
 // A file's keys are written as sorted SSTables and ingested in a single
 // Ingest call, catalog entry and schema key included, so a file is either
 // wholly in the index or not at all. Rebuilding a changed file gives it a new
-// fid; its old keys are then deleted, and until that delete lands a look-up
-// ignores hits of any entry but the newest (highest fid) of each path.
+// fid, and the same Ingest removes the old one (dead.go): there is one
+// catalog entry per path. A removed file's catalog entry and fid-first keys
+// go at once; its hit keys stay, behind a 'd' key, until Collect removes
+// them in one scan for many files. Readers ignore hits whose fid has no
+// catalog entry.
 //
-// Version 2 (before connection tracking) had no 'r' or 's' keys, and 'v'
-// keys instead; Store.Upgrade marks it version 3 without changing a key, and
-// builds read its files again (FileInfo.Tracking). Version 1 (xffidx before
-// the other headers) had no hdr byte and no 'm' key; Store.Upgrade rewrites
-// such an index in place (migrate.go).
+// Version 3 had no 'd' keys: a file's hit keys were deleted with it (one
+// scan of the hit table per file removed), and two entries of one path
+// were possible after a crash, and catalog entries were JSON; Store.Upgrade
+// rewrites the entries in the binary form, removes the older of two entries
+// of a path and marks it version 4. Version 2 (before connection tracking) had
+// no 'r' or 's' keys, and 'v' keys instead; Store.Upgrade marks it without
+// changing a key, and builds read its files again (FileInfo.Tracking).
+// Version 1 (xffidx before the other headers) had no hdr byte and no 'm'
+// key; Store.Upgrade rewrites such an index in place (migrate.go).
 package index
 
 import (
@@ -78,9 +92,10 @@ import (
 
 // SchemaVersion is stored under 'm' "schema"; bump it when keys change, and
 // teach Store.Upgrade to rewrite the previous version.
-const SchemaVersion = "3"
+const SchemaVersion = "4"
 
 const (
+	tagDead    = 'd'
 	tagFile    = 'f'
 	tagHit     = 'h'
 	tagMeta    = 'm'

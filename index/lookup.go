@@ -42,43 +42,46 @@ func compareLookup(a, b []byte) int { return bytes.Compare(a[:lookupKeyLen], b[:
 // (Store.SortMem, spilling sorted runs to temporary files past it), with
 // each hit's stored raw value and its packet's request records. Like
 // ScanHits it lets go of the database every ScanHold while it reads, so a
-// build can commit meanwhile; the catalog is read once, at the start, and
-// hits of files a concurrent build adds are left out. The database is
-// closed while fn runs. fn returning an error stops the look-up with it.
+// build can commit meanwhile, and leaves out the hits of files a concurrent
+// build adds. Only the catalog entries of the hits' files are read, each
+// once. The database is closed while fn runs. fn returning an error stops
+// the look-up with it. Hits of files whose catalog entry is invalid are
+// left out, and then LookupEach returns an InvalidEntries error at the end.
+//
+// Records are sorted by file id while the hits are read (the files, and so
+// their paths' order, are known only at the end); when the ids' order is
+// not the paths' order, a second sort puts them in path order.
 func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn func(Hit) error) (LookupInfo, error) {
 	var info LookupInfo
 	sorter := extsort.New(compareLookup, s.SortMem, "")
 	defer sorter.Close()
 	var (
-		current map[uint32]*FileInfo
-		rank    map[uint32]uint32
-		byRank  []*FileInfo
-		rec     []byte
+		cat = newCatalogReader(s.Counts)
+		rec []byte
 		// The request records of the last packet, which the next hit (of
 		// another header of the same packet) shares.
 		lastFid  uint32
 		lastOff  int64 = -1
 		lastReqs []byte
 	)
-	p, resume := 0, []byte(nil)
-	hold := cmp.Or(s.ScanHold, scanHold)
+	p, resume, started := 0, []byte(nil), false
+	hold := s.scanHold()
 	for p < len(prefixes) {
 		err := s.withDB(true, func(db *pebble.DB) error {
-			if current == nil {
-				files, err := readCatalog(db)
+			if !started {
+				started = true
+				if err := checkSchema(db); err != nil {
+					return err
+				}
+				last, err := lastID(db, tagFile)
 				if err != nil {
 					return err
 				}
-				info.Files = files
-				current = currentEntries(files)
-				for _, f := range current {
-					byRank = append(byRank, f)
+				if last == 0 {
+					p = len(prefixes) // no file
+					return nil
 				}
-				slices.SortFunc(byRank, func(a, b *FileInfo) int { return cmp.Compare(a.Path, b.Path) })
-				rank = make(map[uint32]uint32, len(byRank))
-				for i, f := range byRank {
-					rank[f.ID] = uint32(i)
-				}
+				cat.maxID = last
 			}
 			vit, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagValue}, UpperBound: []byte{tagValue + 1}})
 			if err != nil {
@@ -103,13 +106,16 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 				n := 0
 				for it.First(); it.Valid(); it.Next() {
 					hk, ok := decodeHitKey(it.Key())
-					if ok && current[hk.fid] != nil && headers.Has(hk.header) {
-						if rec, err = s.lookupRecord(rec[:0], hk, it.Value(), rank[hk.fid], vit); err == nil && (hk.fid != lastFid || hk.off != lastOff) {
-							lastFid, lastOff = hk.fid, hk.off
-							lastReqs, err = appendRequests(lastReqs[:0], rit, hk.fid, hk.off)
-						}
-						if err == nil {
-							err = sorter.Add(append(rec, lastReqs...))
+					if ok && headers.Has(hk.header) {
+						f, err := cat.get(db, hk.fid)
+						if err == nil && f != nil {
+							if rec, err = s.lookupRecord(rec[:0], hk, it.Value(), hk.fid, vit); err == nil && (hk.fid != lastFid || hk.off != lastOff) {
+								lastFid, lastOff = hk.fid, hk.off
+								lastReqs, err = appendRequests(lastReqs[:0], rit, hk.fid, hk.off)
+							}
+							if err == nil {
+								err = sorter.Add(append(rec, lastReqs...))
+							}
 						}
 						if err != nil {
 							it.Close()
@@ -131,18 +137,54 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 			return info, err
 		}
 	}
-	info.Spills = sorter.Spills()
-	return info, sorter.Each(func(rec []byte) error {
+
+	info.Files = cat.files()
+	byRank := make([]*FileInfo, len(info.Files))
+	for i := range info.Files {
+		byRank[i] = &info.Files[i]
+	}
+	slices.SortFunc(byRank, func(a, b *FileInfo) int { return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.ID, b.ID)) })
+	rank := make(map[uint32]uint32, len(byRank))
+	idOrder := true // info.Files is by id
+	for i, f := range byRank {
+		rank[f.ID] = uint32(i)
+		idOrder = idOrder && f == &info.Files[i]
+	}
+	var scratch []byte
+	relabel := func(rec []byte) []byte {
+		scratch = append(scratch[:0], rec...)
+		binary.BigEndian.PutUint32(scratch, rank[binary.BigEndian.Uint32(rec)])
+		return scratch
+	}
+	emit := func(rec []byte) error {
 		h, err := decodeLookup(rec, byRank)
 		if err != nil {
 			return err
 		}
 		return fn(h)
-	})
+	}
+	var err error
+	if idOrder {
+		info.Spills = sorter.Spills()
+		err = sorter.Each(func(rec []byte) error { return emit(relabel(rec)) })
+	} else {
+		byPath := extsort.New(compareLookup, s.SortMem, "")
+		defer byPath.Close()
+		err = sorter.Each(func(rec []byte) error { return byPath.Add(relabel(rec)) })
+		info.Spills = sorter.Spills() + byPath.Spills()
+		sorter.Close()
+		if err == nil {
+			err = byPath.Each(emit)
+		}
+	}
+	if err != nil {
+		return info, err
+	}
+	return info, cat.problems()
 }
 
-// lookupRecord appends the sort key of hit hk (of the file ranked r among
-// the catalog's paths), its position and connection start from v, and the
+// lookupRecord appends the sort key of hit hk (r standing for its file: its
+// id, relabelled with its path's rank before the records are read back), its position and connection start from v, and the
 // raw value stored for it, if any.
 func (s *Store) lookupRecord(rec []byte, hk hitKey, v []byte, r uint32, vit *pebble.Iterator) ([]byte, error) {
 	rec = binary.BigEndian.AppendUint32(rec, r)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -27,11 +26,14 @@ import (
 func referenceLookup(t *testing.T, s *Store, prefixes []netip.Prefix, headers xff.HeaderSet) []Hit {
 	var hits []Hit
 	err := s.withDB(true, func(db *pebble.DB) error {
-		files, err := readCatalog(db)
+		files, err := readCatalog(db, nil)
 		if err != nil {
 			return err
 		}
-		current := currentEntries(files)
+		current := map[uint32]*FileInfo{}
+		for i := range files {
+			current[files[i].ID] = &files[i]
+		}
 		for _, p := range prefixes {
 			lo, hi := PrefixRange(p)
 			it, _ := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -78,18 +80,17 @@ func referenceLookup(t *testing.T, s *Store, prefixes []netip.Prefix, headers xf
 }
 
 // lookupIndex writes an index whose file ids are not in path order, with
-// a replaced catalog entry, hits of IPv4 and IPv6 addresses in every
+// the hits of a removed file (id 4, no catalog entry), hits of IPv4 and IPv6 addresses in every
 // header (several per packet), connection starts, raw values and request
 // records.
 func lookupIndex(t *testing.T) *Store {
 	s := &Store{Dir: t.TempDir(), LockWait: time.Second}
-	files := []FileInfo{{ID: 1, Path: "/c/z.pcap"}, {ID: 2, Path: "/c/a.pcap"}, {ID: 3, Path: "/c/m.pcap"}, {ID: 4, Path: "/c/a.pcap"}}
+	files := []FileInfo{pcapEntry(1, "/c/z.pcap"), pcapEntry(2, "/c/a.pcap"), pcapEntry(3, "/c/m.pcap")}
 	r := rand.New(rand.NewPCG(5, 6))
 	err := s.withDB(false, func(db *pebble.DB) error {
 		b := db.NewBatch()
 		for _, f := range files {
-			v, _ := json.Marshal(f)
-			b.Set(fileKey(f.ID), v, nil)
+			b.Set(fileKey(f.ID), appendFileInfo(nil, &f), nil)
 		}
 		b.Set(schemaKey, []byte(SchemaVersion), nil)
 		for i := range 4000 {

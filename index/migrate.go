@@ -37,7 +37,7 @@ func checkSchema(db pebble.Reader) error {
 		if version == SchemaVersion {
 			return nil
 		}
-		if version == "2" {
+		if version == "2" || version == "3" {
 			return oldSchema(version)
 		}
 		return fmt.Errorf("index schema %q: this xffidx reads schema %s only (rebuild the index, or use the xffidx that wrote it)", version[:min(len(version), 16)], SchemaVersion)
@@ -63,13 +63,16 @@ func checkSchema(db pebble.Reader) error {
 // to 2: every hit and value key gains the X-Forwarded-For header byte
 // (schema 1 knew no other header), and the catalog entries keep
 // FileInfo.Headers zero (read as X-Forwarded-For alone). Schema 2 to 3 adds
-// key tables ('r', 's') but changes no key. Either way the old catalog
-// entries have FileInfo.Tracking zero, which tells the build to read those
-// files again, with connection tracking. The caller
-// holds the build lock. Each batch moves a run of keys atomically and
-// the schema key is written last, so a rewrite cut short by a crash is
-// finished by the next call, and readers refuse the index until it is done.
-// It does nothing to an index that is already current. logger may be nil.
+// key tables ('r', 's') but changes no key; the old catalog entries have
+// FileInfo.Tracking zero, which tells the build to read those files again,
+// with connection tracking. Schema 3 to 4: of two entries of one path (left
+// by a build that died between indexing a changed file and deleting its old
+// entry) the older is removed, as Delete does, since readers of schema 4
+// take every entry for current. The caller holds the build lock. Each batch
+// moves a run of keys atomically and the schema key is written last, so a
+// rewrite cut short by a crash is finished by the next call, and readers
+// refuse the index until it is done. It does nothing to an index that is
+// already current. logger may be nil.
 func (s *Store) Upgrade(logger *slog.Logger) error {
 	if !s.Exists() {
 		return nil
@@ -110,6 +113,12 @@ func (s *Store) Upgrade(logger *slog.Logger) error {
 				return fmt.Errorf("%s: upgrading index: %w", s.Dir, err)
 			}
 			moved += n
+		}
+		if _, err := convertLegacyEntries(db); err != nil {
+			return fmt.Errorf("%s: upgrading index: %w", s.Dir, err)
+		}
+		if err := retireStale(db); err != nil {
+			return fmt.Errorf("%s: upgrading index: %w", s.Dir, err)
 		}
 		if err := db.Set(schemaKey, []byte(SchemaVersion), pebble.Sync); err != nil {
 			return fmt.Errorf("%s: upgrading index: %w", s.Dir, err)
@@ -152,4 +161,35 @@ func moveKeys(db *pebble.DB, tag byte, isOld func(int) bool) (int, error) {
 		return moved, err
 	}
 	return moved, b.Commit(pebble.Sync)
+}
+
+// retireStale removes every catalog entry but the newest (highest id) of
+// each path, as Delete does.
+func retireStale(db *pebble.DB) error {
+	files, err := readEntries(db, nil)
+	var invalid InvalidEntries
+	if err != nil && !errors.As(err, &invalid) {
+		return err // invalid entries are left for readers to report
+	}
+	newest := map[string]uint32{}
+	for _, f := range files {
+		newest[f.Path] = max(newest[f.Path], f.ID)
+	}
+	var stale []FileInfo
+	for _, f := range files {
+		if f.ID != newest[f.Path] {
+			stale = append(stale, f)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	b := db.NewBatch()
+	if err := retirePoints(batchRetirer{b}, stale); err != nil {
+		return err
+	}
+	if err := retireRanges(batchRetirer{b}, stale); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }

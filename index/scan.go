@@ -17,22 +17,33 @@ const scanHold = 200 * time.Millisecond
 
 // ScanHits calls fn for every hit of the index in the given headers, in key
 // order: by address (IPv4 before IPv6, then numerically), then file id, then
-// offset, so all hits of one address come together. Only hits of current catalog entries
-// count (as in Lookup). The catalog is read once, at the start, and fn gets
-// entries of that snapshot; files a concurrent build adds meanwhile are left
-// out. The database is released every scanHold and the scan resumes after
-// the last key seen. fn returning an error stops the scan with it.
+// offset, so all hits of one address come together. Only hits of files in
+// the catalog count (as in Lookup), and of those indexed when the scan
+// began: files a concurrent build adds meanwhile are left out. fn gets
+// catalog entries as they were when the scan first met the file's hits;
+// each is read once. The database is released every ScanHold and the scan
+// resumes after the last key seen. fn returning an error stops the scan
+// with it. Hits of files whose catalog entry is invalid are left out, and
+// then ScanHits returns an InvalidEntries error at the end.
 func (s *Store) ScanHits(headers xff.HeaderSet, fn func(a netip.Addr, f *FileInfo, off int64) error) error {
-	var current map[uint32]*FileInfo
+	var cat *catalogReader
 	var resume []byte
 	for done := false; !done; {
 		err := s.withDB(true, func(db *pebble.DB) error {
-			if current == nil {
-				files, err := readCatalog(db)
+			if cat == nil {
+				if err := checkSchema(db); err != nil {
+					return err
+				}
+				cat = newCatalogReader(s.Counts)
+				last, err := lastID(db, tagFile)
 				if err != nil {
 					return err
 				}
-				current = currentEntries(files)
+				if last == 0 {
+					done = true // no file
+					return nil
+				}
+				cat.maxID = last
 			}
 			lo := []byte{tagHit}
 			if resume != nil {
@@ -42,16 +53,16 @@ func (s *Store) ScanHits(headers xff.HeaderSet, fn func(a netip.Addr, f *FileInf
 			if err != nil {
 				return err
 			}
-			hold := scanHold
-			if s.ScanHold != 0 {
-				hold = s.ScanHold
-			}
-			deadline := time.Now().Add(hold)
+			deadline := time.Now().Add(s.scanHold())
 			n := 0
 			for it.First(); it.Valid(); it.Next() {
 				hk, ok := decodeHitKey(it.Key())
-				if f := current[hk.fid]; ok && f != nil && headers.Has(hk.header) {
-					if err := fn(hk.addr, f, hk.off); err != nil {
+				if ok && headers.Has(hk.header) {
+					f, err := cat.get(db, hk.fid)
+					if err == nil && f != nil {
+						err = fn(hk.addr, f, hk.off)
+					}
+					if err != nil {
 						it.Close()
 						return err
 					}
@@ -68,22 +79,8 @@ func (s *Store) ScanHits(headers xff.HeaderSet, fn func(a netip.Addr, f *FileInf
 			return err
 		}
 	}
-	return nil
-}
-
-// currentEntries maps the id of the newest catalog entry of each path to
-// it: an older entry of a path is left only by a build that died before
-// removing it.
-func currentEntries(files []FileInfo) map[uint32]*FileInfo {
-	newest := map[string]uint32{}
-	for _, f := range files {
-		newest[f.Path] = max(newest[f.Path], f.ID)
+	if cat == nil {
+		return nil
 	}
-	current := make(map[uint32]*FileInfo, len(newest))
-	for i := range files {
-		if newest[files[i].Path] == files[i].ID {
-			current[files[i].ID] = &files[i]
-		}
-	}
-	return current
+	return cat.problems()
 }

@@ -3,7 +3,6 @@ package index
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -15,13 +14,13 @@ import (
 	"github.com/xffidx/xffidx/format/xff"
 )
 
-// TestScanHits: every hit of a current catalog entry, in key order, once,
+// TestScanHits: every hit of a file in the catalog, in key order, once,
 // also when the scan releases the database every 256 keys and resumes;
-// hits of a replaced entry (an older id of the same path) are left out, as
-// Lookup leaves them out.
+// hits of a removed file (no catalog entry: its hits wait for Collect) are
+// left out, as Lookup leaves them out.
 func TestScanHits(t *testing.T) {
 	s := &Store{Dir: t.TempDir(), LockWait: time.Second}
-	files := []FileInfo{{ID: 1, Path: "/c/a.pcap"}, {ID: 2, Path: "/c/b.pcap"}, {ID: 3, Path: "/c/a.pcap"}} // 1 replaced by 3
+	files := []FileInfo{pcapEntry(2, "/c/b.pcap"), pcapEntry(3, "/c/a.pcap")} // 1 removed
 	type hit struct {
 		a   netip.Addr
 		fid uint32
@@ -41,8 +40,7 @@ func TestScanHits(t *testing.T) {
 	err := s.withDB(false, func(db *pebble.DB) error {
 		b := db.NewBatch()
 		for _, f := range files {
-			v, _ := json.Marshal(f)
-			b.Set(fileKey(f.ID), v, nil)
+			b.Set(fileKey(f.ID), appendFileInfo(nil, &f), nil)
 		}
 		b.Set(schemaKey, []byte(SchemaVersion), nil)
 		for _, h := range all {

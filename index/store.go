@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -115,74 +114,82 @@ type Store struct {
 	// LockWait bounds how long a call waits for another process's short hold
 	// on the database.
 	LockWait time.Duration
-	// ScanHold bounds how long ScanHits keeps the database open at a time
-	// (0: 200 ms), so that a build waiting to commit gets its turn.
+	// ScanHold bounds how long ScanHits and Collect keep the database open
+	// at a time (0: 200 ms), so that others waiting for it get their turn.
 	ScanHold time.Duration
 	// SortMem bounds the memory LookupEach sorts hits in before it spills
 	// sorted runs to temporary files (0: extsort.DefaultBudget).
 	SortMem int
+	// Counts, if set, counts work done (tests, benchmarks).
+	Counts *Counts
 
 	// failed is set when Pebble stopped on a failure it cannot go on from
 	// (see withDB): every later call returns it.
 	failed atomic.Pointer[IndexError]
 }
 
-// Catalog returns every indexed file, by id.
+// Catalog returns every indexed file, by id. If some catalog entries are
+// invalid, it returns the others and an InvalidEntries error naming them.
 func (s *Store) Catalog() ([]FileInfo, error) {
 	var files []FileInfo
 	err := s.withDB(true, func(db *pebble.DB) error {
 		var err error
-		files, err = readCatalog(db)
+		files, err = readCatalog(db, s.Counts)
 		return err
 	})
-	if err != nil {
+	var invalid InvalidEntries
+	if err != nil && !errors.As(err, &invalid) {
 		return nil, err
 	}
-	return files, nil
+	return files, err
 }
 
-func readCatalog(db pebble.Reader) ([]FileInfo, error) {
+func readCatalog(db pebble.Reader, counts *Counts) ([]FileInfo, error) {
 	if err := checkSchema(db); err != nil {
 		return nil, err
 	}
+	return readEntries(db, counts)
+}
+
+// readEntries reads every catalog entry: the valid ones, and an
+// InvalidEntries error for the others.
+func readEntries(db pebble.Reader, counts *Counts) ([]FileInfo, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagFile}, UpperBound: []byte{tagFile + 1}})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
 	var files []FileInfo
+	var invalid InvalidEntries
 	for it.First(); it.Valid(); it.Next() {
-		var f FileInfo
-		if err := json.Unmarshal(it.Value(), &f); err != nil {
-			return nil, fmt.Errorf("catalog entry %x: %w", it.Key(), err)
+		k := it.Key()
+		if len(k) != 5 {
+			continue // not a catalog key: no reader asks for it
+		}
+		counts.decoded(1)
+		f, err := readEntry(binary.BigEndian.Uint32(k[1:]), it.Value())
+		if inv, ok := err.(InvalidEntry); ok {
+			invalid = append(invalid, inv)
+			continue
 		}
 		files = append(files, f)
 	}
-	return files, it.Error()
-}
-
-// NextID returns the id a newly indexed file should get.
-func NextID(files []FileInfo) uint32 {
-	var id uint32 = 1
-	for _, f := range files {
-		id = max(id, f.ID+1)
+	if err := it.Error(); err != nil {
+		return nil, err
 	}
-	return id
+	if len(invalid) > 0 {
+		return files, invalid
+	}
+	return files, nil
 }
 
-// Commit ingests the tables built for info, in one atomic Ingest, and
-// deletes the keys of the older entries it replaces.
-func (s *Store) Commit(tables []string, info FileInfo, replaces []FileInfo) error {
+// Commit ingests the tables of one file (TableBuilder.Finish) in one atomic
+// Ingest: its keys, its catalog entry, and the removal of the entries it
+// replaces.
+func (s *Store) Commit(tables []string) error {
 	return s.withDB(false, func(db *pebble.DB) error {
 		if err := db.Ingest(context.Background(), tables); err != nil {
 			return fmt.Errorf("%s: ingesting %s: %w", s.Dir, strings.Join(tables, ", "), err)
-		}
-		for _, old := range replaces {
-			if old.ID != info.ID {
-				if err := deleteFile(db, old.ID); err != nil {
-					return fmt.Errorf("%s: removing old entry of %s: %w", s.Dir, old.Path, err)
-				}
-			}
 		}
 		return nil
 	})
@@ -193,66 +200,12 @@ func (s *Store) Update(infos ...FileInfo) error {
 	return s.withDB(false, func(db *pebble.DB) error {
 		b := db.NewBatch()
 		for _, info := range infos {
-			v, err := json.Marshal(info)
-			if err != nil {
-				return err
-			}
-			if err := b.Set(fileKey(info.ID), v, nil); err != nil {
+			if err := b.Set(fileKey(info.ID), appendFileInfo(nil, &info), nil); err != nil {
 				return err
 			}
 		}
 		return b.Commit(pebble.Sync)
 	})
-}
-
-// Delete removes files from the index: catalog entries, hits and values.
-func (s *Store) Delete(fids ...uint32) error {
-	if len(fids) == 0 {
-		return nil
-	}
-	return s.withDB(false, func(db *pebble.DB) error {
-		for _, fid := range fids {
-			if err := deleteFile(db, fid); err != nil {
-				return fmt.Errorf("%s: removing file %d: %w", s.Dir, fid, err)
-			}
-		}
-		return nil
-	})
-}
-
-// deleteFile removes every key of file fid. Hits are keyed address first, so
-// this is a scan of the hit table; it runs only when a file is rebuilt.
-func deleteFile(db *pebble.DB, fid uint32) error {
-	b := db.NewBatch()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagHit}, UpperBound: []byte{tagHit + 1}})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		if hk, ok := decodeHitKey(it.Key()); ok && hk.fid == fid {
-			if err := b.Delete(it.Key(), nil); err != nil {
-				it.Close()
-				return err
-			}
-		}
-	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	for _, tag := range []byte{tagRequest, tagState, tagValue} {
-		lo := binary.BigEndian.AppendUint32([]byte{tag}, fid)
-		hi := binary.BigEndian.AppendUint32([]byte{tag}, fid+1)
-		if fid == ^uint32(0) {
-			hi = []byte{tag + 1}
-		}
-		if err := b.DeleteRange(lo, hi, nil); err != nil {
-			return err
-		}
-	}
-	if err := b.Delete(fileKey(fid), nil); err != nil {
-		return err
-	}
-	return b.Commit(pebble.Sync)
 }
 
 // Hit is one indexed packet whose values of one header hold an address.
@@ -276,8 +229,11 @@ type Hit struct {
 
 // Lookup returns the hits of every address in the given prefixes found in
 // the given headers, in file, offset and header order, with the catalog
-// entries they refer to. Hits of files whose catalog entry was replaced are
-// left out. It holds them all: LookupEach streams them.
+// entries they refer to (those alone are read). Hits of removed files are
+// left out. Hits of files whose catalog entry is invalid are left out too,
+// and then Lookup returns the others with an InvalidEntries error naming
+// those entries and counting their hits. It holds them all: LookupEach
+// streams them.
 func (s *Store) Lookup(prefixes []netip.Prefix, headers xff.HeaderSet) ([]Hit, []FileInfo, error) {
 	var hits []Hit
 	info, err := s.LookupEach(prefixes, headers, func(h Hit) error {
@@ -307,11 +263,15 @@ func (s *Store) State(fid uint32) ([]byte, error) {
 	return state, nil
 }
 
-// Compact compacts the whole database: one sorted run of tables, the
+// Compact removes the hits of removed files (Collect), whatever their
+// share, and compacts the whole database: one sorted run of tables, the
 // smallest on disk and the fastest to search.
 func (s *Store) Compact() error {
 	if !s.Exists() {
 		return fmt.Errorf("%s: %w", s.Dir, ErrNoIndex)
+	}
+	if _, err := s.Collect(-1); err != nil {
+		return err
 	}
 	return s.withDB(false, func(db *pebble.DB) error {
 		if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {

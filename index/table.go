@@ -3,9 +3,7 @@ package index
 import (
 	"bufio"
 	"cmp"
-	"container/heap"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,8 +49,10 @@ func (e *hitEntry) appendKey(dst []byte) []byte {
 }
 
 func compareEntries(a, b hitEntry) int {
-	// The position breaks ties so that a duplicate keeps its first position.
-	return cmp.Or(cmp.Compare(a.w[0], b.w[0]), cmp.Compare(a.w[1], b.w[1]), cmp.Compare(a.w[2], b.w[2]), cmp.Compare(a.w[3], b.w[3]), cmp.Compare(a.pos, b.pos))
+	// The position breaks ties so that a duplicate keeps its first
+	// position; the connection start then, so that which duplicate is kept
+	// does not depend on how the entries were spilled and merged.
+	return cmp.Or(cmp.Compare(a.w[0], b.w[0]), cmp.Compare(a.w[1], b.w[1]), cmp.Compare(a.w[2], b.w[2]), cmp.Compare(a.w[3], b.w[3]), cmp.Compare(a.pos, b.pos), cmp.Compare(a.conn, b.conn))
 }
 
 // TableBuilder collects the keys of one capture file in any order and writes
@@ -65,10 +65,12 @@ type TableBuilder struct {
 	dir          string
 	fid          uint32
 	hits         []hitEntry
+	scratch      []hitEntry // sortHits merges into it
 	extras       extras
-	runs         []string
+	runs         []run
 	spillEntries int
 	key, val     []byte
+	replaces     []FileInfo // removed by the tables (Finish)
 	// Entries counts the hit keys added (duplicates included).
 	Entries int64
 }
@@ -140,7 +142,10 @@ func (t *TableBuilder) sortHits() {
 	wg.Go(func() { slices.SortFunc(h[:mid], compareEntries) })
 	slices.SortFunc(h[mid:], compareEntries)
 	wg.Wait()
-	merged := make([]hitEntry, 0, len(h))
+	merged := t.scratch[:0] // the buffer the last sort left
+	if cap(merged) < len(h) {
+		merged = make([]hitEntry, 0, len(h))
+	}
 	i, j := 0, mid
 	for i < mid && j < len(h) {
 		if compareEntries(h[j], h[i]) < 0 {
@@ -152,34 +157,21 @@ func (t *TableBuilder) sortHits() {
 		}
 	}
 	merged = append(append(merged, h[i:mid]...), h[j:]...)
-	t.hits = merged
+	t.hits, t.scratch = merged, h
 }
 
 func (t *TableBuilder) spill() error {
 	t.sortHits()
-	name := filepath.Join(t.dir, fmt.Sprintf("run%04d", len(t.runs)))
-	f, err := os.Create(name)
+	r, err := writeRun(hitCodec, filepath.Join(t.dir, fmt.Sprintf("run%04d", len(t.runs))), func(emit func(hitEntry) error) error {
+		for _, e := range t.hits {
+			emit(e)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	var rec [hitEntrySize]byte
-	for _, e := range t.hits {
-		for i, x := range e.w {
-			binary.BigEndian.PutUint64(rec[8*i:], x)
-		}
-		binary.BigEndian.PutUint32(rec[32:], e.pos)
-		binary.BigEndian.PutUint32(rec[36:], e.conn)
-		w.Write(rec[:])
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing run %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	t.runs = append(t.runs, name)
+	t.runs = append(t.runs, r)
 	t.hits = t.hits[:0]
 	return nil
 }
@@ -187,27 +179,18 @@ func (t *TableBuilder) spill() error {
 // Finish writes the file's SSTables, catalog entry included, and returns
 // their paths, in key order and with disjoint key ranges, for one Ingest.
 // Without spilled runs the sorted hits are cut in two and both tables are
-// written at once.
-func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
+// written at once. The tables also remove the files replaces names (an
+// older entry of a changed file), as Delete does, so that the one Ingest
+// swaps them: there is never a moment with two entries for one path.
+func (t *TableBuilder) Finish(info FileInfo, replaces ...FileInfo) ([]string, error) {
 	info.ID = t.fid
-	cat, err := json.Marshal(info)
-	if err != nil {
-		return nil, err
-	}
+	cat := appendFileInfo(nil, &info)
+	t.replaces = sortedByID(slices.DeleteFunc(slices.Clone(replaces), func(f FileInfo) bool { return f.ID == t.fid }))
 	t.sortHits()
 	if len(t.runs) > 0 {
 		path := filepath.Join(t.dir, "table.sst")
-		sources := []entrySource{&memEntries{hits: t.hits}}
-		for _, name := range t.runs {
-			f, err := os.Open(name)
-			if err != nil {
-				return nil, err
-			}
-			defer f.Close()
-			sources = append(sources, &runEntries{r: bufio.NewReaderSize(f, 32<<10)})
-		}
 		err := t.writeTable(path, cat, true, func(emit func(hitEntry) error) error {
-			return mergeEntries(sources, emit)
+			return mergeRuns(hitCodec, t.dir, "run", t.runs, t.hits, emit)
 		})
 		return []string{path}, err
 	}
@@ -249,10 +232,12 @@ func (t *TableBuilder) Finish(info FileInfo) ([]string, error) {
 	return paths, nil
 }
 
-// writeTable writes one SSTable: the catalog key if cat is set, the hits
-// that each yields (sorted, duplicates dropped), then, in the last table
-// (last), the schema key and the other keys ('r', 's', 'v', which sort
-// after it).
+// writeTable writes one SSTable: the removal of the replaced files and the
+// catalog key if cat is set, the hits that each yields (sorted, duplicates
+// dropped), then, in the last table (last), the schema key, the range
+// deletions of the replaced files' other keys and the new ones ('r', 's',
+// 'v', which sort after the schema key; range deletions are a separate
+// sorted stream in a table).
 func (t *TableBuilder) writeTable(path string, cat []byte, last bool, each func(func(hitEntry) error) error) error {
 	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
@@ -262,6 +247,11 @@ func (t *TableBuilder) writeTable(path string, cat []byte, last bool, each func(
 	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), opts.MakeWriterOptions(0, pebble.FormatNewest.MaxTableFormat()))
 	err = func() error {
 		if cat != nil {
+			// The replaced files' keys sort before the new entry's:
+			// 'd' fid, then 'f' fid with a lower fid.
+			if err := retirePoints(w, t.replaces); err != nil {
+				return err
+			}
 			if err := w.Set(fileKey(t.fid), cat); err != nil {
 				return err
 			}
@@ -291,6 +281,9 @@ func (t *TableBuilder) writeTable(path string, cat []byte, last bool, each func(
 		if err := w.Set(schemaKey, []byte(SchemaVersion)); err != nil {
 			return err
 		}
+		if err := retireRanges(w, t.replaces); err != nil {
+			return err
+		}
 		return t.extras.each(func(k, v []byte) error { return w.Set(k, v) })
 	}()
 	if cerr := w.Close(); err == nil {
@@ -307,92 +300,35 @@ func (t *TableBuilder) Discard() error {
 	return os.RemoveAll(t.dir)
 }
 
-type entrySource interface {
-	next() (hitEntry, error) // io.EOF at the end
-}
-
-type memEntries struct {
-	hits []hitEntry
-	i    int
-}
-
-func (m *memEntries) next() (hitEntry, error) {
-	if m.i >= len(m.hits) {
-		return hitEntry{}, io.EOF
-	}
-	m.i++
-	return m.hits[m.i-1], nil
-}
-
-type runEntries struct {
-	r   *bufio.Reader
-	rec [hitEntrySize]byte
-}
-
-func (r *runEntries) next() (hitEntry, error) {
-	if _, err := io.ReadFull(r.r, r.rec[:]); err != nil {
-		if err == io.ErrUnexpectedEOF {
-			return hitEntry{}, errors.New("run file cut short")
+// hitCodec reads and writes hit entries in run files: the key's 32 bytes,
+// the position and the connection start, big-endian.
+var hitCodec = runCodec[hitEntry]{
+	compare: compareEntries,
+	read: func(r *bufio.Reader) (hitEntry, error) {
+		var rec [hitEntrySize]byte
+		var e hitEntry
+		if _, err := io.ReadFull(r, rec[:]); err != nil {
+			if err == io.ErrUnexpectedEOF {
+				return e, errors.New("run file cut short")
+			}
+			return e, err
 		}
-		return hitEntry{}, err
-	}
-	var e hitEntry
-	for i := range e.w {
-		e.w[i] = binary.BigEndian.Uint64(r.rec[8*i:])
-	}
-	e.pos = binary.BigEndian.Uint32(r.rec[32:])
-	e.conn = binary.BigEndian.Uint32(r.rec[36:])
-	return e, nil
-}
-
-type mergeItem struct {
-	e   hitEntry
-	src entrySource
-}
-
-type mergeHeap []mergeItem
-
-func (h mergeHeap) Len() int           { return len(h) }
-func (h mergeHeap) Less(i, j int) bool { return compareEntries(h[i].e, h[j].e) < 0 }
-func (h mergeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *mergeHeap) Push(x any)        { *h = append(*h, x.(mergeItem)) }
-func (h *mergeHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-func mergeEntries(srcs []entrySource, emit func(hitEntry) error) error {
-	h := mergeHeap{}
-	for _, s := range srcs {
-		e, err := s.next()
-		if err == io.EOF {
-			continue
+		for i := range e.w {
+			e.w[i] = binary.BigEndian.Uint64(rec[8*i:])
 		}
-		if err != nil {
-			return err
+		e.pos = binary.BigEndian.Uint32(rec[32:])
+		e.conn = binary.BigEndian.Uint32(rec[36:])
+		return e, nil
+	},
+	write: func(w *bufio.Writer, e hitEntry) {
+		var rec [hitEntrySize]byte
+		for i, x := range e.w {
+			binary.BigEndian.PutUint64(rec[8*i:], x)
 		}
-		h = append(h, mergeItem{e, s})
-	}
-	heap.Init(&h)
-	for len(h) > 0 {
-		top := &h[0]
-		if err := emit(top.e); err != nil {
-			return err
-		}
-		e, err := top.src.next()
-		if err == io.EOF {
-			heap.Pop(&h)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		top.e = e
-		heap.Fix(&h, 0)
-	}
-	return nil
+		binary.BigEndian.PutUint32(rec[32:], e.pos)
+		binary.BigEndian.PutUint32(rec[36:], e.conn)
+		w.Write(rec[:])
+	},
 }
 
 // encodeConn packs where a hit's connection starts, relative to the hit's

@@ -47,12 +47,12 @@ func TestTableBuilder(t *testing.T) {
 				}
 			}
 			tb.AddRaw(700, xff.XForwardedFor, []byte("198.51.100.1, 198.51.100.2"))
-			info := FileInfo{Path: "/x.pcap"}
+			info := pcapEntry(0, "/x.pcap")
 			tables, err := tb.Finish(info)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := store.Commit(tables, info, nil); err != nil {
+			if err := store.Commit(tables); err != nil {
 				t.Fatal(err)
 			}
 			tb.Discard()

@@ -151,6 +151,11 @@ type session struct {
 	b       *Builder
 	files   []index.FileInfo // current catalog entries
 	claimed map[uint32]bool  // entries matched to a path seen by this build
+	nextID  uint32           // the id the next file indexed from scratch gets
+	// invalid holds the catalog entries that do not decode or validate,
+	// by path (empty: the path is unknown): a build of the path indexes it
+	// again, replacing the entry; prune removes it if the file is gone.
+	invalid map[string][]index.InvalidEntry
 	started time.Time
 	total   int64 // bytes to read, for progress
 	done    int64
@@ -200,6 +205,17 @@ func (b *Builder) Rebuild(paths []string, report func(FileResult)) (st Stats, as
 	var listed []string
 	if b.Store.Exists() {
 		files, err := b.Store.Catalog()
+		var invalid index.InvalidEntries
+		if errors.As(err, &invalid) {
+			// The valid entries are listed; an invalid one's path, where
+			// it has one, is indexed again too.
+			for _, e := range invalid {
+				if filepath.IsAbs(e.Path) {
+					files = append(files, index.FileInfo{Path: e.Path})
+				}
+			}
+			err = nil
+		}
 		if err != nil {
 			cause := err.Error()
 			var ie *index.IndexError
@@ -351,10 +367,22 @@ func (b *Builder) locked(report func(FileResult), work func(s *session, done fun
 			report(r)
 		}
 	})
-	if len(s.refreshed) > 0 {
+	if len(s.refreshed) > 0 && s.stop == nil {
 		if err := b.Store.Update(s.refreshed...); err != nil {
 			// Costs the next runs a hash of those files' starts, nothing else.
 			b.logger().Warn("could not record the status change time of unchanged files", "files", len(s.refreshed), "err", err)
+		}
+	}
+	// Removed and replaced files leave their hit keys behind; once they
+	// are a good share of the index, one scan removes them all.
+	var live int64
+	for _, f := range s.files {
+		live += f.Addresses
+	}
+	// When the index failed as a whole, nothing more is written to it.
+	if s.stop == nil {
+		if _, err := b.Store.Collect(live); err != nil {
+			b.logger().Warn("removing the hits of removed files", "err", err)
 		}
 	}
 	st.Duration = time.Since(s.started)
@@ -362,34 +390,31 @@ func (b *Builder) locked(report func(FileResult), work func(s *session, done fun
 }
 
 func (b *Builder) newSession() (*session, error) {
-	s := &session{b: b, claimed: map[uint32]bool{}, started: time.Now()}
+	s := &session{b: b, claimed: map[uint32]bool{}, started: time.Now(), nextID: 1}
 	if !b.Store.Exists() {
 		return s, nil
+	}
+	var err error
+	if s.nextID, err = b.Store.NextID(); err != nil {
+		return nil, err
 	}
 	files, err := b.Store.Catalog()
 	if errors.Is(err, index.ErrNoIndex) {
 		return s, nil // a first build died creating the database
 	}
-	if err != nil {
-		return nil, err
-	}
-	// Two entries for one path are left by a build that died between
-	// ingesting a file's new entry and removing its old one: finish that.
-	newest := map[string]uint32{}
-	for _, f := range files {
-		newest[f.Path] = max(newest[f.Path], f.ID)
-	}
-	var stale []uint32
-	for _, f := range files {
-		if f.ID != newest[f.Path] {
-			stale = append(stale, f.ID)
-		} else {
-			s.files = append(s.files, f)
+	var invalid index.InvalidEntries
+	if errors.As(err, &invalid) {
+		s.invalid = map[string][]index.InvalidEntry{}
+		for _, e := range invalid {
+			b.logger().Debug(e.Error())
+			s.invalid[e.Path] = append(s.invalid[e.Path], e)
 		}
-	}
-	if err := b.Store.Delete(stale...); err != nil {
+	} else if err != nil {
 		return nil, err
 	}
+	// One entry per path: a changed file's entry is replaced in the same
+	// Ingest (schema 4; Store.Upgrade removed older leftovers).
+	s.files = files
 	return s, nil
 }
 
@@ -462,6 +487,17 @@ func (s *session) indexFile(path string) FileResult {
 		r.Err = err
 		return r
 	}
+	if bad := s.invalid[path]; len(bad) > 0 {
+		// The entry cannot be trusted: index the file again, replacing it.
+		delete(s.invalid, path)
+		r = s.scan(path, id, &index.FileInfo{ID: bad[0].ID, Path: path}, true)
+		r.Action = ActionChanged
+		r.Warnings = append(r.Warnings, fmt.Sprintf("its catalog entry was invalid (%v): indexed again", bad[0].Reason))
+		if !r.Committed {
+			r.Action = ActionFailed
+		}
+		return r
+	}
 	entry, oldPath := s.entryFor(path, id)
 	if entry != nil {
 		s.claimed[entry.ID] = true
@@ -525,15 +561,21 @@ func sameFileOrUnknown(id index.Identity, f *index.FileInfo) bool {
 // entry.ResumeAt on, and commits its hits.
 func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fromScratch bool) FileResult {
 	r := FileResult{Path: path, Action: ActionNew}
-	fid := index.NextID(s.files)
+	var fid uint32
 	var replaces []index.FileInfo
 	info := index.FileInfo{Path: path, Headers: xff.AllHeaders}
-	if entry != nil {
-		if fromScratch {
+	if entry != nil && !fromScratch {
+		fid, info = entry.ID, *entry
+	} else {
+		if entry != nil {
 			replaces = []index.FileInfo{*entry}
-		} else {
-			fid, info = entry.ID, *entry
 		}
+		fid = s.nextID
+		if fid == 0 {
+			r.Err = fmt.Errorf("%s: no file id left in the index", path)
+			return r
+		}
+		s.nextID++
 	}
 	info.ID, info.Size, info.ModTime = fid, id.Size, id.ModTime
 	info.Dev, info.Inode, info.CTime = uint64(id.Dev), uint64(id.Inode), id.CTime
@@ -571,10 +613,10 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 	info.Addresses += table.Entries
 	info.IndexedAt = time.Now().UTC()
 	t1 := time.Now()
-	tables, err := table.Finish(info)
+	tables, err := table.Finish(info, replaces...)
 	t2 := time.Now()
 	if err == nil {
-		err = s.b.Store.Commit(tables, info, replaces)
+		err = s.b.Store.Commit(tables)
 	}
 	s.b.logger().Debug("indexed", "file", path, "scan", t1.Sub(t0), "table", t2.Sub(t1), "commit", time.Since(t2))
 	if err != nil {
@@ -620,7 +662,27 @@ func (s *session) progress(file string, fileDone, fileBytes, delta int64) {
 func (s *session) prune() []FileResult {
 	var out []FileResult
 	var notCaptures []notCapture
-	var gone []uint32
+	var gone []index.FileInfo
+	goneIDs := map[uint32]bool{}
+	// Invalid entries whose file is gone, or whose path is unknown or not
+	// one a build indexes (they can never be answered nor indexed again).
+	for path, bad := range s.invalid {
+		if filepath.IsAbs(path) && !strings.ContainsRune(path, 0) {
+			if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+		}
+		for _, e := range bad {
+			name := path
+			if name == "" {
+				name = fmt.Sprintf("file %d of the index", e.ID)
+			}
+			gone = append(gone, index.FileInfo{ID: e.ID, Path: path})
+			out = append(out, FileResult{Path: name, Action: ActionPruned, Info: index.FileInfo{ID: e.ID, Path: path}, Committed: true,
+				Warnings: []string{fmt.Sprintf("its catalog entry was invalid (%v)", e.Reason)}})
+		}
+		delete(s.invalid, path)
+	}
 	for _, f := range s.files {
 		if s.claimed[f.ID] {
 			continue
@@ -628,7 +690,8 @@ func (s *session) prune() []FileResult {
 		id, err := index.StatIdentity(f.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			gone = append(gone, f.ID)
+			gone = append(gone, f)
+			goneIDs[f.ID] = true
 			out = append(out, FileResult{Path: f.Path, Action: ActionPruned, Info: f, Committed: true})
 		case err == nil && id.Size != f.Size:
 			// A file of the size indexed still starts as a capture did
@@ -641,7 +704,7 @@ func (s *session) prune() []FileResult {
 	if err := s.b.Store.Delete(gone...); err != nil {
 		return []FileResult{{Action: ActionFailed, Err: err}}
 	}
-	s.files = slices.DeleteFunc(s.files, func(f index.FileInfo) bool { return slices.Contains(gone, f.ID) })
+	s.files = slices.DeleteFunc(s.files, func(f index.FileInfo) bool { return goneIDs[f.ID] })
 	return append(out, s.dropNotCaptures(notCaptures)...)
 }
 
@@ -665,13 +728,13 @@ func isNotCapture(err error) bool {
 // met in a directory is passed over.
 func (s *session) dropNotCaptures(ncs []notCapture) []FileResult {
 	var out []FileResult
-	var drop []uint32
+	var drop []index.FileInfo
 	for _, nc := range ncs {
 		i := slices.IndexFunc(s.files, func(f index.FileInfo) bool { return f.Path == nc.path && !s.claimed[f.ID] })
 		switch {
 		case i >= 0:
 			f := s.files[i]
-			drop = append(drop, f.ID)
+			drop = append(drop, f)
 			why := strings.TrimPrefix(nc.err.Error(), nc.path+": ")
 			out = append(out, FileResult{Path: f.Path, Action: ActionPruned, Info: f, Committed: true, Warnings: []string{
 				fmt.Sprintf("no longer a capture (%s): its entry and the %d hits it was indexed with are dropped from the index", why, f.Hits),
@@ -688,7 +751,9 @@ func (s *session) dropNotCaptures(ncs []notCapture) []FileResult {
 	if err := s.b.Store.Delete(drop...); err != nil {
 		return []FileResult{{Action: ActionFailed, Err: err}}
 	}
-	s.files = slices.DeleteFunc(s.files, func(f index.FileInfo) bool { return slices.Contains(drop, f.ID) })
+	s.files = slices.DeleteFunc(s.files, func(f index.FileInfo) bool {
+		return slices.ContainsFunc(drop, func(d index.FileInfo) bool { return d.ID == f.ID })
+	})
 	return out
 }
 

@@ -25,7 +25,11 @@ func answers(t *testing.T, store *index.Store) []string {
 	if !store.Exists() {
 		return nil
 	}
-	hits, files, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, xff.AllHeaders)
+	hits, _, err := store.Lookup([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, xff.AllHeaders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := store.Catalog()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ var everything = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustPa
 // every other hit key is rewritten: an upgrade cut short by a crash.
 func downgrade(t *testing.T, store *index.Store, half bool) {
 	t.Helper()
+	entries := jsonEntries(t, store)
 	db, err := pebble.Open(filepath.Join(store.Dir, "db"), &pebble.Options{Logger: quietLog{}})
 	if err != nil {
 		t.Fatal(err)
@@ -55,10 +57,7 @@ func downgrade(t *testing.T, store *index.Store, half bool) {
 		case 'm':
 			b.Delete(k, nil)
 		case 'f':
-			var f map[string]any
-			if err := json.Unmarshal(it.Value(), &f); err != nil {
-				t.Fatal(err)
-			}
+			f := entries[string(k)]
 			delete(f, "headers")
 			delete(f, "other_header_lines")
 			v, _ := json.Marshal(f)
@@ -72,6 +71,29 @@ func downgrade(t *testing.T, store *index.Store, half bool) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// jsonEntries returns the store's catalog entries as the JSON objects
+// xffidx wrote before schema 4, by key.
+func jsonEntries(t *testing.T, store *index.Store) map[string]map[string]any {
+	t.Helper()
+	files, err := store.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]any{}
+	for _, f := range files {
+		v, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(v, &m); err != nil {
+			t.Fatal(err)
+		}
+		out[string(binary.BigEndian.AppendUint32([]byte{'f'}, f.ID))] = m
+	}
+	return out
 }
 
 type quietLog struct{}
@@ -182,6 +204,7 @@ func TestUpgradeSchema2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	entries := jsonEntries(t, store)
 	func() {
 		db, err := pebble.Open(filepath.Join(store.Dir, "db"), &pebble.Options{Logger: quietLog{}})
 		if err != nil {
@@ -198,10 +221,7 @@ func TestUpgradeSchema2(t *testing.T) {
 			case 'm':
 				b.Set(k, []byte("2"), nil)
 			case 'f':
-				var f map[string]any
-				if err := json.Unmarshal(it.Value(), &f); err != nil {
-					t.Fatal(err)
-				}
+				f := entries[string(k)]
 				delete(f, "tracking")
 				v, _ := json.Marshal(f)
 				b.Set(k, v, nil)
@@ -228,6 +248,69 @@ func TestUpgradeSchema2(t *testing.T) {
 	}
 	if st.Reindexed != len(captures) {
 		t.Errorf("%d files re-read, want %d", st.Reindexed, len(captures))
+	}
+	if diff := firstDiff(answers(t, store), want); diff != "" {
+		t.Errorf("after the build, unlike a fresh build: %s", diff)
+	}
+}
+
+// TestUpgradeSchema3: an index of schema 3 could hold two catalog entries
+// of one path (a build died between indexing a changed capture and
+// deleting its old entry; readers then took the newest). Readers of schema
+// 4 take every entry for current: they refuse a schema 3 index until a
+// build or prune upgrades it, which removes the older entry; the build
+// then equals a fresh one.
+func TestUpgradeSchema3(t *testing.T) {
+	dir := t.TempDir()
+	captures := writeCaptures(t, dir, 0, 3, 64<<10)
+	fresh := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	if _, err := (&Builder{Store: fresh}).Build(captures, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := answers(t, fresh)
+
+	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	if _, err := (&Builder{Store: store}).Build(captures, nil); err != nil {
+		t.Fatal(err)
+	}
+	files, err := store.Catalog()
+	if err != nil || len(files) != 3 {
+		t.Fatalf("catalog %v %v", files, err)
+	}
+	// The first capture's entry becomes an older entry of the last one's
+	// path, with other hits: what a crash could leave.
+	stale := files[0]
+	stale.Path = files[2].Path
+	if err := store.Update(stale); err != nil {
+		t.Fatal(err)
+	}
+	// Schema 3 wrote catalog entries as JSON.
+	entries := jsonEntries(t, store)
+	func() {
+		db, err := pebble.Open(filepath.Join(store.Dir, "db"), &pebble.Options{Logger: quietLog{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		b := db.NewBatch()
+		for k, f := range entries {
+			v, _ := json.Marshal(f)
+			b.Set([]byte(k), v, nil)
+		}
+		b.Set([]byte("mschema"), []byte("3"), nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if _, _, err := store.Lookup(everything, xff.AllHeaders); !errors.Is(err, index.ErrOldSchema) || !strings.Contains(err.Error(), "schema 3") {
+		t.Fatalf("look-up in a schema 3 index: %v", err)
+	}
+	st, err := (&Builder{Store: store}).Build(captures, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.New != 1 || st.Unchanged != 2 {
+		t.Errorf("build after the upgrade: %+v, want the first capture new, the others unchanged", st)
 	}
 	if diff := firstDiff(answers(t, store), want); diff != "" {
 		t.Errorf("after the build, unlike a fresh build: %s", diff)

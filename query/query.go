@@ -56,7 +56,7 @@ type Result struct {
 // Summary is what a search reports besides its rows.
 type Summary struct {
 	Matched  int              // rows passed on
-	Files    []index.FileInfo // the catalog the search read (for Export)
+	Files    []index.FileInfo // the catalog entries of the hits' captures (for Export)
 	Problems []FileProblem    // files that vanished or changed since indexing
 	// Undecided counts hits --client-only left out because their request's
 	// XFF list could not be read whole (see Options.ClientOnly).

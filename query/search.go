@@ -92,6 +92,42 @@ func (o *Options) fewerHeaders(files []index.FileInfo) []string {
 	return paths
 }
 
+// fewerHeadersIn is fewerHeaders over the whole catalog, read only when
+// the options search a header beyond X-Forwarded-For (every capture was
+// indexed for that one).
+func (o *Options) fewerHeadersIn(store *index.Store) ([]string, error) {
+	if o.headers()&^xff.SetOf(xff.XForwardedFor) == 0 {
+		return nil, nil
+	}
+	files, err := store.Catalog()
+	var invalid index.InvalidEntries
+	if err != nil && !errors.As(err, &invalid) {
+		return nil, err // invalid entries are reported by the look-up
+	}
+	return o.fewerHeaders(files), nil
+}
+
+// invalidEntries turns the catalog entries a look-up found invalid (err
+// is an index.InvalidEntries) into problems, those of captures the options
+// leave out apart; any other error is returned.
+func (o *Options) invalidEntries(err error) ([]FileProblem, error) {
+	var invalid index.InvalidEntries
+	if !errors.As(err, &invalid) {
+		return nil, err
+	}
+	var out []FileProblem
+	for _, e := range invalid {
+		p := FileProblem{Path: e.Path, Hits: e.Hits, Err: fmt.Errorf("catalog entry is invalid: %w", e.Reason)}
+		if e.Path == "" {
+			p.Path = fmt.Sprintf("file %d of the index", e.ID)
+		} else if !o.fileMatches(&index.FileInfo{Path: e.Path}) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // headers returns the headers searched.
 func (o *Options) headers() xff.HeaderSet {
 	if o.Headers == 0 {
@@ -291,14 +327,19 @@ func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, e
 		packet = append(packet, h)
 		return nil
 	})
+	invalid, err := opt.invalidEntries(err)
 	if err == nil {
 		err = flushPacket()
 	}
 	if file != nil {
 		endFile()
 	}
+	sum.Problems = append(sum.Problems, invalid...)
 	sum.Files, sum.Spills = info.Files, info.Spills
-	sum.FewerHeaders = opt.fewerHeaders(info.Files)
+	if err != nil {
+		return sum, err
+	}
+	sum.FewerHeaders, err = opt.fewerHeadersIn(store)
 	return sum, err
 }
 

@@ -79,13 +79,9 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	if err := so.Validate(); err != nil {
 		return TopResult{}, err
 	}
-	var fewer []string
-	if opt.Headers != 0 {
-		files, err := store.Catalog()
-		if err != nil {
-			return TopResult{}, err
-		}
-		fewer = so.fewerHeaders(files)
+	fewer, err := so.fewerHeadersIn(store)
+	if err != nil {
+		return TopResult{}, err
 	}
 
 	// One scan: per address, upper (hits in captures overlapping the
@@ -125,7 +121,8 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 		rec = binary.AppendUvarint(rec, uint64(cur.lower))
 		return cands.Add(rec)
 	}
-	err := store.ScanHits(so.headers(), func(a netip.Addr, f *index.FileInfo, off int64) error {
+	var scanProblems []FileProblem
+	err = store.ScanHits(so.headers(), func(a netip.Addr, f *index.FileInfo, off int64) error {
 		if a != cur.addr {
 			if err := flush(); err != nil {
 				return err
@@ -149,7 +146,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 		}
 		return nil
 	})
-	if err == nil {
+	if scanProblems, err = so.invalidEntries(err); err == nil {
 		err = flush()
 	}
 	if err != nil {
@@ -164,7 +161,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 	}
 	var ranked []scored
 	better := func(a, b scored) int { return cmp.Or(cmp.Compare(b.hits, a.hits), a.addr.Compare(b.addr)) }
-	res := TopResult{FewerHeaders: fewer}
+	res := TopResult{FewerHeaders: fewer, Problems: scanProblems}
 	add := func(a netip.Addr, n int) {
 		if n == 0 {
 			return
@@ -281,8 +278,8 @@ func countInWindow(store *index.Store, addrs []netip.Addr, so Options) (map[neti
 	for i, a := range addrs {
 		ps[i] = netip.PrefixFrom(a, a.BitLen())
 	}
-	counts := map[netip.Addr]int{}
 	var probs []FileProblem
+	counts := map[netip.Addr]int{}
 	r := &recordReader{}
 	defer r.close()
 	var (
@@ -345,6 +342,9 @@ func countInWindow(store *index.Store, addrs []netip.Addr, so Options) (map[neti
 	if file != nil {
 		endFile()
 	}
+	// Invalid catalog entries: the scan that chose these addresses named
+	// them with all their hits already.
+	_, err = so.invalidEntries(err)
 	return counts, probs, err
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -49,7 +50,7 @@ of a rotation whose open connections this one took up (absent if none).`,
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
-			files, err := store.Catalog()
+			files, invalid, err := catalog(store)
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
@@ -74,11 +75,35 @@ of a rotation whose open connections this one took up (absent if none).`,
 			default:
 				return &exitError{code: exitTrouble, err: fmt.Errorf("files: unknown --format %q (want table or json)", outFormat)}
 			}
-			return nil
+			w.Flush()
+			return reportInvalid(g, invalid)
 		},
 	}
 	cmd.Flags().StringVar(&outFormat, "format", "table", "output: table or json")
 	return cmd
+}
+
+// catalog reads the catalog: the valid entries and, apart, the invalid
+// ones (see reportInvalid).
+func catalog(store *index.Store) ([]index.FileInfo, index.InvalidEntries, error) {
+	files, err := store.Catalog()
+	var invalid index.InvalidEntries
+	if errors.As(err, &invalid) {
+		err = nil
+	}
+	return files, invalid, err
+}
+
+// reportInvalid names the invalid catalog entries on stderr, after the
+// command's output; they make it exit 2.
+func reportInvalid(g *globals, invalid index.InvalidEntries) error {
+	for _, e := range invalid {
+		fmt.Fprintln(g.stderr, "xffidx:", safe(e.Error()))
+	}
+	if len(invalid) > 0 {
+		return &exitError{code: exitTrouble}
+	}
+	return nil
 }
 
 // tsDigits is the finest timestamp resolution of a capture's interfaces, in

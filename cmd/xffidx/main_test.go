@@ -568,3 +568,52 @@ func TestSameSizeAndMtimeOtherBytes(t *testing.T) {
 		t.Errorf("query for the new address after the build: exit %d, %s", code, out)
 	}
 }
+
+// TestInvalidCatalogEntryCommands: a crafted catalog entry (a pcap section
+// without its interface) makes files, stats, query and top name it and
+// exit 2, answering from the other captures; the next build indexes its
+// capture again.
+func TestInvalidCatalogEntryCommands(t *testing.T) {
+	dir, ix := t.TempDir(), t.TempDir()
+	good, bad := filepath.Join(dir, "good.pcap"), filepath.Join(dir, "bad.pcap")
+	copyFile(t, corpus+"xff_erspan_gre_mixed.pcap", good)
+	copyFile(t, corpus+"xff_erspan_gre_mixed.pcap", bad)
+	if code, _, stderr := xffx(t, ix, "build", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	store := &index.Store{Dir: ix, LockWait: 5 * time.Second}
+	files, err := store.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Path == bad {
+			f.Sections[0].Ifaces = nil
+			if err := store.Update(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	named := `catalog entry for "` + bad + `" is invalid`
+	code, out, stderr := xffx(t, ix, "files", "--format", "json")
+	if code != 2 || !strings.Contains(out, "good.pcap") || strings.Contains(out, "bad.pcap") || !strings.Contains(stderr, named) {
+		t.Errorf("files: exit %d, %q, %q", code, out, stderr)
+	}
+	if code, _, stderr := xffx(t, ix, "stats"); code != 2 || !strings.Contains(stderr, named) {
+		t.Errorf("stats: exit %d, %q", code, stderr)
+	}
+	code, out, stderr = xffx(t, ix, "query", "--ip", "106.113.55.163", "--format", "json")
+	hits := parseHits(t, out)
+	if code != 2 || len(hits) != 2 || hits[0].File != good || !strings.Contains(stderr, bad+": catalog entry is invalid") {
+		t.Errorf("query: exit %d, %d hits, %q", code, len(hits), stderr)
+	}
+	if code, out, stderr := xffx(t, ix, "top", "--format", "json"); code != 2 || out == "" || !strings.Contains(stderr, "catalog entry is invalid") {
+		t.Errorf("top: exit %d, %q, %q", code, out, stderr)
+	}
+	if code, _, stderr := xffx(t, ix, "build", dir); code != 0 || !strings.Contains(stderr, "1 changed") {
+		t.Errorf("build: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := xffx(t, ix, "query", "--ip", "106.113.55.163"); code != 0 {
+		t.Errorf("query after the build: exit %d, %q", code, stderr)
+	}
+}

@@ -16,7 +16,7 @@ func newStats(g *globals) *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
-			files, err := store.Catalog()
+			files, invalid, err := catalog(store)
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
@@ -41,7 +41,7 @@ func newStats(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(g.stdout, "files\t%d\ncapture bytes\t%d\npackets\t%d\nhit packets\t%d\naddress entries\t%d\nindex bytes\t%d\nindex bytes per entry\t%.1f\nxff lines\t%d\nother forwarding header lines\t%d\nlines in a later segment than their request line\t%d\ngaps\t%d\n",
 				len(files), bytes, packets, hits, addrs, disk, perEntry, xffLines, otherLines, contLines, gaps)
-			return nil
+			return reportInvalid(g, invalid)
 		},
 	}
 }
