@@ -38,8 +38,10 @@ measure() {
 	local secs kb
 	read -r secs kb <"$OUT/time"
 	printf "  %-10s %-16s %8.2f s %8.0f MiB\n" "$label" "$(basename "$bin")" "$secs" "$(awk -v k="$kb" 'BEGIN { print k / 1024 }')"
+	echo "$label $(basename "$bin") $n $secs $kb" >>"$OUT/results"
 }
 
+: >"$OUT/results"
 for n in $HITS; do
 	cap="$OUT/hits-$n.pcap"
 	ix="$OUT/index-$n"
@@ -48,7 +50,9 @@ for n in $HITS; do
 		"$OUT/capgen" -seed 7 -size "$size" -xff-rate 0.3 -o "$cap" 2>/dev/null
 		rm -rf "$ix"
 	fi
-	[ -d "$ix" ] || "$X" --index "$ix" build --quiet "$cap"
+	# Incremental: nothing to do for an index of this capture made by this
+	# build, an upgrade for one an older xffidx made.
+	"$X" --index "$ix" build --quiet "$cap"
 	hits=$("$X" --index "$ix" query --ip "$ADDR" --format json | wc -l)
 	flows=$("$X" --index "$ix" query --ip "$ADDR" --flows --format json | wc -l)
 	echo "$n hits asked: $hits hits of $ADDR in $flows flows, capture $(stat -c %s "$cap") bytes"
@@ -61,3 +65,14 @@ for n in $HITS; do
 	rm -f "$OUT/w.pcap"
 	if [ -z "${KEEP:-}" ]; then rm -rf "$cap" "$ix"; fi
 done
+
+# Memory and time at the largest size against the smallest, per command: a
+# memory ratio near 1 means it does not follow the hits.
+awk -v first="${HITS%% *}" -v last="${HITS##* }" '
+	$3 == first { t0[$1 " " $2] = $4; m0[$1 " " $2] = $5 }
+	$3 == last { t1[$1 " " $2] = $4; m1[$1 " " $2] = $5 }
+	END {
+		if (first == last) exit
+		printf "%s vs %s hits:\n", last, first
+		for (k in t1) if (k in t0) printf "  %-26s time x%.1f, peak RSS x%.2f (%.0f vs %.0f MiB)\n", k, t1[k] / t0[k], m1[k] / m0[k], m1[k] / 1024, m0[k] / 1024
+	}' "$OUT/results"
