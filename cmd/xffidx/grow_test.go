@@ -2,40 +2,15 @@ package main
 
 import (
 	"bytes"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
-
 	"github.com/xffidx/xffidx/format/capgen"
 )
-
-// tcpRecord is one Ethernet/IPv4/TCP packet from 10.0.0.1:40000 to
-// 10.0.0.2:80 carrying payload at sequence number seq, as a pcap record.
-func tcpRecord(t *testing.T, w *pcapgo.Writer, ts time.Time, seq uint32, flags string, payload string) {
-	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
-	tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: seq, Ack: 1, Window: 65535, ACK: true, PSH: payload != "", SYN: flags == "S"}
-	if flags == "S" {
-		tcp.ACK = false
-	}
-	tcp.SetNetworkLayerForChecksum(ip)
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp, gopacket.Payload(payload)); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(b), Length: len(b)}, b); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestGrownFileContinuesHeaderBlock is issue 10's item 2 as a user meets
 // it: a capture holding the first segment of a request's header block is
@@ -47,22 +22,26 @@ func TestGrownFileContinuesHeaderBlock(t *testing.T) {
 	const b = "X-Forwarded-For: 203.0.113.5\r\nAccept: */*\r\n\r\n"
 	dir, ix := t.TempDir(), t.TempDir()
 	path := filepath.Join(dir, "live.pcap")
-	f, err := os.Create(path)
-	if err != nil {
+	client, server := netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.2:80")
+	const isn, syn, ack = 1000, 0x02, 0x10
+	w := capgen.NewPcapWriter(65535, 1, false, false)
+	w.Packet(1700000000, 0, capgen.TCPFrame(client, server, isn, 0, syn, nil))
+	w.Packet(1700000000, 1000, capgen.TCPFrame(client, server, isn+1, 1, ack, []byte(a)))
+	if err := os.WriteFile(path, w.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Unix(1700000000, 0)
-	const isn = 1000
-	tcpRecord(t, w, t0, isn, "S", "")
-	tcpRecord(t, w, t0.Add(time.Millisecond), isn+1, "", a)
 	if code, _, stderr := xffx(t, ix, "build", dir); code != 0 {
 		t.Fatalf("first build: exit %d, %s", code, stderr)
 	}
-	tcpRecord(t, w, t0.Add(2*time.Millisecond), isn+1+uint32(len(a)), "", b)
+	first := len(w.Bytes())
+	w.Packet(1700000000, 2000, capgen.TCPFrame(client, server, isn+1+uint32(len(a)), 1, ack, []byte(b)))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(w.Bytes()[first:]); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 
 	code, _, stderr := xffx(t, ix, "build", dir)
