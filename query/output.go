@@ -42,6 +42,8 @@ type jsonRow struct {
 	Path   string `json:"path"`
 	// The header the address was in: only when headers were asked for.
 	Header string `json:"header,omitempty"`
+	// The sensor holding the packet: only in answers from a central store.
+	Sensor string `json:"sensor,omitempty"`
 }
 
 // FormatTS renders a timestamp in RFC 3339 UTC with digits fractional digits.
@@ -152,6 +154,7 @@ type RowWriter struct {
 	bw         *bufio.Writer
 	format     string
 	showHeader bool
+	showSensor bool
 	enc        *json.Encoder
 	cw         *csv.Writer
 	tab        *table
@@ -159,7 +162,18 @@ type RowWriter struct {
 
 // NewRowWriter starts the output: the CSV header row, or the table's.
 func NewRowWriter(out io.Writer, format string, showHeader bool) (*RowWriter, error) {
-	w := &RowWriter{bw: bufio.NewWriterSize(out, 64<<10), format: format, showHeader: showHeader}
+	return newRowWriter(out, format, showHeader, false)
+}
+
+// NewSensorRowWriter is NewRowWriter for answers from a central store:
+// each row also names its sensor (a "sensor" JSON field, a last CSV
+// column, a first SENSOR table column).
+func NewSensorRowWriter(out io.Writer, format string, showHeader bool) (*RowWriter, error) {
+	return newRowWriter(out, format, showHeader, true)
+}
+
+func newRowWriter(out io.Writer, format string, showHeader, showSensor bool) (*RowWriter, error) {
+	w := &RowWriter{bw: bufio.NewWriterSize(out, 64<<10), format: format, showHeader: showHeader, showSensor: showSensor}
 	switch format {
 	case FormatJSON:
 		w.enc = json.NewEncoder(w.bw)
@@ -171,14 +185,22 @@ func NewRowWriter(out io.Writer, format string, showHeader bool) (*RowWriter, er
 		if showHeader {
 			head = append(head, "header")
 		}
+		if showSensor {
+			head = append(head, "sensor")
+		}
 		w.cw.Write(head)
 	case FormatTable:
 		w.tab = &table{w: w.bw}
-		if showHeader {
-			w.tab.row("TIME", "CLIENT", "SRC", "DST", "PROTO", "HEADER", "VALUE", "REQUEST", "FILE", "OFFSET")
-		} else {
-			w.tab.row("TIME", "CLIENT", "SRC", "DST", "PROTO", "XFF", "REQUEST", "FILE", "OFFSET")
+		var cols []string
+		if showSensor {
+			cols = append(cols, "SENSOR")
 		}
+		if showHeader {
+			cols = append(cols, "TIME", "CLIENT", "SRC", "DST", "PROTO", "HEADER", "VALUE", "REQUEST", "FILE", "OFFSET")
+		} else {
+			cols = append(cols, "TIME", "CLIENT", "SRC", "DST", "PROTO", "XFF", "REQUEST", "FILE", "OFFSET")
+		}
+		w.tab.row(cols...)
 	default:
 		return nil, fmt.Errorf("unknown output format %q (want table, json or csv)", format)
 	}
@@ -198,7 +220,7 @@ func (w *RowWriter) Write(r Row) error {
 			TS: FormatTS(r.TS, r.TSDigit), SrcIP: r.SrcIP.String(), SrcPort: r.SrcPort,
 			DstIP: r.DstIP.String(), DstPort: r.DstPort, Proto: r.Proto,
 			Method: Sanitize(r.Method, uncapped), Host: Sanitize(r.Host, uncapped), Path: Sanitize(r.Path, uncapped),
-			Header: header,
+			Header: header, Sensor: w.sensor(r),
 		})
 	case FormatCSV:
 		rec := []string{
@@ -210,13 +232,27 @@ func (w *RowWriter) Write(r Row) error {
 		if w.showHeader {
 			rec = append(rec, header)
 		}
+		if w.showSensor {
+			rec = append(rec, csvText([]byte(r.Sensor)))
+		}
 		return w.cw.Write(rec)
 	}
-	cells := []string{FormatTS(r.TS, r.TSDigit), r.XFFIP.String(), addrPort(r.SrcIP.String(), r.SrcPort), addrPort(r.DstIP.String(), r.DstPort), r.Proto}
+	var cells []string
+	if w.showSensor {
+		cells = append(cells, Sanitize([]byte(r.Sensor), 64))
+	}
+	cells = append(cells, FormatTS(r.TS, r.TSDigit), r.XFFIP.String(), addrPort(r.SrcIP.String(), r.SrcPort), addrPort(r.DstIP.String(), r.DstPort), r.Proto)
 	if w.showHeader {
 		cells = append(cells, header)
 	}
 	return w.tab.row(append(cells, Sanitize(r.XFF, tableValueMax), Sanitize(r.Request.text(), tableValueMax), Sanitize([]byte(r.File), 256), strconv.FormatInt(r.Offset, 10))...)
+}
+
+func (w *RowWriter) sensor(r Row) string {
+	if !w.showSensor {
+		return ""
+	}
+	return Sanitize([]byte(r.Sensor), uncapped)
 }
 
 // Close ends the output and flushes it.

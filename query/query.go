@@ -30,6 +30,17 @@ type Row struct {
 	TSDigit int // fractional second digits the capture records
 	FiveTuple
 	Request // the request that carried the XFF line (query time)
+	// FileID is the capture's id in the index, Pos the address's position
+	// in the header's list (0: left-most), as the index records them.
+	FileID uint32
+	Pos    int
+	// Provisional: the packet's request was still open where the capture
+	// ended when it was indexed, so a build of the grown capture may give
+	// this row another value or request.
+	Provisional bool
+	// Sensor names the sensor that holds the packet, in answers from a
+	// central store (package fleet); empty in a local query's.
+	Sensor string
 	// conn is where the build says the connection started (its SYN when
 	// connSYN; -1 unknown): --write starts there.
 	conn    int64

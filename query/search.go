@@ -37,6 +37,12 @@ type Options struct {
 	// Files restricts the search to captures whose absolute path, or base
 	// name, matches one of these path.Match patterns. Empty: every capture.
 	Files []string
+	// Select, if set, restricts the search further to the captures it
+	// accepts (a library caller's choice by catalog entry), and StartAt,
+	// if set, to the hits of each at or after the offset it returns; both
+	// are decided before a packet is read.
+	Select  func(*index.FileInfo) bool
+	StartAt func(*index.FileInfo) int64
 	// ClientOnly keeps a hit only when the address is the right-most entry
 	// of its request's list (of the hit's header) that is not in Trusted
 	// (see ClientAddr).
@@ -153,6 +159,9 @@ func (o *Options) windowed() bool { return !o.From.IsZero() || !o.To.IsZero() }
 
 // fileMatches reports whether a capture passes the Files patterns.
 func (o *Options) fileMatches(f *index.FileInfo) bool {
+	if o.Select != nil && !o.Select(f) {
+		return false
+	}
 	if len(o.Files) == 0 {
 		return true
 	}
@@ -302,7 +311,7 @@ func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, e
 			return nil
 		}
 		prev, any = h, true
-		if !opt.selected(h.File) {
+		if !opt.selected(h.File) || (opt.StartAt != nil && h.Offset < opt.StartAt(h.File)) {
 			return nil
 		}
 		if h.File != file {
@@ -392,7 +401,7 @@ func (s *searcher) packet(hits []index.Hit) error {
 			}
 			req = of // the request where it is the client
 		}
-		row := Row{XFFIP: h.Addr, XFF: value, Header: h.Header, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft, conn: h.ConnStart, connSYN: h.ConnSYN}
+		row := Row{XFFIP: h.Addr, XFF: value, Header: h.Header, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft, conn: h.ConnStart, connSYN: h.ConnSYN, FileID: h.File.ID, Pos: h.Pos}
 		if req != nil && !req.Cont {
 			row.Request = Request{Method: bytes.Clone(req.Method), Host: bytes.Clone(req.Host), Path: bytes.Clone(req.Target)}
 		}
@@ -409,8 +418,10 @@ func (s *searcher) packet(hits []index.Hit) error {
 // method, Host and target, and its whole list as the value.
 func (s *searcher) recordedRows(hits []index.Hit, ts time.Time, digits int, ft FiveTuple) error {
 	reqs := make([]recorded, len(hits[0].Requests))
+	provisional := false
 	for i := range reqs {
 		reqs[i].r = &hits[0].Requests[i]
+		provisional = provisional || !reqs[i].r.Complete
 	}
 	for _, h := range hits {
 		var q *recorded
@@ -439,7 +450,7 @@ func (s *searcher) recordedRows(hits []index.Hit, ts time.Time, digits int, ft F
 				continue
 			}
 		}
-		row := Row{XFFIP: h.Addr, Header: h.Header, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft, conn: h.ConnStart, connSYN: h.ConnSYN}
+		row := Row{XFFIP: h.Addr, Header: h.Header, File: h.File.Path, Offset: h.Offset, TS: ts, TSDigit: digits, FiveTuple: ft, conn: h.ConnStart, connSYN: h.ConnSYN, FileID: h.File.ID, Pos: h.Pos, Provisional: provisional}
 		if q != nil {
 			row.XFF = bytes.Clone(q.r.Lists[h.Header])
 			row.Request = Request{Method: bytes.Clone(q.r.Method), Host: bytes.Clone(q.r.Host), Path: bytes.Clone(q.r.Target)}

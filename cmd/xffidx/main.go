@@ -158,6 +158,6 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 			profile.Close()
 		}
 	}
-	root.AddCommand(newBuild(g), newQuery(g), newFiles(g), newPrune(g), newStats(g), newCompact(g), newTop(g))
+	root.AddCommand(newBuild(g), newQuery(g), newPublish(g), newFiles(g), newPrune(g), newStats(g), newCompact(g), newTop(g))
 	return root
 }

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/signal"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/xffidx/xffidx/fleet"
 	"github.com/xffidx/xffidx/query"
 )
 
@@ -18,7 +21,8 @@ func newQuery(g *globals) *cobra.Command {
 	var ips, cidrs, files, trusted, headers []string
 	var from, to, outFormat string
 	var flows, wsFilter, clientOnly, force bool
-	var writeOut string
+	var writeOut, db string
+	var sensors []string
 	cmd := &cobra.Command{
 		Use:   "query (--ip ADDR | --cidr PREFIX)... [flags]",
 		Short: "Print the connections whose X-Forwarded-For values held an address",
@@ -126,6 +130,12 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 				return fail(err)
 			}
 
+			if db != "" {
+				return queryFleet(g, db, sensors, opt, outFormat, len(headers) > 0, writeOut != "" || clientOnly, flows || wsFilter)
+			}
+			if len(sensors) > 0 {
+				return fail(errors.New("--sensor applies only with --db"))
+			}
 			store, err := g.store()
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
@@ -183,6 +193,8 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 	f.StringArrayVar(&trusted, "trusted-proxy", nil, "address or prefix of a proxy you trust to append the true peer address (with --client-only); repeatable")
 	f.StringArrayVar(&headers, "header", nil, "search this forwarding header instead of X-Forwarded-For: X-Forwarded-For, Forwarded, X-Real-IP, True-Client-IP, CF-Connecting-IP (any case), or all; repeatable; each hit then names its header")
 	f.StringVar(&outFormat, "format", "", "output: table, json or csv (default: table on a terminal, else json)")
+	f.StringVar(&db, "db", "", "answer across every sensor from this central store (see publish) instead of the local index")
+	f.StringArrayVar(&sensors, "sensor", nil, "with --db: only rows of this sensor; repeatable")
 	return cmd
 }
 
@@ -278,4 +290,37 @@ func noteFewerHeaders(g *globals, paths []string) {
 		more = fmt.Sprintf(" and %d more", len(paths)-3)
 	}
 	fmt.Fprintf(g.stderr, "xffidx: note: an older xffidx indexed %s%s for X-Forwarded-For alone: build them again (xffidx build PATH...) to index their other headers\n", strings.Join(shown, ", "), more)
+}
+
+// queryFleet answers a query from the central store: the rows of every
+// sensor (or those named), each naming its sensor.
+func queryFleet(g *globals, db string, sensors []string, opt query.Options, outFormat string, showHeader, local, flows bool) error {
+	fail := func(err error) error { return &exitError{code: exitTrouble, err: fmt.Errorf("query: %w", err)} }
+	if local {
+		return fail(errors.New("--write and --client-only read the packets, which stay on the sensors: run the query there (the rows' sensor field names them)"))
+	}
+	if flows {
+		return fail(errors.New("--flows and --wireshark-filter are not answered from the central store yet: run them on the sensors"))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	pool, err := fleet.Connect(ctx, db)
+	if err != nil {
+		return &exitError{code: exitTrouble, err: err}
+	}
+	defer pool.Close()
+	w, err := query.NewSensorRowWriter(g.stdout, outFormat, showHeader)
+	if err != nil {
+		return fail(err)
+	}
+	fo := fleet.Options{Prefixes: opt.Prefixes, From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers, Sensors: sensors}
+	n, err := fleet.Search(ctx, pool, fo, w.Write)
+	err = errors.Join(err, w.Close())
+	if err != nil {
+		return &exitError{code: exitTrouble, err: errors.New(fleet.Redact(err.Error(), db))}
+	}
+	if n == 0 {
+		return &exitError{code: exitNone}
+	}
+	return nil
 }
