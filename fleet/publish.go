@@ -24,8 +24,8 @@ const batchRows = 2000
 // PublishStats says what a publish did.
 type PublishStats struct {
 	New, Grown, Renamed, Changed, Removed, Unchanged int
-	RowsSent, RowsDeleted                           int64
-	Problems                                        []query.FileProblem
+	RowsSent, RowsDeleted                            int64
+	Problems                                         []query.FileProblem
 }
 
 // Sent reports whether the publish changed anything in the store.
@@ -35,10 +35,10 @@ func (s PublishStats) Sent() bool {
 
 // central is a sensor's files row.
 type central struct {
-	fid                                   uint32
-	path, fingerprint                     string
-	size                                  int64
-	gen, pending, staleFrom               int64
+	fid                                uint32
+	path, fingerprint                  string
+	size                               int64
+	gen, pending, staleFrom            int64
 	publishedTo, provisionalFrom, hits int64
 }
 
@@ -407,4 +407,3 @@ func PrefixRange(p netip.Prefix) (lo, hi []byte) {
 	}
 	return lo, []byte{hi[0] + 1}
 }
-
