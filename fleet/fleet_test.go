@@ -1,0 +1,460 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/xffidx/xffidx/fleet/pgtest"
+	"github.com/xffidx/xffidx/format/capgen"
+	"github.com/xffidx/xffidx/format/xff"
+	"github.com/xffidx/xffidx/index"
+	"github.com/xffidx/xffidx/ingest"
+	"github.com/xffidx/xffidx/query"
+)
+
+var everything = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+
+// rowKey is what a row says, as text, with its sensor.
+func rowKey(sensor string, r query.Row) string {
+	return fmt.Sprintf("%s|%s|%s@%d|%v|pos %d|%s|%s|%s:%d>%s:%d %s|%q|%q %q %q",
+		sensor, r.XFFIP, r.File, r.Offset, r.Header, r.Pos, query.FormatTS(r.TS, r.TSDigit), "",
+		r.SrcIP, r.SrcPort, r.DstIP, r.DstPort, r.Proto, r.XFF, r.Method, r.Host, r.Path)
+}
+
+// localRows is every row of the local index in the prefixes and headers,
+// as the central store must give it for sensor.
+func localRows(t *testing.T, store *index.Store, sensor string, opt query.Options) []string {
+	t.Helper()
+	var out []string
+	if !store.Exists() {
+		return nil
+	}
+	_, err := query.SearchEach(store, opt, func(r query.Row) error {
+		out = append(out, rowKey(sensor, r))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func centralRows(t *testing.T, pool *pgxpool.Pool, opt Options) []string {
+	t.Helper()
+	var out []string
+	_, err := Search(context.Background(), pool, opt, func(r query.Row) error {
+		out = append(out, rowKey(r.Sensor, r))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func firstDiff(got, want []string) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("central: %s\n local:   %s", got[i], want[i])
+		}
+	}
+	if len(got) > len(want) {
+		return "central has more: " + got[len(want)]
+	}
+	if len(want) > len(got) {
+		return "local has more: " + want[len(got)]
+	}
+	return ""
+}
+
+func connect(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := Connect(context.Background(), pgtest.Shared(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func build(t *testing.T, store *index.Store, dir string) {
+	t.Helper()
+	if _, err := (&ingest.Builder{Store: store, Opts: ingest.Options{Prune: true, Workers: 2}}).Build([]string{dir}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func genCapture(t *testing.T, seed int64, size int64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	var err error
+	if seed%2 == 1 {
+		_, err = capgen.WriteBusy(&buf, capgen.BusyConfig{Seed: seed, TargetBytes: size, Conns: 100, NoTruth: true})
+	} else {
+		_, err = capgen.Write(&buf, capgen.Config{Seed: seed, Format: capgen.FormatPcap, LinkType: capgen.LinkEthernet, TargetBytes: size, XFFRate: 0.1, CookieRate: 0.3, NoTruth: true})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func copyCorpus(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join("../testdata/corpus", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFleetEqualsUnionOfSensors: three sensors over different captures
+// (real ones from testdata, and generated ones), published to one store;
+// for random addresses and prefixes, with and without windows and other
+// headers, the central answer is the union of the three local answers,
+// row for row, each with its sensor; a second publish sends nothing.
+func TestFleetEqualsUnionOfSensors(t *testing.T) {
+	pool := connect(t)
+	ctx := context.Background()
+	sensors := map[string]*index.Store{}
+	corpus := [][]string{
+		{"xff_erspan_gre_mixed.pcap", "xff_two_ips_small.pcap", "xff_with_original_forwarded_for.pcap"},
+		{"xff_arkime_synthetic_multiproto.pcap", "fmt_pcapng_2if_proxy_http.pcapng", "xff_out_of_order_squid.pcap"},
+		{"xff_leading_zeros.pcap", "fmt_sll2.pcap", "xff_extradata_download.pcap"},
+	}
+	for i, name := range []string{"dc-east", "dc-west", "edge"} {
+		dir := t.TempDir()
+		copyCorpus(t, dir, corpus[i]...)
+		if err := os.WriteFile(filepath.Join(dir, "gen.pcap"), genCapture(t, int64(10+i), 2<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+		build(t, store, dir)
+		st, err := Publish(ctx, pool, store, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.New != 4 || st.RowsSent == 0 {
+			t.Fatalf("%s: publish %+v", name, st)
+		}
+		if st, err = Publish(ctx, pool, store, name); err != nil || st.Sent() || st.Unchanged != 4 {
+			t.Fatalf("%s: second publish %+v, %v: want nothing sent", name, st, err)
+		}
+		sensors[name] = store
+	}
+
+	// Addresses that are there (from every sensor's rows), and some that
+	// are not.
+	var present []netip.Addr
+	for name, store := range sensors {
+		_, err := query.SearchEach(store, query.Options{Prefixes: everything, Headers: xff.AllHeaders}, func(r query.Row) error {
+			present = append(present, r.XFFIP)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(name, err)
+		}
+	}
+	if len(present) < 100 {
+		t.Fatalf("only %d rows in the sensors", len(present))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	type question struct {
+		prefixes []netip.Prefix
+		headers  xff.HeaderSet
+		from, to time.Time
+	}
+	var qs []question
+	for i := range 200 {
+		a := present[rng.IntN(len(present))]
+		if i%10 == 0 {
+			a = netip.AddrFrom4([4]byte{192, 0, 2, byte(rng.IntN(256))})
+		}
+		q := question{prefixes: []netip.Prefix{netip.PrefixFrom(a, a.BitLen())}}
+		if i%3 == 0 {
+			q.headers = xff.AllHeaders
+		}
+		qs = append(qs, q)
+	}
+	for i := range 20 {
+		a := present[rng.IntN(len(present))]
+		bits := 8 + rng.IntN(17)
+		if a.Is6() {
+			bits = 16 + rng.IntN(64)
+		}
+		q := question{prefixes: []netip.Prefix{netip.PrefixFrom(a, bits).Masked()}, headers: xff.AllHeaders}
+		if i%2 == 0 {
+			// A window around the generated captures' times.
+			q.from = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			q.to = q.from.Add(time.Duration(rng.IntN(60)) * time.Second)
+		}
+		qs = append(qs, q)
+	}
+	for _, q := range qs {
+		var want []string
+		for name, store := range sensors {
+			want = append(want, localRows(t, store, name, query.Options{Prefixes: q.prefixes, Headers: q.headers, From: q.from, To: q.to})...)
+		}
+		slices.Sort(want)
+		got := centralRows(t, pool, Options{Prefixes: q.prefixes, Headers: q.headers, From: q.from, To: q.to})
+		if !slices.Equal(got, want) {
+			t.Fatalf("%v headers %b window %v-%v: central %d rows, local %d\n%s", q.prefixes, q.headers, q.from, q.to, len(got), len(want), firstDiff(got, want))
+		}
+	}
+	// --sensor narrows.
+	got := centralRows(t, pool, Options{Prefixes: everything, Headers: xff.AllHeaders, Sensors: []string{"edge"}})
+	if want := localRows(t, sensors["edge"], "edge", query.Options{Prefixes: everything, Headers: xff.AllHeaders}); !slices.Equal(got, want) {
+		t.Fatalf("--sensor edge: central %d rows, local %d\n%s", len(got), len(want), firstDiff(got, want))
+	}
+}
+
+// TestFleetFollowsTheIndex: after each step of a random sequence of grow
+// (appends cut anywhere, inside header blocks too), rename, delete with
+// prune, overwrite and new captures, and a build and a publish, the central
+// store holds exactly the local index's rows; a publish right after sends
+// nothing.
+func TestFleetFollowsTheIndex(t *testing.T) {
+	pool := connect(t)
+	ctx := context.Background()
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			sensor := fmt.Sprintf("follow-%d", seed)
+			rng := rand.New(rand.NewPCG(seed, 99))
+			dir := t.TempDir()
+			store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+			type growing struct {
+				data    []byte
+				written int
+			}
+			live := map[string]*growing{}
+			next := 0
+			newFile := func() {
+				name := filepath.Join(dir, fmt.Sprintf("cap%02d.pcap", next))
+				g := &growing{data: genCapture(t, int64(seed)*100+int64(next), 400<<10)}
+				g.written = 24 + rng.IntN(len(g.data)-24)
+				next++
+				live[name] = g
+				if err := os.WriteFile(name, g.data[:g.written], 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pick := func() string {
+				var names []string
+				for n := range live {
+					names = append(names, n)
+				}
+				if len(names) == 0 {
+					return ""
+				}
+				slices.Sort(names)
+				return names[rng.IntN(len(names))]
+			}
+			newFile()
+			var log []string
+			for range 12 {
+				op, name := rng.IntN(6), pick()
+				switch {
+				case op == 0 || name == "":
+					newFile()
+					log = append(log, "new")
+				case op <= 2:
+					g := live[name]
+					if g.written < len(g.data) {
+						from := g.written
+						g.written += 1 + rng.IntN(len(g.data)-g.written)
+						f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						f.Write(g.data[from:g.written])
+						f.Close()
+					}
+					log = append(log, "grow")
+				case op == 3:
+					to := name + ".1"
+					if _, err := os.Stat(to); err == nil {
+						continue
+					}
+					os.Rename(name, to)
+					live[to] = live[name]
+					delete(live, name)
+					log = append(log, "rename")
+				case op == 4:
+					os.Remove(name)
+					delete(live, name)
+					log = append(log, "delete")
+				default:
+					g := &growing{data: genCapture(t, int64(seed)*100+50+int64(len(log)), 300<<10)}
+					g.written = len(g.data)
+					live[name] = g
+					os.WriteFile(name, g.data, 0o644)
+					log = append(log, "overwrite")
+				}
+				build(t, store, dir)
+				if _, err := Publish(ctx, pool, store, sensor); err != nil {
+					t.Fatalf("after %v: %v", log, err)
+				}
+				got := centralRows(t, pool, Options{Prefixes: everything, Headers: xff.AllHeaders, Sensors: []string{sensor}})
+				want := localRows(t, store, sensor, query.Options{Prefixes: everything, Headers: xff.AllHeaders})
+				if !slices.Equal(got, want) {
+					t.Fatalf("after %v: central %d rows, local %d\n%s", log, len(got), len(want), firstDiff(got, want))
+				}
+				if st, err := Publish(ctx, pool, store, sensor); err != nil || st.Sent() {
+					t.Fatalf("after %v: a second publish %+v, %v; want nothing sent", log, st, err)
+				}
+			}
+			t.Logf("steps: %v", log)
+		})
+	}
+}
+
+// TestStoppedPublishConverges: publishes stopped at random moments (their
+// context cancelled mid-statement: mid-batch, between files, during
+// deletes) never let a query see a capture half published, and the next
+// publish reaches exactly the local content.
+func TestStoppedPublishConverges(t *testing.T) {
+	pool := connect(t)
+	dir := t.TempDir()
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("c%d.pcap", i)), genCapture(t, int64(20+i), 3<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	build(t, store, dir)
+	const sensor = "stopped"
+	want := localRows(t, store, sensor, query.Options{Prefixes: everything, Headers: xff.AllHeaders})
+	perFile := map[string][]string{}
+	for _, r := range want {
+		f := strings.Split(r, "|")[2]
+		f = f[:strings.LastIndex(f, "@")]
+		perFile[f] = append(perFile[f], r)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	stopped := 0
+	for range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(400))*time.Millisecond)
+		_, err := Publish(ctx, pool, store, sensor)
+		cancel()
+		if err != nil {
+			stopped++
+		}
+		// Every capture the store shows, it shows whole.
+		got := centralRows(t, pool, Options{Prefixes: everything, Headers: xff.AllHeaders, Sensors: []string{sensor}})
+		shown := map[string][]string{}
+		for _, r := range got {
+			f := strings.Split(r, "|")[2]
+			f = f[:strings.LastIndex(f, "@")]
+			shown[f] = append(shown[f], r)
+		}
+		for f, rows := range shown {
+			if !slices.Equal(rows, perFile[f]) {
+				t.Fatalf("%s shown with %d rows of %d", f, len(rows), len(perFile[f]))
+			}
+		}
+		// Take some of it away again, for the next publish to redo.
+		if rng.IntN(2) == 0 {
+			if _, err := pool.Exec(context.Background(), `UPDATE xffidx_files SET path = 'elsewhere' WHERE sensor = $1`, sensor); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if stopped == 0 {
+		t.Fatal("no publish was stopped: the timeouts are too long for this machine")
+	}
+	if _, err := Publish(context.Background(), pool, store, sensor); err != nil {
+		t.Fatal(err)
+	}
+	if got := centralRows(t, pool, Options{Prefixes: everything, Headers: xff.AllHeaders, Sensors: []string{sensor}}); !slices.Equal(got, want) {
+		t.Fatalf("after the last publish: central %d rows, local %d\n%s", len(got), len(want), firstDiff(got, want))
+	}
+	t.Logf("%d of 20 publishes stopped", stopped)
+}
+
+// TestStatementsArePortable: the statements xffidx sends use nothing that
+// CockroachDB lacks: no SERIAL or sequences, no inet types or containment
+// operators, no PostgreSQL-only DDL options, no RETURNING-less upsert
+// forms other than ON CONFLICT DO NOTHING / a primary key update.
+func TestStatementsArePortable(t *testing.T) {
+	var stmts []string
+	stmts = append(stmts, schemaStatements...)
+	stmts = append(stmts, searchStatement)
+	src, err := os.ReadFile("publish.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile("(?s)`((?:SELECT|INSERT|UPDATE|DELETE)[^`]*)`").FindAllSubmatch(src, -1) {
+		stmts = append(stmts, string(m[1]))
+	}
+	banned := regexp.MustCompile(`(?i)\b(SERIAL|BIGSERIAL|SEQUENCE|INET|CIDR|<<=|>>=|ILIKE|UNLOGGED|TABLESPACE|WITH\s*\(\s*fillfactor|COPY|LISTEN|NOTIFY|::regclass|pg_[a-z_]+)\b`)
+	for _, s := range stmts {
+		if m := banned.FindString(s); m != "" {
+			t.Errorf("statement uses %q, which CockroachDB does not accept:\n%s", m, s)
+		}
+	}
+	if len(stmts) < 10 {
+		t.Fatalf("only %d statements found", len(stmts))
+	}
+}
+
+func TestPrefixRange(t *testing.T) {
+	for _, c := range []struct {
+		p      string
+		in     []string
+		notIn  []string
+		hiNext bool
+	}{
+		{"203.0.113.0/24", []string{"203.0.113.0", "203.0.113.255"}, []string{"203.0.112.255", "203.0.114.0", "::1"}, false},
+		{"0.0.0.0/0", []string{"0.0.0.0", "255.255.255.255"}, []string{"::", "2001:db8::1"}, true},
+		{"2001:db8::/32", []string{"2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"}, []string{"2001:db9::", "2001:db7:ffff::", "10.0.0.1"}, false},
+		{"::/0", []string{"::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::1"}, []string{"10.0.0.1"}, true},
+		{"10.1.2.3/32", []string{"10.1.2.3"}, []string{"10.1.2.2", "10.1.2.4"}, false},
+	} {
+		lo, hi := PrefixRange(netip.MustParsePrefix(c.p))
+		inRange := func(a string) bool {
+			k := AddrKey(netip.MustParseAddr(a))
+			return bytes.Compare(k, lo) >= 0 && bytes.Compare(k, hi) < 0
+		}
+		for _, a := range c.in {
+			if !inRange(a) {
+				t.Errorf("%s: %s not in [%x, %x)", c.p, a, lo, hi)
+			}
+		}
+		for _, a := range c.notIn {
+			if inRange(a) {
+				t.Errorf("%s: %s in [%x, %x)", c.p, a, lo, hi)
+			}
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for _, c := range []struct{ url, msg string }{
+		{"postgres://pub:s3cr3t@db.example:26257/xffidx?sslmode=verify-full", "failed to connect to pub:s3cr3t@db.example"},
+		{"host=db user=pub password=s3cr3t dbname=xffidx", "cannot parse `host=db user=pub password=s3cr3t`"},
+	} {
+		if got := Redact(c.msg, c.url); strings.Contains(got, "s3cr3t") || !strings.Contains(got, "xxxxx") {
+			t.Errorf("Redact(%q) = %q", c.msg, got)
+		}
+	}
+}
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
