@@ -104,6 +104,13 @@ func Publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor
 		l := &files[i]
 		c, ok := cent[l.ID]
 		if !ok {
+			// Rows a files row lost (removed by hand, or by a publish of an
+			// index built again from nothing) would come back with it.
+			n, err := deleteRows(ctx, pool, sensor, l.ID, "true")
+			st.RowsDeleted += n
+			if err != nil {
+				return st, err
+			}
 			c = &central{fid: l.ID, path: l.Path, fingerprint: l.Fingerprint, staleFrom: -1}
 			if err := insertFile(ctx, pool, sensor, c, l); err != nil {
 				return st, err
@@ -248,7 +255,7 @@ func removeFile(ctx context.Context, pool *pgxpool.Pool, sensor string, fid uint
 	if _, err := pool.Exec(ctx, `UPDATE xffidx_files SET gen = -1 WHERE sensor = $1 AND fid = $2`, sensor, int64(fid)); err != nil {
 		return 0, fmt.Errorf("removing file %d: %w", fid, err)
 	}
-	n, err := deleteRows(ctx, pool, sensor, fid, "true", nil)
+	n, err := deleteRows(ctx, pool, sensor, fid, "true")
 	if err != nil {
 		return n, err
 	}
