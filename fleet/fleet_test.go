@@ -459,3 +459,57 @@ func TestRedact(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// TestGrants: the roles README describes can do their jobs with the grants
+// it gives, and no more: a publisher publishes (once the schema is made),
+// an analyst queries and cannot write.
+func TestGrants(t *testing.T) {
+	admin := pgtest.Shared(t)
+	ctx := context.Background()
+	pool, err := Connect(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := EnsureSchema(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []string{
+		`CREATE ROLE xffidx_publisher LOGIN`,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON xffidx_files, xffidx_hits TO xffidx_publisher`,
+		`GRANT SELECT ON xffidx_meta TO xffidx_publisher`,
+		`CREATE ROLE xffidx_analyst LOGIN`,
+		`GRANT SELECT ON xffidx_meta, xffidx_files, xffidx_hits TO xffidx_analyst`,
+	} {
+		if _, err := pool.Exec(ctx, st); err != nil {
+			t.Fatalf("%s: %v", st, err)
+		}
+	}
+	as := func(role string) *pgxpool.Pool {
+		u := strings.Replace(admin, "postgres://"+pgtest.Superuser+"@", "postgres://"+role+"@", 1)
+		if u == admin {
+			t.Fatalf("cannot make a URL for %s from %s", role, admin)
+		}
+		p, err := Connect(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		return p
+	}
+	dir := t.TempDir()
+	copyCorpus(t, dir, "xff_erspan_gre_mixed.pcap")
+	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	build(t, store, dir)
+	if st, err := Publish(ctx, as("xffidx_publisher"), store, "granted"); err != nil || st.New != 1 {
+		t.Fatalf("publish as the publisher role: %+v, %v", st, err)
+	}
+	analyst := as("xffidx_analyst")
+	got := centralRows(t, analyst, Options{Prefixes: everything, Headers: xff.AllHeaders, Sensors: []string{"granted"}})
+	if want := localRows(t, store, "granted", query.Options{Prefixes: everything, Headers: xff.AllHeaders}); !slices.Equal(got, want) {
+		t.Fatalf("query as the analyst role: %d rows, want %d", len(got), len(want))
+	}
+	if _, err := Publish(ctx, analyst, store, "analyst"); err == nil {
+		t.Fatal("the analyst role could publish")
+	}
+}

@@ -110,8 +110,13 @@ var schemaStatements = []string{
 var ErrNewerSchema = errors.New("the central store was made by a newer xffidx")
 
 // EnsureSchema creates the central schema if it is not there, and checks
-// its version.
+// its version. When the schema is there it sends no DDL, so that a
+// publisher role needs no CREATE privilege once an administrator (or a
+// first publish) made it.
 func EnsureSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := checkSchema(ctx, pool); err == nil || errors.Is(err, ErrNewerSchema) {
+		return err
+	}
 	for _, st := range schemaStatements {
 		if _, err := pool.Exec(ctx, st); err != nil {
 			return fmt.Errorf("creating the central schema: %w", err)
