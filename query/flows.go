@@ -31,6 +31,9 @@ type Flow struct {
 	Hits                  int          // matching packets (a packet with several matching addresses counts once)
 	Files                 []string     // captures holding them, sorted
 	XFFIPs                []netip.Addr // matching XFF addresses, sorted
+	// Sensor holds the flow's packets, in answers from a central store
+	// (package fleet): the same 5-tuple on two sensors is two flows.
+	Sensor string
 }
 
 // flowKey identifies a connection whichever way its packets go.
@@ -83,6 +86,19 @@ func SearchFlows(store *index.Store, opt Options, fn func(Flow) error) (Summary,
 	return sum, err
 }
 
+// GroupFlows groups the rows that rowsOf passes to add by connection (and
+// sensor), as SearchFlows groups a search's, in the same bounded memory, and
+// calls fn with each flow: for rows that come from elsewhere (a central
+// store).
+func GroupFlows(sortMem int, rowsOf func(add func(Row) error) error, fn func(Flow) error) error {
+	a := newFlowAggregator(sortMem, "")
+	defer a.close()
+	if err := rowsOf(a.add); err != nil {
+		return err
+	}
+	return a.each(fn)
+}
+
 // flowAggregator groups rows by connection in bounded memory: each row is
 // a record sorted by connection, then file, offset and arrival; the
 // records of one connection make a Flow, and the flows are sorted again
@@ -108,7 +124,7 @@ func (a *flowAggregator) spills() int { return a.rows.Spills() + a.flows.Spills(
 // direction of its tuple, its timestamp and digits, and its address.
 func (a *flowAggregator) add(r Row) error {
 	k := keyOf(r.FiveTuple)
-	b := appendKey(a.rec[:0], k)
+	b := appendKey(appendString(a.rec[:0], r.Sensor), k)
 	b = appendString(b, r.File)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Offset))
 	b = binary.BigEndian.AppendUint64(b, a.seq)
@@ -144,6 +160,7 @@ func (a *flowAggregator) each(fn func(Flow) error) error {
 	}
 	err := a.rows.Each(func(rec []byte) error {
 		r := recReader{b: rec}
+		sensor := r.string()
 		k := r.key()
 		keyBytes := rec[:len(rec)-len(r.b)]
 		file := r.string()
@@ -164,7 +181,7 @@ func (a *flowAggregator) each(fn func(Flow) error) error {
 			if err := finish(); err != nil {
 				return err
 			}
-			cur, curKey = &Flow{FiveTuple: ft}, append(curKey[:0], keyBytes...)
+			cur, curKey = &Flow{FiveTuple: ft, Sensor: sensor}, append(curKey[:0], keyBytes...)
 			haveFile, haveOff = false, false
 		}
 		cur.XFFIPs = append(cur.XFFIPs, addr)
@@ -212,6 +229,7 @@ func appendFlow(b []byte, f *Flow) []byte {
 	b = appendAddrPort(b, netip.AddrPortFrom(f.SrcIP, f.SrcPort))
 	b = appendAddrPort(b, netip.AddrPortFrom(f.DstIP, f.DstPort))
 	b = appendString(b, f.Proto)
+	b = appendString(b, f.Sensor)
 	b = appendTime(b, f.Last)
 	b = append(b, byte(f.FirstDigit), byte(f.LastDigit))
 	b = binary.AppendUvarint(b, uint64(f.Hits))
@@ -232,6 +250,7 @@ func readFlow(rec []byte) (Flow, error) {
 	f.First = r.time()
 	src, dst := r.addrPort(), r.addrPort()
 	f.FiveTuple = FiveTuple{SrcIP: src.Addr(), SrcPort: src.Port(), DstIP: dst.Addr(), DstPort: dst.Port(), Proto: r.string()}
+	f.Sensor = r.string()
 	f.Last = r.time()
 	f.FirstDigit, f.LastDigit = int(r.byte()), int(r.byte())
 	f.Hits = int(r.uvarint())
@@ -282,6 +301,7 @@ type jsonFlow struct {
 	Hits    int      `json:"hits"`
 	Files   []string `json:"files"`
 	XFFIPs  []string `json:"xff_ips"`
+	Sensor  string   `json:"sensor,omitempty"`
 }
 
 // listSep separates the entries of a list in one CSV or table cell.
@@ -306,8 +326,9 @@ func WriteFlows(out io.Writer, format string, flows []Flow) error {
 // with ";"); a table; or (FormatFilter) a Wireshark display filter, one
 // clause per flow, on one line. File names are Sanitized in each.
 type FlowWriter struct {
-	bw     *bufio.Writer
-	format string
+	bw         *bufio.Writer
+	showSensor bool
+	format     string
 	enc    *json.Encoder
 	cw     *csv.Writer
 	tab    *table
@@ -316,7 +337,18 @@ type FlowWriter struct {
 
 // NewFlowWriter starts the output: the CSV header row, or the table's.
 func NewFlowWriter(out io.Writer, format string) (*FlowWriter, error) {
-	w := &FlowWriter{bw: bufio.NewWriterSize(out, 64<<10), format: format}
+	return newFlowWriter(out, format, false)
+}
+
+// NewSensorFlowWriter is NewFlowWriter for flows from a central store: each
+// names its sensor (a "sensor" JSON field, a last CSV column, a first
+// SENSOR table column).
+func NewSensorFlowWriter(out io.Writer, format string) (*FlowWriter, error) {
+	return newFlowWriter(out, format, true)
+}
+
+func newFlowWriter(out io.Writer, format string, showSensor bool) (*FlowWriter, error) {
+	w := &FlowWriter{bw: bufio.NewWriterSize(out, 64<<10), format: format, showSensor: showSensor}
 	switch format {
 	case FormatJSON:
 		w.enc = json.NewEncoder(w.bw)
@@ -324,10 +356,18 @@ func NewFlowWriter(out io.Writer, format string) (*FlowWriter, error) {
 	case FormatCSV:
 		w.cw = csv.NewWriter(w.bw)
 		w.cw.UseCRLF = true
-		w.cw.Write([]string{"src_ip", "src_port", "dst_ip", "dst_port", "proto", "first_ts", "last_ts", "hits", "files", "xff_ips"})
+		head := []string{"src_ip", "src_port", "dst_ip", "dst_port", "proto", "first_ts", "last_ts", "hits", "files", "xff_ips"}
+		if showSensor {
+			head = append(head, "sensor")
+		}
+		w.cw.Write(head)
 	case FormatTable:
 		w.tab = &table{w: w.bw}
-		w.tab.row("FIRST", "LAST", "SRC", "DST", "PROTO", "HITS", "XFF_IPS", "FILES")
+		head := []string{"FIRST", "LAST", "SRC", "DST", "PROTO", "HITS", "XFF_IPS", "FILES"}
+		if showSensor {
+			head = append([]string{"SENSOR"}, head...)
+		}
+		w.tab.row(head...)
 	case FormatFilter:
 	default:
 		return nil, fmt.Errorf("unknown output format %q (want table, json or csv)", format)
@@ -359,18 +399,26 @@ func (w *FlowWriter) Write(f Flow) error {
 		return w.enc.Encode(jsonFlow{
 			SrcIP: f.SrcIP.String(), SrcPort: f.SrcPort, DstIP: f.DstIP.String(), DstPort: f.DstPort, Proto: f.Proto,
 			FirstTS: FormatTS(f.First, f.FirstDigit), LastTS: FormatTS(f.Last, f.LastDigit), Hits: f.Hits,
-			Files: sanitized(f.Files, uncapped), XFFIPs: addrStrings(f.XFFIPs),
+			Files: sanitized(f.Files, uncapped), XFFIPs: addrStrings(f.XFFIPs), Sensor: w.sensor(f),
 		})
 	case FormatCSV:
-		return w.cw.Write([]string{
+		rec := []string{
 			f.SrcIP.String(), strconv.Itoa(int(f.SrcPort)), f.DstIP.String(), strconv.Itoa(int(f.DstPort)), f.Proto,
 			FormatTS(f.First, f.FirstDigit), FormatTS(f.Last, f.LastDigit), strconv.Itoa(f.Hits),
 			csvText([]byte(strings.Join(f.Files, listSep))), strings.Join(addrStrings(f.XFFIPs), listSep),
-		})
+		}
+		if w.showSensor {
+			rec = append(rec, csvText([]byte(f.Sensor)))
+		}
+		return w.cw.Write(rec)
 	case FormatTable:
-		return w.tab.row(FormatTS(f.First, f.FirstDigit), FormatTS(f.Last, f.LastDigit),
+		var cells []string
+		if w.showSensor {
+			cells = append(cells, Sanitize([]byte(f.Sensor), 64))
+		}
+		return w.tab.row(append(cells, FormatTS(f.First, f.FirstDigit), FormatTS(f.Last, f.LastDigit),
 			addrPort(f.SrcIP.String(), f.SrcPort), addrPort(f.DstIP.String(), f.DstPort), f.Proto, strconv.Itoa(f.Hits),
-			strings.Join(addrStrings(f.XFFIPs), listSep), strings.Join(sanitized(f.Files, 256), listSep))
+			strings.Join(addrStrings(f.XFFIPs), listSep), strings.Join(sanitized(f.Files, 256), listSep))...)
 	}
 	if w.n > 1 {
 		w.bw.WriteString(" || ")
@@ -382,6 +430,13 @@ func (w *FlowWriter) Write(f Flow) error {
 	_, err := fmt.Fprintf(w.bw, "(%s.addr==%s && %s.addr==%s && %s.port==%d && %s.port==%d)",
 		fam, f.SrcIP, fam, f.DstIP, f.Proto, f.SrcPort, f.Proto, f.DstPort)
 	return err
+}
+
+func (w *FlowWriter) sensor(f Flow) string {
+	if !w.showSensor {
+		return ""
+	}
+	return Sanitize([]byte(f.Sensor), uncapped)
 }
 
 // Close ends the output (the filter's line) and flushes it.

@@ -31,6 +31,15 @@ func TestPublishAndQueryDB(t *testing.T) {
 	if code != 0 || strings.Count(central, `"sensor":"s1"`) != 2 || strings.ReplaceAll(central, `,"sensor":"s1"`, "") != local {
 		t.Fatalf("query --db: exit %d, %q\n%s\nwant the local rows with their sensor:\n%s", code, stderr, central, local)
 	}
+	_, localFlows, _ := xffx(t, ix, "query", "--cidr", "0.0.0.0/0", "--flows", "--format", "json")
+	code, centralFlows, stderr := xffx(t, t.TempDir(), "query", "--db", db, "--cidr", "0.0.0.0/0", "--flows", "--format", "json")
+	if code != 0 || localFlows == "" || strings.ReplaceAll(centralFlows, `,"sensor":"s1"`, "") != localFlows {
+		t.Fatalf("query --db --flows: exit %d, %q\n%s\nwant the local flows with their sensor:\n%s", code, stderr, centralFlows, localFlows)
+	}
+	_, localFilter, _ := xffx(t, ix, "query", "--ip", "106.113.55.163", "--wireshark-filter")
+	if _, centralFilter, _ := xffx(t, ix, "query", "--db", db, "--ip", "106.113.55.163", "--wireshark-filter"); centralFilter != localFilter || localFilter == "" {
+		t.Errorf("query --db --wireshark-filter: %q, want %q", centralFilter, localFilter)
+	}
 	if code, out, _ := xffx(t, ix, "query", "--db", db, "--ip", "106.113.55.163", "--sensor", "other"); code != 1 || out != "" {
 		t.Errorf("query --db --sensor other: exit %d, %q; want 1 and nothing", code, out)
 	}

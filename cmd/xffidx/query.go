@@ -131,7 +131,7 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 			}
 
 			if db != "" {
-				return queryFleet(g, db, sensors, opt, outFormat, len(headers) > 0, writeOut != "" || clientOnly, flows || wsFilter)
+				return queryFleet(g, db, sensors, opt, outFormat, len(headers) > 0, writeOut != "" || clientOnly, flows, wsFilter)
 			}
 			if len(sensors) > 0 {
 				return fail(errors.New("--sensor applies only with --db"))
@@ -294,13 +294,10 @@ func noteFewerHeaders(g *globals, paths []string) {
 
 // queryFleet answers a query from the central store: the rows of every
 // sensor (or those named), each naming its sensor.
-func queryFleet(g *globals, db string, sensors []string, opt query.Options, outFormat string, showHeader, local, flows bool) error {
+func queryFleet(g *globals, db string, sensors []string, opt query.Options, outFormat string, showHeader, local, flows, wsFilter bool) error {
 	fail := func(err error) error { return &exitError{code: exitTrouble, err: fmt.Errorf("query: %w", err)} }
 	if local {
 		return fail(errors.New("--write and --client-only read the packets, which stay on the sensors: run the query there (the rows' sensor field names them)"))
-	}
-	if flows {
-		return fail(errors.New("--flows and --wireshark-filter are not answered from the central store yet: run them on the sensors"))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -309,13 +306,30 @@ func queryFleet(g *globals, db string, sensors []string, opt query.Options, outF
 		return &exitError{code: exitTrouble, err: err}
 	}
 	defer pool.Close()
-	w, err := query.NewSensorRowWriter(g.stdout, outFormat, showHeader)
-	if err != nil {
-		return fail(err)
-	}
 	fo := fleet.Options{Prefixes: opt.Prefixes, From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers, Sensors: sensors}
-	n, err := fleet.Search(ctx, pool, fo, w.Write)
-	err = errors.Join(err, w.Close())
+	var n int
+	if flows || wsFilter {
+		format := outFormat
+		if wsFilter {
+			format = query.FormatFilter
+		}
+		var w *query.FlowWriter
+		if w, err = query.NewSensorFlowWriter(g.stdout, format); err != nil {
+			return fail(err)
+		}
+		err = query.GroupFlows(opt.SortMem, func(add func(query.Row) error) error {
+			n, err = fleet.Search(ctx, pool, fo, add)
+			return err
+		}, w.Write)
+		err = errors.Join(err, w.Close())
+	} else {
+		var w *query.RowWriter
+		if w, err = query.NewSensorRowWriter(g.stdout, outFormat, showHeader); err != nil {
+			return fail(err)
+		}
+		n, err = fleet.Search(ctx, pool, fo, w.Write)
+		err = errors.Join(err, w.Close())
+	}
 	if err != nil {
 		return &exitError{code: exitTrouble, err: errors.New(fleet.Redact(err.Error(), db))}
 	}
