@@ -329,10 +329,10 @@ type FlowWriter struct {
 	bw         *bufio.Writer
 	showSensor bool
 	format     string
-	enc    *json.Encoder
-	cw     *csv.Writer
-	tab    *table
-	n      int
+	enc        *json.Encoder
+	cw         *csv.Writer
+	tab        *table
+	n          int
 }
 
 // NewFlowWriter starts the output: the CSV header row, or the table's.
