@@ -63,9 +63,11 @@ func Search(ctx context.Context, pool *pgxpool.Pool, opt Options, fn func(query.
 	}
 	args = append(args, hs)
 	stmt += fmt.Sprintf(" AND h.header = ANY($%d)", len(args))
+	// By whole seconds here (rows without a timestamp kept); inWindow is
+	// exact.
 	if !opt.From.IsZero() {
 		args = append(args, opt.From.Unix())
-		stmt += fmt.Sprintf(" AND h.ts_sec >= $%d", len(args))
+		stmt += fmt.Sprintf(" AND (h.ts_sec >= $%d OR (h.ts_sec = 0 AND h.ts_nsec = 0))", len(args))
 	}
 	if !opt.To.IsZero() {
 		args = append(args, opt.To.Unix())

@@ -1,18 +1,22 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xffidx/xffidx/fleet"
 	"github.com/xffidx/xffidx/query"
 )
 
 func newTop(g *globals) *cobra.Command {
 	var n int
-	var from, to, outFormat string
-	var files, headers []string
+	var from, to, outFormat, db string
+	var files, headers, sensors []string
 	cmd := &cobra.Command{
 		Use:   "top [--n 20] [flags]",
 		Short: "Print the X-Forwarded-For addresses with the most hits",
@@ -53,6 +57,12 @@ vanished or changed since it was indexed).`,
 			if outFormat, err = checkFormat(g, outFormat); err != nil {
 				return fail(err)
 			}
+			if db != "" {
+				return topFleet(g, db, sensors, opt, outFormat)
+			}
+			if len(sensors) > 0 {
+				return fail(errors.New("--sensor applies only with --db"))
+			}
 			store, err := g.store()
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
@@ -70,10 +80,34 @@ vanished or changed since it was indexed).`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&n, "n", 20, "how many addresses")
+	f.StringVar(&db, "db", "", "rank across every sensor from this central store (see publish) instead of the local index")
+	f.StringArrayVar(&sensors, "sensor", nil, "with --db: only rows of this sensor; repeatable")
 	f.StringVar(&from, "from", "", "only packets at or after this time: RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or relative to now (-30m, -2h, -7d)")
 	f.StringVar(&to, "to", "", "only packets at or before this time (same forms as --from)")
 	f.StringArrayVar(&files, "file", nil, "only captures whose absolute path or base name matches this glob; repeatable")
 	f.StringArrayVar(&headers, "header", nil, "rank addresses of this forwarding header instead of X-Forwarded-For (as query --header; all for every one); a hit is then a packet and header")
 	f.StringVar(&outFormat, "format", "", "output: table, json or csv (default: table on a terminal, else json)")
 	return cmd
+}
+
+// topFleet ranks addresses across the sensors from the central store.
+func topFleet(g *globals, db string, sensors []string, opt query.TopOptions, outFormat string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	pool, err := fleet.Connect(ctx, db)
+	if err != nil {
+		return &exitError{code: exitTrouble, err: err}
+	}
+	defer pool.Close()
+	rows, err := fleet.Top(ctx, pool, opt.N, fleet.Options{From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers, Sensors: sensors})
+	if err == nil {
+		err = query.WriteTop(g.stdout, outFormat, rows)
+	}
+	if err != nil {
+		return &exitError{code: exitTrouble, err: errors.New(fleet.Redact(err.Error(), db))}
+	}
+	if len(rows) == 0 {
+		return &exitError{code: exitNone}
+	}
+	return nil
 }
