@@ -219,6 +219,36 @@ func TestFleetEqualsUnionOfSensors(t *testing.T) {
 			t.Fatalf("%v headers %b window %v-%v: central %d rows, local %d\n%s", q.prefixes, q.headers, q.from, q.to, len(got), len(want), firstDiff(got, want))
 		}
 	}
+	// Flows: the union of each sensor's flows, each with its sensor.
+	for _, q := range qs[200:] {
+		var want []string
+		for name, store := range sensors {
+			_, err := query.SearchFlows(store, query.Options{Prefixes: q.prefixes, Headers: q.headers, From: q.from, To: q.to}, func(f query.Flow) error {
+				f.Sensor = name
+				want = append(want, fmt.Sprintf("%+v", f))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []string
+		err := query.GroupFlows(0, func(add func(query.Row) error) error {
+			_, err := Search(ctx, pool, Options{Prefixes: q.prefixes, Headers: q.headers, From: q.from, To: q.to}, add)
+			return err
+		}, func(f query.Flow) error {
+			got = append(got, fmt.Sprintf("%+v", f))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("flows of %v: central %d, local %d\n%s", q.prefixes, len(got), len(want), firstDiff(got, want))
+		}
+	}
 	// --sensor narrows.
 	got := centralRows(t, pool, Options{Prefixes: everything, Headers: xff.AllHeaders, Sensors: []string{"edge"}})
 	if want := localRows(t, sensors["edge"], "edge", query.Options{Prefixes: everything, Headers: xff.AllHeaders}); !slices.Equal(got, want) {
