@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -541,5 +542,45 @@ func TestGrants(t *testing.T) {
 	}
 	if _, err := Publish(ctx, analyst, store, "analyst"); err == nil {
 		t.Fatal("the analyst role could publish")
+	}
+}
+
+// TestConcurrentSchemaCreation: sensors publishing for the first time at
+// once to a fresh store all create the schema (IF NOT EXISTS races with
+// the other creators in PostgreSQL's catalog), and all succeed.
+func TestConcurrentSchemaCreation(t *testing.T) {
+	const creators = 8
+	ctx := context.Background()
+	for round := range 5 {
+		pool, err := Connect(ctx, pgtest.Shared(t)+fmt.Sprintf("&pool_max_conns=%d", creators))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ready, wg sync.WaitGroup
+		ready.Add(creators)
+		errs := make([]error, creators)
+		for i := range creators {
+			wg.Go(func() {
+				// Each on its own connection, all sending their first
+				// statement together.
+				conn, err := pool.Acquire(ctx)
+				if err != nil {
+					errs[i] = err
+					ready.Done()
+					return
+				}
+				conn.Release()
+				ready.Done()
+				ready.Wait()
+				errs[i] = EnsureSchema(ctx, pool)
+			})
+		}
+		wg.Wait()
+		pool.Close()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, creator %d: %v", round, i, err)
+			}
+		}
 	}
 }

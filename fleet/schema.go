@@ -49,8 +49,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -118,11 +120,42 @@ func EnsureSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	for _, st := range schemaStatements {
-		if _, err := pool.Exec(ctx, st); err != nil {
+		if err := execDDL(ctx, pool, st); err != nil {
 			return fmt.Errorf("creating the central schema: %w", err)
 		}
 	}
 	return checkSchema(ctx, pool)
+}
+
+// ddlAttempts bounds execDDL's tries of one statement.
+const ddlAttempts = 5
+
+// execDDL runs one of the schema's idempotent statements, again when it
+// lost a race with another publisher creating the same object. IF NOT
+// EXISTS is not atomic with the creation: PostgreSQL checks the catalog,
+// then inserts into it, and of two sensors making a fresh store at once
+// one fails on the catalog's unique index (23505; or 42P07, 42710 when the
+// other's creation committed in between) once the other commits.
+// CockroachDB makes the loser retry (40001). Run again, the statement
+// finds the object and does nothing.
+func execDDL(ctx context.Context, pool *pgxpool.Pool, stmt string) error {
+	for attempt := 1; ; attempt++ {
+		_, err := pool.Exec(ctx, stmt)
+		var pgErr *pgconn.PgError
+		if err == nil || attempt == ddlAttempts || !errors.As(err, &pgErr) {
+			return err
+		}
+		switch pgErr.Code {
+		case "23505", "42P07", "42710", "40001":
+		default:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
+		}
+	}
 }
 
 // checkSchema returns an error unless the store holds schema SchemaVersion.
