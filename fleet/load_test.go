@@ -177,12 +177,14 @@ func TestLoadConcurrentPublishes(t *testing.T) {
 				}
 			}
 			for {
+				// An analyst's pace, not a busy loop: 20 unpaced loops take
+				// the two cores from the publishers.
 				select {
 				case <-published:
 					return
 				case <-ctx.Done():
 					return
-				default:
+				case <-time.After(time.Duration(5+rng.IntN(15)) * time.Millisecond):
 				}
 				a := present[rng.IntN(len(present))]
 				p := netip.PrefixFrom(a, a.BitLen())
