@@ -191,9 +191,9 @@ func TestKilledPublishesConverge(t *testing.T) {
 		live[path] = c
 	}
 	next := 0
-	// A capture of captureSize holds about 8,000 rows: several batches
+	// A capture of captureSize holds about 6,000 rows: several batches
 	// to send or delete.
-	const captureSize = 256 << 10
+	const captureSize = 192 << 10
 	newCapture := func() string {
 		path := filepath.Join(dir, fmt.Sprintf("c%02d.pcap", next))
 		next++
