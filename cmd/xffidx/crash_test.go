@@ -33,6 +33,41 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// killAfter runs the command line with args in a child process (this test
+// binary, through TestMain) and sends it SIGKILL after d. It reports whether
+// the kill ended it; a child that finished before must have succeeded (and
+// is not waited for longer than it takes).
+func killAfter(t *testing.T, d time.Duration, args ...string) bool {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "XFFIDX_TEST_CLI=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(d):
+		cmd.Process.Signal(syscall.SIGKILL)
+		err = <-done
+	}
+	if err == nil {
+		return false
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			return true
+		}
+	}
+	t.Fatalf("xffidx %v: %v\n%s", args, err, stderr.String())
+	return false
+}
+
 // hitsByFile reads every hit of an index, grouped by file path.
 func hitsByFile(t *testing.T, dir string) map[string][]string {
 	t.Helper()
@@ -90,14 +125,7 @@ func TestKilledBuildsLoseNothing(t *testing.T) {
 	// one killed before it committed anything.
 	span := took*3/2 + 20*time.Millisecond
 	for round := range 30 {
-		cmd := exec.Command(os.Args[0], "--index", ix, "build", "--workers", "2", dir)
-		cmd.Env = append(os.Environ(), "XFFIDX_TEST_CLI=1")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(rng.Int64N(int64(span))))
-		cmd.Process.Signal(syscall.SIGKILL)
-		if err := cmd.Wait(); err != nil {
+		if killAfter(t, time.Duration(rng.Int64N(int64(span))), "--index", ix, "build", "--workers", "2", dir) {
 			killed++
 		} else {
 			span = span * 3 / 4
