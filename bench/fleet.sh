@@ -42,6 +42,14 @@ else
 fi
 [ -x "$bin/postgres" ] || { echo "fleet.sh: no PostgreSQL server binaries (initdb, postgres)" >&2; exit 2; }
 
+server=""
+cleanup() {
+	# The postmaster itself: runuser does not pass SIGINT on.
+	kill -INT "$(head -1 "$pgdir/data/postmaster.pid" 2>/dev/null)" 2>/dev/null || true
+	if [ -n "$server" ]; then wait "$server" 2>/dev/null || true; fi
+	if [ -z "${KEEP:-}" ]; then rm -rf "$OUT"; fi
+}
+trap cleanup EXIT
 # Run the server as an unprivileged user when root, as fleet/pgtest does.
 as_server=()
 pgdir="$OUT/pg"
@@ -56,13 +64,6 @@ fi
 	-c fsync=off -c synchronous_commit=off -c full_page_writes=off \
 	-c shared_buffers=512MB -c max_wal_size=8GB >"$OUT/server.log" 2>&1 &
 server=$!
-cleanup() {
-	# The postmaster itself: runuser does not pass SIGINT on.
-	kill -INT "$(head -1 "$pgdir/data/postmaster.pid" 2>/dev/null)" 2>/dev/null || kill -INT "$server" 2>/dev/null || true
-	wait "$server" 2>/dev/null || true
-	if [ -z "${KEEP:-}" ]; then rm -rf "$OUT"; fi
-}
-trap cleanup EXIT
 for _ in $(seq 100); do
 	"$bin/pg_isready" -q -h "$pgdir" && break
 	sleep 0.1
