@@ -82,7 +82,7 @@ func firstDiff(got, want []string) string {
 	return ""
 }
 
-func connect(t *testing.T) *pgxpool.Pool {
+func connect(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	pool, err := Connect(context.Background(), pgtest.Shared(t))
 	if err != nil {
@@ -92,14 +92,14 @@ func connect(t *testing.T) *pgxpool.Pool {
 	return pool
 }
 
-func build(t *testing.T, store *index.Store, dir string) {
+func build(t testing.TB, store *index.Store, dir string) {
 	t.Helper()
 	if _, err := (&ingest.Builder{Store: store, Opts: ingest.Options{Prune: true, Workers: 2}}).Build([]string{dir}, nil); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func genCapture(t *testing.T, seed int64, size int64) []byte {
+func genCapture(t testing.TB, seed int64, size int64) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	var err error

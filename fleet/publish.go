@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/xffidx/xffidx/format/xff"
@@ -51,6 +52,21 @@ type central struct {
 // every capture visible as before or as after (see the package comment),
 // and the next publish finishes the work.
 func Publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor string) (PublishStats, error) {
+	return publish(ctx, pool, store, sensor, sendInsert)
+}
+
+// sendMode is how rowWriter sends a batch of rows.
+type sendMode struct {
+	copy  bool // COPY into a temporary table, then INSERT ... SELECT
+	batch int  // rows per transaction
+}
+
+// sendInsert is the mode Publish uses: multi-row INSERT, which
+// CockroachDB and PostgreSQL both take (pgx's CopyFrom has gaps on
+// CockroachDB, jackc/pgx#1425).
+var sendInsert = sendMode{batch: batchRows}
+
+func publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor string, mode sendMode) (PublishStats, error) {
 	var st PublishStats
 	if sensor == "" {
 		return st, errors.New("publish: empty sensor name")
@@ -169,7 +185,7 @@ func Publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor
 		Select:   func(f *index.FileInfo) bool { return sending[f.ID] },
 		StartAt:  func(f *index.FileInfo) int64 { return from[f.ID] },
 	}
-	w := &rowWriter{ctx: ctx, pool: pool, sensor: sensor, cent: cent}
+	w := &rowWriter{ctx: ctx, pool: pool, sensor: sensor, cent: cent, mode: mode}
 	sum, err := query.SearchEach(store, opt, w.add)
 	if err == nil {
 		err = w.flush()
@@ -310,6 +326,7 @@ type rowWriter struct {
 	pool        *pgxpool.Pool
 	sensor      string
 	cent        map[uint32]*central
+	mode        sendMode
 	args        []any
 	n           int
 	sent        int64
@@ -332,7 +349,7 @@ func (w *rowWriter) add(r query.Row) error {
 	w.args = append(w.args, AddrKey(r.XFFIP), w.sensor, int64(r.FileID), r.Offset, int16(r.Header), w.cent[r.FileID].pending, r.Pos,
 		sec, nsec, int16(r.TSDigit), addrText(r.SrcIP), int32(r.SrcPort), addrText(r.DstIP), int32(r.DstPort), r.Proto,
 		nonNil(r.XFF), nonNil(r.Method), nonNil(r.Host), nonNil(r.Path))
-	if w.n++; w.n == batchRows {
+	if w.n++; w.n == w.mode.batch {
 		return w.flush()
 	}
 	return nil
@@ -341,6 +358,9 @@ func (w *rowWriter) add(r query.Row) error {
 func (w *rowWriter) flush() error {
 	if w.n == 0 {
 		return nil
+	}
+	if w.mode.copy {
+		return w.flushCopy()
 	}
 	var sb strings.Builder
 	sb.WriteString("INSERT INTO xffidx_hits (" + strings.Join(hitColumns, ", ") + ") VALUES ")
@@ -360,6 +380,33 @@ func (w *rowWriter) flush() error {
 	}
 	sb.WriteString(" ON CONFLICT DO NOTHING")
 	if _, err := w.pool.Exec(w.ctx, sb.String(), w.args...); err != nil {
+		return fmt.Errorf("sending rows: %w", err)
+	}
+	w.sent += int64(w.n)
+	w.args, w.n = w.args[:0], 0
+	return nil
+}
+
+// flushCopy sends the batch with COPY into a temporary table and one
+// INSERT ... SELECT ... ON CONFLICT DO NOTHING from it, in one transaction.
+func (w *rowWriter) flushCopy() error {
+	cols := len(hitColumns)
+	rows := make([][]any, w.n)
+	for i := range rows {
+		rows[i] = w.args[i*cols : (i+1)*cols]
+	}
+	err := pgx.BeginFunc(w.ctx, w.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(w.ctx, `CREATE TEMPORARY TABLE xffidx_hits_in (LIKE xffidx_hits) ON COMMIT DROP`); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(w.ctx, pgx.Identifier{"xffidx_hits_in"}, hitColumns, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+		list := strings.Join(hitColumns, ", ")
+		_, err := tx.Exec(w.ctx, `INSERT INTO xffidx_hits (`+list+`) SELECT `+list+` FROM xffidx_hits_in ON CONFLICT DO NOTHING`)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("sending rows: %w", err)
 	}
 	w.sent += int64(w.n)
