@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -40,6 +41,7 @@ type central struct {
 	path, fingerprint                  string
 	size                               int64
 	gen, pending, staleFrom            int64
+	next                               int64 // the generation this publish writes
 	publishedTo, provisionalFrom, hits int64
 }
 
@@ -135,8 +137,15 @@ func publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor
 			st.New++
 		}
 		if c.pending != 0 {
-			// A publish stopped while writing generation pending.
-			n, err := deleteRows(ctx, pool, sensor, c.fid, "gen = $3", c.pending)
+			// A publish stopped while writing. Its token is taken back
+			// first, so that a statement of it the server still runs (its
+			// client gone) can no longer make anything visible; then its
+			// invisible rows go.
+			if _, err := pool.Exec(ctx, `UPDATE xffidx_files SET pending = 0 WHERE sensor = $1 AND fid = $2 AND pending = $3`, sensor, int64(c.fid), c.pending); err != nil {
+				return st, fmt.Errorf("%s: %w", l.Path, err)
+			}
+			c.pending = 0
+			n, err := deleteRows(ctx, pool, sensor, c.fid, "gen > $3", c.gen)
 			st.RowsDeleted += n
 			if err != nil {
 				return st, err
@@ -170,14 +179,22 @@ func publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor
 
 	// One search over the captures to send, each from where its rows may
 	// differ from what the store holds.
+	// Each capture is claimed with this publish's token: only the claim
+	// holder makes its rows visible.
+	token := rand.Int64N(1<<62) + 1
 	sending := map[uint32]bool{}
 	for _, l := range work {
 		sending[l.ID] = true
 		c := cent[l.ID]
-		c.pending = c.gen + 1
-		if _, err := pool.Exec(ctx, `UPDATE xffidx_files SET pending = $3 WHERE sensor = $1 AND fid = $2`, sensor, int64(l.ID), c.pending); err != nil {
+		c.next = c.gen + 1
+		tag, err := pool.Exec(ctx, `UPDATE xffidx_files SET pending = $3 WHERE sensor = $1 AND fid = $2 AND pending = 0`, sensor, int64(l.ID), token)
+		if err != nil {
 			return st, fmt.Errorf("%s: %w", l.Path, err)
 		}
+		if tag.RowsAffected() != 1 {
+			return st, fmt.Errorf("%s: another publish of sensor %s is writing it", l.Path, sensor)
+		}
+		c.pending = token
 	}
 	opt := query.Options{
 		Prefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")},
@@ -215,13 +232,16 @@ func publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor
 			staleFrom = from[l.ID]
 		}
 		// The one statement that makes the new rows visible.
-		_, err := pool.Exec(ctx, `UPDATE xffidx_files SET gen = $3, pending = 0, stale_from = $4, published_to = $5, provisional_from = $6, size = $7, hits = $8
-			WHERE sensor = $1 AND fid = $2`,
-			sensor, int64(l.ID), c.pending, staleFrom, l.ResumeAt, provisional, l.Size, l.Hits)
+		tag, err := pool.Exec(ctx, `UPDATE xffidx_files SET gen = $3, pending = 0, stale_from = $4, published_to = $5, provisional_from = $6, size = $7, hits = $8
+			WHERE sensor = $1 AND fid = $2 AND pending = $9`,
+			sensor, int64(l.ID), c.next, staleFrom, l.ResumeAt, provisional, l.Size, l.Hits, c.pending)
 		if err != nil {
 			return st, fmt.Errorf("%s: %w", l.Path, err)
 		}
-		c.gen, c.pending, c.staleFrom = c.pending, 0, staleFrom
+		if tag.RowsAffected() != 1 {
+			return st, fmt.Errorf("%s: another publish of sensor %s took it over", l.Path, sensor)
+		}
+		c.gen, c.pending, c.staleFrom = c.next, 0, staleFrom
 		if staleFrom >= 0 {
 			if err := dropStale(ctx, pool, sensor, c, &st); err != nil {
 				return st, err
@@ -346,7 +366,7 @@ func (w *rowWriter) add(r query.Row) error {
 	if !r.TS.IsZero() {
 		sec, nsec = r.TS.Unix(), int64(r.TS.Nanosecond())
 	}
-	w.args = append(w.args, AddrKey(r.XFFIP), w.sensor, int64(r.FileID), r.Offset, int16(r.Header), w.cent[r.FileID].pending, r.Pos,
+	w.args = append(w.args, AddrKey(r.XFFIP), w.sensor, int64(r.FileID), r.Offset, int16(r.Header), w.cent[r.FileID].next, r.Pos,
 		sec, nsec, int16(r.TSDigit), addrText(r.SrcIP), int32(r.SrcPort), addrText(r.DstIP), int32(r.DstPort), r.Proto,
 		nonNil(r.XFF), nonNil(r.Method), nonNil(r.Host), nonNil(r.Path))
 	if w.n++; w.n == w.mode.batch {

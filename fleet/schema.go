@@ -40,8 +40,11 @@
 // capture's publish replaced; -1 when none). A publish writes a file's rows
 // under gen+1, invisible, and then makes them visible in one UPDATE of the
 // files row: a query sees a capture as before or as after, never half of
-// it. pending records the generation being written, so that the next
-// publish after a crash deletes what that one left before it writes again.
+// it. pending holds the token of the publish writing gen+1 (0: none): the
+// UPDATE that makes rows visible applies only while it holds, so the next
+// publish after a crash takes the token back first (a statement of the
+// dead publish that the server still runs can then make nothing visible)
+// and deletes the invisible rows that one left before it writes again.
 package fleet
 
 import (
