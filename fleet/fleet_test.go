@@ -462,7 +462,7 @@ func TestPrefixRange(t *testing.T) {
 	} {
 		lo, hi := PrefixRange(netip.MustParsePrefix(c.p))
 		inRange := func(a string) bool {
-			k := AddrKey(netip.MustParseAddr(a))
+			k := index.AddrKey(nil, netip.MustParseAddr(a))
 			return bytes.Compare(k, lo) >= 0 && bytes.Compare(k, hi) < 0
 		}
 		for _, a := range c.in {

@@ -101,7 +101,7 @@ func TestLoadConcurrentPublishes(t *testing.T) {
 	rowsOf := make([]int, loadSensors)
 	for i, store := range stores {
 		_, err := query.SearchEach(store, query.Options{Prefixes: everything, Headers: xff.AllHeaders}, func(r query.Row) error {
-			hits = append(hits, localHit{addr: AddrKey(r.XFFIP), header: r.Header, capture: names[i] + "\x00" + r.File, sum: maphash.String(seed, rowKey(names[i], r))})
+			hits = append(hits, localHit{addr: index.AddrKey(nil, r.XFFIP), header: r.Header, capture: names[i] + "\x00" + r.File, sum: maphash.String(seed, rowKey(names[i], r))})
 			rowsOf[i]++
 			distinct[r.XFFIP] = true
 			return nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -366,7 +365,7 @@ func (w *rowWriter) add(r query.Row) error {
 	if !r.TS.IsZero() {
 		sec, nsec = r.TS.Unix(), int64(r.TS.Nanosecond())
 	}
-	w.args = append(w.args, AddrKey(r.XFFIP), w.sensor, int64(r.FileID), r.Offset, int16(r.Header), w.cent[r.FileID].next, r.Pos,
+	w.args = append(w.args, index.AddrKey(nil, r.XFFIP), w.sensor, int64(r.FileID), r.Offset, int16(r.Header), w.cent[r.FileID].next, r.Pos,
 		sec, nsec, int16(r.TSDigit), addrText(r.SrcIP), int32(r.SrcPort), addrText(r.DstIP), int32(r.DstPort), r.Proto,
 		nonNil(r.XFF), nonNil(r.Method), nonNil(r.Host), nonNil(r.Path))
 	if w.n++; w.n == w.mode.batch {
@@ -448,36 +447,10 @@ func addrText(a netip.Addr) string {
 	return a.String()
 }
 
-// AddrKey is an address as the addr column holds it: the family byte (4 or
-// 6) and the address bytes, IPv4-mapped IPv6 as IPv4.
-func AddrKey(a netip.Addr) []byte {
-	a = a.Unmap()
-	if a.Is4() {
-		b := a.As4()
-		return append([]byte{4}, b[:]...)
-	}
-	b := a.As16()
-	return append([]byte{6}, b[:]...)
-}
-
-// PrefixRange is the addr range [lo, hi) of the addresses in p; hi is nil
-// when the range runs to the end of p's family.
+// PrefixRange is the addr range [lo, hi) of the addresses in p: the
+// index's hit key range without its table tag, since the addr column holds
+// what the hit keys hold (index.AddrKey).
 func PrefixRange(p netip.Prefix) (lo, hi []byte) {
-	p = p.Masked()
-	lo = AddrKey(p.Addr())
-	last := slices.Clone(lo)
-	bits := p.Bits()
-	for i := bits; i < (len(last)-1)*8; i++ {
-		last[1+i/8] |= 0x80 >> (i % 8)
-	}
-	// hi is one past last: add one with carry; past the family's end it is
-	// the next family byte.
-	hi = slices.Clone(last)
-	for i := len(hi) - 1; i >= 1; i-- {
-		hi[i]++
-		if hi[i] != 0 {
-			return lo, hi
-		}
-	}
-	return lo, []byte{hi[0] + 1}
+	lo, hi = index.PrefixRange(p)
+	return lo[1:], hi[1:]
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -109,7 +107,7 @@ func Search(ctx context.Context, pool *pgxpool.Pool, opt Options, fn func(query.
 			if sec != 0 || nsec != 0 {
 				r.TS = time.Unix(sec, nsec).UTC()
 			}
-			if !inWindow(r.TS, opt) || !fileMatches(r.File, opt.Files) {
+			if !inWindow(r.TS, opt) || !query.MatchFiles(opt.Files, r.File) {
 				continue
 			}
 			r.SrcIP, _ = netip.ParseAddr(src)
@@ -152,21 +150,6 @@ func inWindow(ts time.Time, opt Options) bool {
 		return true
 	}
 	return (opt.From.IsZero() || !ts.Before(opt.From)) && (opt.To.IsZero() || !ts.After(opt.To))
-}
-
-func fileMatches(p string, globs []string) bool {
-	if len(globs) == 0 {
-		return true
-	}
-	for _, g := range globs {
-		if ok, _ := path.Match(g, p); ok {
-			return true
-		}
-		if ok, _ := path.Match(g, filepath.Base(p)); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // Connect opens a pool on url (a PostgreSQL URL or keyword/value string;

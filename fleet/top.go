@@ -100,15 +100,7 @@ func Top(ctx context.Context, pool *pgxpool.Pool, n int, opt Options) ([]query.T
 				lo, hi = hi, lo
 			}
 			flows[flow{r.Sensor, lo, hi, r.Proto}] = true
-			if r.TS.IsZero() {
-				return nil
-			}
-			if row.First.IsZero() || r.TS.Before(row.First) {
-				row.First, row.FirstDigit = r.TS, r.TSDigit
-			}
-			if row.Last.IsZero() || r.TS.After(row.Last) {
-				row.Last, row.LastDigit = r.TS, r.TSDigit
-			}
+			row.NoteTime(r.TS, r.TSDigit)
 			return nil
 		})
 		if err != nil {

@@ -162,14 +162,20 @@ func (o *Options) fileMatches(f *index.FileInfo) bool {
 	if o.Select != nil && !o.Select(f) {
 		return false
 	}
-	if len(o.Files) == 0 {
+	return MatchFiles(o.Files, f.Path)
+}
+
+// MatchFiles reports whether a capture's path passes --file patterns:
+// path.Match on the absolute path or its base name; no pattern passes all.
+func MatchFiles(globs []string, p string) bool {
+	if len(globs) == 0 {
 		return true
 	}
-	for _, g := range o.Files {
-		if ok, _ := path.Match(g, f.Path); ok {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, p); ok {
 			return true
 		}
-		if ok, _ := path.Match(g, filepath.Base(f.Path)); ok {
+		if ok, _ := path.Match(g, filepath.Base(p)); ok {
 			return true
 		}
 	}

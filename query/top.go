@@ -365,6 +365,20 @@ func mergeProblems(ps []FileProblem) []FileProblem {
 	return out
 }
 
+// NoteTime widens the row's first and last seen to ts (a zero ts, a
+// packet without a timestamp, changes nothing).
+func (row *TopRow) NoteTime(ts time.Time, digits int) {
+	if ts.IsZero() {
+		return
+	}
+	if row.First.IsZero() || ts.Before(row.First) {
+		row.First, row.FirstDigit = ts, digits
+	}
+	if row.Last.IsZero() || ts.After(row.Last) {
+		row.Last, row.LastDigit = ts, digits
+	}
+}
+
 // topRow reads one address's packets and sums them up: hits (packets:
 // one row per packet for one address), distinct flows (their keys sorted
 // in bounded memory), first and last time.
@@ -379,15 +393,7 @@ func topRow(store *index.Store, so Options, a netip.Addr) (TopRow, []FileProblem
 		if err := flows.Add(key); err != nil {
 			return err
 		}
-		if r.TS.IsZero() {
-			return nil
-		}
-		if row.First.IsZero() || r.TS.Before(row.First) {
-			row.First, row.FirstDigit = r.TS, r.TSDigit
-		}
-		if row.Last.IsZero() || r.TS.After(row.Last) {
-			row.Last, row.LastDigit = r.TS, r.TSDigit
-		}
+		row.NoteTime(r.TS, r.TSDigit)
 		return nil
 	})
 	if err != nil {
