@@ -162,9 +162,9 @@ func execDDL(ctx context.Context, pool *pgxpool.Pool, stmt string) error {
 }
 
 // checkSchema returns an error unless the store holds schema SchemaVersion.
-func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
+func checkSchema(ctx context.Context, db Querier) error {
 	var v string
-	err := pool.QueryRow(ctx, `SELECT value FROM xffidx_meta WHERE name = 'schema'`).Scan(&v)
+	err := db.QueryRow(ctx, `SELECT value FROM xffidx_meta WHERE name = 'schema'`).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errors.New("the central store has no xffidx schema yet: run `xffidx publish` on a sensor first")
 	}

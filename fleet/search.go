@@ -1,13 +1,17 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/xffidx/xffidx/format/xff"
@@ -24,34 +28,100 @@ type Options struct {
 	Sensors  []string // empty: every sensor
 }
 
-// searchStatement reads the visible rows of one addr range. The bounds are
-// explicit so that both engines scan the primary key's range.
+// Querier is what reading the central store needs: one connection (a
+// *pgx.Conn, as a one-shot query opens with Dial) or a pool.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// searchStatement reads the visible rows of the addr ranges [lo[i], hi[i])
+// ($1, $2: disjoint ranges). The inner select reads each range once, as a
+// range scan of the primary key with explicit bounds; OFFSET 0 keeps it a
+// select of its own (PostgreSQL would otherwise fold it into the join and
+// may drive the join from xffidx_files, scanning the range once per
+// capture), and the join then looks each row's capture up. The inner
+// select's further conditions (%s) are the headers, sensors and window.
 const searchStatement = `SELECT h.addr, h.sensor, f.path, h.off, h.header, h.pos, h.ts_sec, h.ts_nsec, h.ts_digits,
 	h.src_ip, h.src_port, h.dst_ip, h.dst_port, h.proto, h.xff, h.method, h.host, h.path
-	FROM xffidx_hits h JOIN xffidx_files f ON f.sensor = h.sensor AND f.fid = h.fid
-	WHERE h.addr >= $1 AND h.addr < $2
-	AND h.gen <= f.gen AND (h.gen = f.gen OR f.stale_from < 0 OR h.off < f.stale_from)`
+	FROM (SELECT x.addr, x.sensor, x.fid, x.off, x.header, x.gen, x.pos, x.ts_sec, x.ts_nsec, x.ts_digits,
+		x.src_ip, x.src_port, x.dst_ip, x.dst_port, x.proto, x.xff, x.method, x.host, x.path
+		FROM unnest($1::BYTEA[], $2::BYTEA[]) AS r (lo, hi) JOIN xffidx_hits x ON x.addr >= r.lo AND x.addr < r.hi
+		WHERE true%s OFFSET 0) h
+	JOIN xffidx_files f ON f.sensor = h.sensor AND f.fid = h.fid
+	WHERE h.gen <= f.gen AND (h.gen = f.gen OR f.stale_from < 0 OR h.off < f.stale_from)
+	ORDER BY h.sensor, f.path, h.off, h.header, h.addr`
 
 // Search calls fn with every row of the central store in the options'
 // prefixes, as a local query of each sensor would give it (with its
-// Sensor), ordered by sensor, file, offset, header and address within each
-// prefix.
-func Search(ctx context.Context, pool *pgxpool.Pool, opt Options, fn func(query.Row) error) (int, error) {
+// Sensor), ordered by sensor, file, offset, header and address, each row
+// once however the prefixes overlap.
+func Search(ctx context.Context, db Querier, opt Options, fn func(query.Row) error) (int, error) {
 	if len(opt.Prefixes) == 0 {
 		return 0, errors.New("no address or prefix to look for")
 	}
-	if err := checkSchema(ctx, pool); err != nil {
+	if err := checkSchema(ctx, db); err != nil {
 		return 0, err
 	}
+	los, his := addrRanges(opt.Prefixes)
+	cond, args := hitConditions(opt, "x", []any{los, his})
+	rows, err := db.Query(ctx, fmt.Sprintf(searchStatement, cond), args...)
+	if err != nil {
+		return 0, fmt.Errorf("querying the central store: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var (
+			r                query.Row
+			addr             []byte
+			off, sec, nsec   int64
+			header, digits   int16
+			pos              int32
+			src, dst         string
+			sport, dport     int32
+			xffv, m, host, u []byte
+		)
+		if err := rows.Scan(&addr, &r.Sensor, &r.File, &off, &header, &pos, &sec, &nsec, &digits,
+			&src, &sport, &dst, &dport, &r.Proto, &xffv, &m, &host, &u); err != nil {
+			return n, fmt.Errorf("reading the central store: %w", err)
+		}
+		a, ok := addrOfKey(addr)
+		if !ok {
+			continue
+		}
+		r.XFFIP, r.Offset, r.Header, r.Pos, r.TSDigit = a, off, xff.Header(header), int(pos), int(digits)
+		if sec != 0 || nsec != 0 {
+			r.TS = time.Unix(sec, nsec).UTC()
+		}
+		if !query.MatchFiles(opt.Files, r.File) {
+			continue
+		}
+		r.SrcIP, _ = netip.ParseAddr(src)
+		r.DstIP, _ = netip.ParseAddr(dst)
+		r.SrcPort, r.DstPort = uint16(sport), uint16(dport)
+		r.XFF, r.Method, r.Host, r.Path = xffv, m, host, u
+		n++
+		if err := fn(r); err != nil {
+			return n, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("reading the central store: %w", err)
+	}
+	return n, nil
+}
+
+// hitConditions are the conditions on xffidx_hits (as alias) that the
+// options ask for beyond the addresses: headers, sensors and the window,
+// exact to the nanosecond (rows without a timestamp kept, as a local query
+// keeps them). They go on as parameters after args.
+func hitConditions(opt Options, alias string, args []any) (string, []any) {
+	var sb strings.Builder
 	headers := opt.Headers
 	if headers == 0 {
 		headers = xff.SetOf(xff.XForwardedFor)
-	}
-	stmt := searchStatement
-	args := []any{nil, nil}
-	if len(opt.Sensors) > 0 {
-		args = append(args, opt.Sensors)
-		stmt += fmt.Sprintf(" AND h.sensor = ANY($%d)", len(args))
 	}
 	var hs []int16
 	for h := range xff.NumHeaders {
@@ -60,78 +130,44 @@ func Search(ctx context.Context, pool *pgxpool.Pool, opt Options, fn func(query.
 		}
 	}
 	args = append(args, hs)
-	stmt += fmt.Sprintf(" AND h.header = ANY($%d)", len(args))
-	// By whole seconds here (rows without a timestamp kept); inWindow is
-	// exact.
+	fmt.Fprintf(&sb, " AND %s.header = ANY($%d::SMALLINT[])", alias, len(args))
+	if len(opt.Sensors) > 0 {
+		args = append(args, opt.Sensors)
+		fmt.Fprintf(&sb, " AND %s.sensor = ANY($%d::TEXT[])", alias, len(args))
+	}
 	if !opt.From.IsZero() {
-		args = append(args, opt.From.Unix())
-		stmt += fmt.Sprintf(" AND (h.ts_sec >= $%d OR (h.ts_sec = 0 AND h.ts_nsec = 0))", len(args))
+		args = append(args, opt.From.Unix(), int64(opt.From.Nanosecond()))
+		s, ns := len(args)-1, len(args)
+		fmt.Fprintf(&sb, " AND ((%[1]s.ts_sec = 0 AND %[1]s.ts_nsec = 0) OR %[1]s.ts_sec > $%[2]d OR (%[1]s.ts_sec = $%[2]d AND %[1]s.ts_nsec >= $%[3]d))", alias, s, ns)
 	}
 	if !opt.To.IsZero() {
-		args = append(args, opt.To.Unix())
-		stmt += fmt.Sprintf(" AND h.ts_sec <= $%d", len(args))
+		args = append(args, opt.To.Unix(), int64(opt.To.Nanosecond()))
+		s, ns := len(args)-1, len(args)
+		fmt.Fprintf(&sb, " AND ((%[1]s.ts_sec = 0 AND %[1]s.ts_nsec = 0) OR %[1]s.ts_sec < $%[2]d OR (%[1]s.ts_sec = $%[2]d AND %[1]s.ts_nsec <= $%[3]d))", alias, s, ns)
 	}
-	stmt += " ORDER BY h.sensor, f.path, h.off, h.header, h.addr"
+	return sb.String(), args
+}
 
-	// One statement per prefix; overlapping prefixes give a row once.
-	seen := map[string]bool{}
-	n := 0
-	for _, p := range opt.Prefixes {
+// addrRanges are the addr ranges of the prefixes, sorted, with overlapping
+// and adjacent ones merged: each row lies in at most one.
+func addrRanges(ps []netip.Prefix) (los, his [][]byte) {
+	type span struct{ lo, hi []byte }
+	spans := make([]span, 0, len(ps))
+	for _, p := range ps {
 		lo, hi := PrefixRange(p)
-		args[0], args[1] = lo, hi
-		rows, err := pool.Query(ctx, stmt, args...)
-		if err != nil {
-			return n, fmt.Errorf("querying the central store: %w", err)
-		}
-		for rows.Next() {
-			var (
-				r                query.Row
-				addr             []byte
-				off, sec, nsec   int64
-				header, digits   int16
-				pos              int32
-				src, dst         string
-				sport, dport     int32
-				xffv, m, host, u []byte
-			)
-			if err := rows.Scan(&addr, &r.Sensor, &r.File, &off, &header, &pos, &sec, &nsec, &digits,
-				&src, &sport, &dst, &dport, &r.Proto, &xffv, &m, &host, &u); err != nil {
-				rows.Close()
-				return n, fmt.Errorf("reading the central store: %w", err)
-			}
-			a, ok := addrOfKey(addr)
-			if !ok {
-				continue
-			}
-			r.XFFIP, r.Offset, r.Header, r.Pos, r.TSDigit = a, off, xff.Header(header), int(pos), int(digits)
-			if sec != 0 || nsec != 0 {
-				r.TS = time.Unix(sec, nsec).UTC()
-			}
-			if !inWindow(r.TS, opt) || !query.MatchFiles(opt.Files, r.File) {
-				continue
-			}
-			r.SrcIP, _ = netip.ParseAddr(src)
-			r.DstIP, _ = netip.ParseAddr(dst)
-			r.SrcPort, r.DstPort = uint16(sport), uint16(dport)
-			r.XFF, r.Method, r.Host, r.Path = xffv, m, host, u
-			key := fmt.Sprintf("%s\x00%s\x00%d\x00%d\x00%x", r.Sensor, r.File, off, header, addr)
-			if len(opt.Prefixes) > 1 {
-				if seen[key] {
-					continue
-				}
-				seen[key] = true
-			}
-			n++
-			if err := fn(r); err != nil {
-				rows.Close()
-				return n, err
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return n, fmt.Errorf("reading the central store: %w", err)
-		}
+		spans = append(spans, span{lo, hi})
 	}
-	return n, nil
+	slices.SortFunc(spans, func(a, b span) int { return bytes.Compare(a.lo, b.lo) })
+	for _, s := range spans {
+		if n := len(los); n > 0 && bytes.Compare(s.lo, his[n-1]) <= 0 {
+			if bytes.Compare(s.hi, his[n-1]) > 0 {
+				his[n-1] = s.hi
+			}
+			continue
+		}
+		los, his = append(los, s.lo), append(his, s.hi)
+	}
+	return los, his
 }
 
 func addrOfKey(b []byte) (netip.Addr, bool) {
@@ -142,14 +178,6 @@ func addrOfKey(b []byte) (netip.Addr, bool) {
 		return netip.AddrFrom16([16]byte(b[1:])), true
 	}
 	return netip.Addr{}, false
-}
-
-// inWindow is the exact window check (the statement's is by whole seconds).
-func inWindow(ts time.Time, opt Options) bool {
-	if ts.IsZero() {
-		return true
-	}
-	return (opt.From.IsZero() || !ts.Before(opt.From)) && (opt.To.IsZero() || !ts.After(opt.To))
 }
 
 // Connect opens a pool on url (a PostgreSQL URL or keyword/value string;
@@ -169,6 +197,21 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("central store: %s", Redact(err.Error(), url, cfg.ConnConfig.Password))
 	}
 	return pool, nil
+}
+
+// Dial opens one connection to the central store, for a one-shot read (a
+// query's or top's): no pool to set up and no extra round trip to check
+// it, the first statement does. Its errors never hold the password.
+func Dial(ctx context.Context, url string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("central store: %s", Redact(err.Error(), url))
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("central store: %s", Redact(err.Error(), url, cfg.Password))
+	}
+	return conn, nil
 }
 
 // Redact replaces in s the password of url (and any other secrets given)

@@ -7,62 +7,47 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/query"
 )
 
-// rankStatement counts the visible rows of each address in the headers
-// asked for ($1), most first, ties by address; the window, when there is
-// one, is applied by the statement's extra conditions.
+// rankStatement counts the visible rows of each address, most first, ties
+// by address. Its first %s joins the captures --file selects, when it is
+// given; the second holds hitConditions.
 const rankStatement = `SELECT h.addr, count(*) AS hits
-	FROM xffidx_hits h JOIN xffidx_files f ON f.sensor = h.sensor AND f.fid = h.fid
-	WHERE h.gen <= f.gen AND (h.gen = f.gen OR f.stale_from < 0 OR h.off < f.stale_from)
-	AND h.header = ANY($1)`
+	FROM xffidx_hits h JOIN xffidx_files f ON f.sensor = h.sensor AND f.fid = h.fid%s
+	WHERE h.gen <= f.gen AND (h.gen = f.gen OR f.stale_from < 0 OR h.off < f.stale_from)%s
+	GROUP BY h.addr ORDER BY hits DESC, h.addr LIMIT $%d`
 
 // Top returns the n addresses with the most rows across the sensors (or
 // those named), most first (ties: lower address first), each with its
 // flows (distinct connections per sensor) and first and last timestamps,
 // as the local top gives them for one index. The store ranks the
 // addresses; each winner's rows are then read to sum them up.
-func Top(ctx context.Context, pool *pgxpool.Pool, n int, opt Options) ([]query.TopRow, error) {
+func Top(ctx context.Context, db Querier, n int, opt Options) ([]query.TopRow, error) {
 	if n < 1 {
 		return nil, errors.New("top: N must be at least 1")
 	}
-	if len(opt.Files) > 0 {
-		return nil, errors.New("top: --file is not answered from the central store yet: run top on the sensors")
-	}
-	if err := checkSchema(ctx, pool); err != nil {
+	if err := checkSchema(ctx, db); err != nil {
 		return nil, err
 	}
-	headers := opt.Headers
-	if headers == 0 {
-		headers = xff.SetOf(xff.XForwardedFor)
-	}
-	var hs []int16
-	for h := range xff.NumHeaders {
-		if headers.Has(h) {
-			hs = append(hs, int16(h))
+	var args []any
+	join := ""
+	if len(opt.Files) > 0 {
+		// --file patterns are path.Match patterns, which SQL does not
+		// speak: the captures they select are listed here and joined.
+		sensors, fids, err := matchingFiles(ctx, db, opt)
+		if err != nil {
+			return nil, err
 		}
+		if len(fids) == 0 {
+			return nil, nil
+		}
+		args = append(args, sensors, fids)
+		join = " JOIN unnest($1::TEXT[], $2::BIGINT[]) AS sel (sensor, fid) ON sel.sensor = h.sensor AND sel.fid = h.fid"
 	}
-	stmt, args := rankStatement, []any{hs}
-	if len(opt.Sensors) > 0 {
-		args = append(args, opt.Sensors)
-		stmt += fmt.Sprintf(" AND h.sensor = ANY($%d)", len(args))
-	}
-	// The exact window, and rows without a timestamp kept, as a local top.
-	if !opt.From.IsZero() {
-		args = append(args, opt.From.Unix(), int64(opt.From.Nanosecond()))
-		stmt += fmt.Sprintf(" AND ((h.ts_sec = 0 AND h.ts_nsec = 0) OR h.ts_sec > $%d OR (h.ts_sec = $%d AND h.ts_nsec >= $%d))", len(args)-1, len(args)-1, len(args))
-	}
-	if !opt.To.IsZero() {
-		args = append(args, opt.To.Unix(), int64(opt.To.Nanosecond()))
-		stmt += fmt.Sprintf(" AND ((h.ts_sec = 0 AND h.ts_nsec = 0) OR h.ts_sec < $%d OR (h.ts_sec = $%d AND h.ts_nsec <= $%d))", len(args)-1, len(args)-1, len(args))
-	}
+	cond, args := hitConditions(opt, "h", args)
 	args = append(args, n)
-	stmt += fmt.Sprintf(" GROUP BY h.addr ORDER BY hits DESC, h.addr LIMIT $%d", len(args))
-	rows, err := pool.Query(ctx, stmt, args...)
+	rows, err := db.Query(ctx, fmt.Sprintf(rankStatement, join, cond, len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("ranking addresses in the central store: %w", err)
 	}
@@ -93,7 +78,7 @@ func Top(ctx context.Context, pool *pgxpool.Pool, n int, opt Options) ([]query.T
 		flows := map[flow]bool{}
 		o := opt
 		o.Prefixes = []netip.Prefix{netip.PrefixFrom(a, a.BitLen())}
-		_, err := Search(ctx, pool, o, func(r query.Row) error {
+		_, err := Search(ctx, db, o, func(r query.Row) error {
 			row.Hits++
 			lo, hi := netip.AddrPortFrom(r.SrcIP, r.SrcPort), netip.AddrPortFrom(r.DstIP, r.DstPort)
 			if hi.Compare(lo) < 0 {
@@ -117,4 +102,32 @@ func Top(ctx context.Context, pool *pgxpool.Pool, n int, opt Options) ([]query.T
 		return x.Addr.Compare(y.Addr)
 	})
 	return out, nil
+}
+
+// matchingFiles lists the captures (sensor and fid, side by side) whose
+// path matches the options' --file patterns, on the sensors asked for.
+func matchingFiles(ctx context.Context, db Querier, opt Options) (sensors []string, fids []int64, err error) {
+	stmt, args := `SELECT sensor, fid, path FROM xffidx_files`, []any{}
+	if len(opt.Sensors) > 0 {
+		stmt, args = stmt+` WHERE sensor = ANY($1::TEXT[])`, append(args, opt.Sensors)
+	}
+	rows, err := db.Query(ctx, stmt, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing the central store's captures: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sensor, path string
+		var fid int64
+		if err := rows.Scan(&sensor, &fid, &path); err != nil {
+			return nil, nil, fmt.Errorf("listing the central store's captures: %w", err)
+		}
+		if query.MatchFiles(opt.Files, path) {
+			sensors, fids = append(sensors, sensor), append(fids, fid)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("listing the central store's captures: %w", err)
+	}
+	return sensors, fids, nil
 }

@@ -40,12 +40,22 @@ func TestPublishAndQueryDB(t *testing.T) {
 	if _, centralFilter, _ := xffx(t, ix, "query", "--db", db, "--ip", "106.113.55.163", "--wireshark-filter"); centralFilter != localFilter || localFilter == "" {
 		t.Errorf("query --db --wireshark-filter: %q, want %q", centralFilter, localFilter)
 	}
-	for _, args := range [][]string{{"--n", "5"}, {"--n", "3", "--header", "all"}, {"--n", "4", "--from", "2020-12-24T13:04:24.5728Z"}} {
+	// Several prefixes, overlapping: each row once, in the local order.
+	multi := []string{"--cidr", "106.0.0.0/8", "--ip", "106.113.55.163", "--cidr", "0.0.0.0/1", "--header", "all", "--format", "json"}
+	_, localMulti, _ := xffx(t, ix, append([]string{"query"}, multi...)...)
+	code, centralMulti, stderr := xffx(t, t.TempDir(), append([]string{"query", "--db", db}, multi...)...)
+	if code != 0 || strings.Count(localMulti, "\n") < 3 || strings.ReplaceAll(centralMulti, `,"sensor":"s1"`, "") != localMulti {
+		t.Fatalf("query --db %v: exit %d, %q\n%s\nwant the local rows with their sensor:\n%s", multi, code, stderr, centralMulti, localMulti)
+	}
+	for _, args := range [][]string{{"--n", "5"}, {"--n", "3", "--header", "all"}, {"--n", "4", "--from", "2020-12-24T13:04:24.5728Z"}, {"--n", "5", "--file", "xff_erspan*"}} {
 		_, localTop, _ := xffx(t, ix, append([]string{"top", "--format", "json"}, args...)...)
 		code, centralTop, stderr := xffx(t, t.TempDir(), append([]string{"top", "--db", db, "--format", "json"}, args...)...)
 		if code != 0 || localTop == "" || centralTop != localTop {
 			t.Errorf("top --db %v: exit %d, %q\n%s\nwant the local top:\n%s", args, code, stderr, centralTop, localTop)
 		}
+	}
+	if code, out, _ := xffx(t, ix, "top", "--db", db, "--file", "no-such-capture*"); code != 1 || out != "" {
+		t.Errorf("top --db --file matching nothing: exit %d, %q; want 1 and nothing", code, out)
 	}
 	if code, out, _ := xffx(t, ix, "query", "--db", db, "--ip", "106.113.55.163", "--sensor", "other"); code != 1 || out != "" {
 		t.Errorf("query --db --sensor other: exit %d, %q; want 1 and nothing", code, out)

@@ -301,11 +301,11 @@ func queryFleet(g *globals, db string, sensors []string, opt query.Options, outF
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	pool, err := fleet.Connect(ctx, db)
+	conn, err := fleet.Dial(ctx, db)
 	if err != nil {
 		return &exitError{code: exitTrouble, err: err}
 	}
-	defer pool.Close()
+	defer conn.Close(context.Background())
 	fo := fleet.Options{Prefixes: opt.Prefixes, From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers, Sensors: sensors}
 	var n int
 	if flows || wsFilter {
@@ -318,7 +318,7 @@ func queryFleet(g *globals, db string, sensors []string, opt query.Options, outF
 			return fail(err)
 		}
 		err = query.GroupFlows(opt.SortMem, func(add func(query.Row) error) error {
-			n, err = fleet.Search(ctx, pool, fo, add)
+			n, err = fleet.Search(ctx, conn, fo, add)
 			return err
 		}, w.Write)
 		err = errors.Join(err, w.Close())
@@ -327,7 +327,7 @@ func queryFleet(g *globals, db string, sensors []string, opt query.Options, outF
 		if w, err = query.NewSensorRowWriter(g.stdout, outFormat, showHeader); err != nil {
 			return fail(err)
 		}
-		n, err = fleet.Search(ctx, pool, fo, w.Write)
+		n, err = fleet.Search(ctx, conn, fo, w.Write)
 		err = errors.Join(err, w.Close())
 	}
 	if err != nil {

@@ -94,12 +94,12 @@ vanished or changed since it was indexed).`,
 func topFleet(g *globals, db string, sensors []string, opt query.TopOptions, outFormat string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	pool, err := fleet.Connect(ctx, db)
+	conn, err := fleet.Dial(ctx, db)
 	if err != nil {
 		return &exitError{code: exitTrouble, err: err}
 	}
-	defer pool.Close()
-	rows, err := fleet.Top(ctx, pool, opt.N, fleet.Options{From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers, Sensors: sensors})
+	defer conn.Close(context.Background())
+	rows, err := fleet.Top(ctx, conn, opt.N, fleet.Options{From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers, Sensors: sensors})
 	if err == nil {
 		err = query.WriteTop(g.stdout, outFormat, rows)
 	}
