@@ -62,6 +62,9 @@ import (
 // SchemaVersion is the central schema this xffidx reads and writes.
 const SchemaVersion = 1
 
+// schemaVersionText is SchemaVersion as xffidx_meta holds it.
+const schemaVersionText = "1"
+
 // schemaStatements create the central schema. They use only what both
 // PostgreSQL and CockroachDB accept (no SERIAL, no inet operators, no
 // PostgreSQL-only options): TestStatementsArePortable checks them and the
@@ -108,7 +111,7 @@ var schemaStatements = []string{
 		PRIMARY KEY (addr, sensor, fid, off, header, gen)
 	)`,
 	`CREATE INDEX IF NOT EXISTS xffidx_hits_by_file ON xffidx_hits (sensor, fid, off)`,
-	`INSERT INTO xffidx_meta (name, value) VALUES ('schema', '1') ON CONFLICT (name) DO NOTHING`,
+	`INSERT INTO xffidx_meta (name, value) VALUES ('schema', '` + schemaVersionText + `') ON CONFLICT (name) DO NOTHING`,
 }
 
 // ErrNewerSchema says the central store was made by a newer xffidx.

@@ -36,21 +36,26 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// searchStatement reads the visible rows of the addr ranges [lo[i], hi[i])
-// ($1, $2: disjoint ranges). The inner select reads each range once, as a
-// range scan of the primary key with explicit bounds; OFFSET 0 keeps it a
-// select of its own (PostgreSQL would otherwise fold it into the join and
-// may drive the join from xffidx_files, scanning the range once per
-// capture), and the join then looks each row's capture up. The inner
-// select's further conditions (%s) are the headers, sensors and window.
+// searchStatement reads the visible rows of some addr ranges. The inner
+// select reads each range once: its first %s is a disjunction of
+// explicit bounds, "(x.addr >= $1 AND x.addr < $2) OR ...", which both
+// engines turn into range scans of the primary key (one span each), and
+// whose bounds PostgreSQL's planner sees, so that it estimates the rows
+// right (bounds from a joined array made it guess a million rows, plan for
+// them and compile the plan). OFFSET 0 keeps the inner select a select of
+// its own: PostgreSQL would otherwise fold it into the join and may drive
+// the join from xffidx_files, scanning the ranges once per capture. The
+// second %s holds hitConditions. The statement checks the schema version
+// itself, sparing a fresh server session a statement: when it finds
+// nothing, or fails, checkSchema says whether that is why.
 const searchStatement = `SELECT h.addr, h.sensor, f.path, h.off, h.header, h.pos, h.ts_sec, h.ts_nsec, h.ts_digits,
 	h.src_ip, h.src_port, h.dst_ip, h.dst_port, h.proto, h.xff, h.method, h.host, h.path
 	FROM (SELECT x.addr, x.sensor, x.fid, x.off, x.header, x.gen, x.pos, x.ts_sec, x.ts_nsec, x.ts_digits,
 		x.src_ip, x.src_port, x.dst_ip, x.dst_port, x.proto, x.xff, x.method, x.host, x.path
-		FROM unnest($1::BYTEA[], $2::BYTEA[]) AS r (lo, hi) JOIN xffidx_hits x ON x.addr >= r.lo AND x.addr < r.hi
-		WHERE true%s OFFSET 0) h
+		FROM xffidx_hits x WHERE (%s)%s OFFSET 0) h
 	JOIN xffidx_files f ON f.sensor = h.sensor AND f.fid = h.fid
 	WHERE h.gen <= f.gen AND (h.gen = f.gen OR f.stale_from < 0 OR h.off < f.stale_from)
+	AND (SELECT value FROM xffidx_meta WHERE name = 'schema') = '` + schemaVersionText + `'
 	ORDER BY h.sensor, f.path, h.off, h.header, h.addr`
 
 // Search calls fn with every row of the central store in the options'
@@ -61,12 +66,28 @@ func Search(ctx context.Context, db Querier, opt Options, fn func(query.Row) err
 	if len(opt.Prefixes) == 0 {
 		return 0, errors.New("no address or prefix to look for")
 	}
-	if err := checkSchema(ctx, db); err != nil {
-		return 0, err
+	n, err := search(ctx, db, opt, fn)
+	if n == 0 {
+		if serr := checkSchema(ctx, db); serr != nil {
+			return 0, serr
+		}
 	}
+	return n, err
+}
+
+func search(ctx context.Context, db Querier, opt Options, fn func(query.Row) error) (int, error) {
+	var ranges strings.Builder
+	var args []any
 	los, his := addrRanges(opt.Prefixes)
-	cond, args := hitConditions(opt, "x", []any{los, his})
-	rows, err := db.Query(ctx, fmt.Sprintf(searchStatement, cond), args...)
+	for i := range los {
+		if i > 0 {
+			ranges.WriteString(" OR ")
+		}
+		args = append(args, los[i], his[i])
+		fmt.Fprintf(&ranges, "(x.addr >= $%d AND x.addr < $%d)", len(args)-1, len(args))
+	}
+	cond, args := hitConditions(opt, "x", args)
+	rows, err := db.Query(ctx, fmt.Sprintf(searchStatement, ranges.String(), cond), args...)
 	if err != nil {
 		return 0, fmt.Errorf("querying the central store: %w", err)
 	}
