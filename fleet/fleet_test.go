@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -581,6 +582,50 @@ func TestConcurrentSchemaCreation(t *testing.T) {
 			if err != nil {
 				t.Fatalf("round %d, creator %d: %v", round, i, err)
 			}
+		}
+	}
+}
+
+// TestNewerSchemaIsRefused: a store made by a newer xffidx is refused by
+// every path, with an error saying so, rather than read as if it were
+// this one's schema: a search that finds nothing, a search that would find
+// rows, top and publish.
+func TestNewerSchemaIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	copyCorpus(t, dir, "xff_erspan_gre_mixed.pcap")
+	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	build(t, store, dir)
+	pool := connect(t)
+	ctx := context.Background()
+	if _, err := Publish(ctx, pool, store, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Search(ctx, pool, Options{Prefixes: everything}, func(query.Row) error { return nil }); err != nil || n == 0 {
+		t.Fatalf("search before: %d rows, %v", n, err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE xffidx_meta SET value = $1 WHERE name = 'schema'`, fmt.Sprint(SchemaVersion+1)); err != nil {
+		t.Fatal(err)
+	}
+	for name, err := range map[string]error{
+		"search everything": func() error {
+			_, err := Search(ctx, pool, Options{Prefixes: everything}, func(query.Row) error { return nil })
+			return err
+		}(),
+		"search nothing": func() error {
+			_, err := Search(ctx, pool, Options{Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}}, func(query.Row) error { return nil })
+			return err
+		}(),
+		"top": func() error {
+			_, err := Top(ctx, pool, 5, Options{})
+			return err
+		}(),
+		"publish": func() error {
+			_, err := Publish(ctx, pool, store, "s")
+			return err
+		}(),
+	} {
+		if !errors.Is(err, ErrNewerSchema) {
+			t.Errorf("%s on a newer schema: %v, want ErrNewerSchema", name, err)
 		}
 	}
 }
