@@ -2,8 +2,8 @@ package fleet
 
 import (
 	"bytes"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -430,12 +430,15 @@ func TestStatementsArePortable(t *testing.T) {
 	var stmts []string
 	stmts = append(stmts, schemaStatements...)
 	stmts = append(stmts, searchStatement)
-	src, err := os.ReadFile("publish.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range regexp.MustCompile("(?s)`((?:SELECT|INSERT|UPDATE|DELETE)[^`]*)`").FindAllSubmatch(src, -1) {
-		stmts = append(stmts, string(m[1]))
+	stmts = append(stmts, insertStatement, rankStatement)
+	for _, file := range []string{"publish.go", "top.go", "search.go", "schema.go"} {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile("(?s)`((?:SELECT|INSERT|UPDATE|DELETE)[^`]*)`").FindAllSubmatch(src, -1) {
+			stmts = append(stmts, string(m[1]))
+		}
 	}
 	banned := regexp.MustCompile(`(?i)\b(SERIAL|BIGSERIAL|SEQUENCE|INET|CIDR|<<=|>>=|ILIKE|UNLOGGED|TABLESPACE|WITH\s*\(\s*fillfactor|COPY|LISTEN|NOTIFY|::regclass|pg_[a-z_]+)\b`)
 	for _, s := range stmts {
@@ -627,5 +630,81 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 		if !errors.Is(err, ErrNewerSchema) {
 			t.Errorf("%s on a newer schema: %v, want ErrNewerSchema", name, err)
 		}
+	}
+}
+
+// TestTakeoverFencesOffADeadPublish: a batch of a stopped publish that the
+// server still runs (its client gone) when the next publish starts either
+// commits before the takeover, and its rows are then deleted, or finds its
+// token gone and adds nothing; the store ends with exactly the local rows.
+func TestTakeoverFencesOffADeadPublish(t *testing.T) {
+	dir := t.TempDir()
+	copyCorpus(t, dir, "xff_erspan_gre_mixed.pcap")
+	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	build(t, store, dir)
+	pool := connect(t)
+	ctx := context.Background()
+	const sensor, deadToken = "s", 777
+	if _, err := Publish(ctx, pool, store, sensor); err != nil {
+		t.Fatal(err)
+	}
+	want := localRows(t, store, sensor, query.Options{Prefixes: everything, Headers: xff.AllHeaders})
+	var fid, gen int64
+	if err := pool.QueryRow(ctx, `SELECT fid, gen FROM xffidx_files WHERE sensor = $1`, sensor).Scan(&fid, &gen); err != nil {
+		t.Fatal(err)
+	}
+	// The dead publish: it claimed the capture and is inside a batch that
+	// passed the fence and wrote a row of the next generation.
+	if _, err := pool.Exec(ctx, `UPDATE xffidx_files SET pending = $3 WHERE sensor = $1 AND fid = $2`, sensor, fid, deadToken); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Rollback(ctx)
+	var held int64
+	if err := dead.QueryRow(ctx, fenceStatement, sensor, []int64{fid}, deadToken).Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dead.Exec(ctx, `INSERT INTO xffidx_hits SELECT addr, sensor, fid, off + 1, header, gen + 1, pos, ts_sec, ts_nsec, ts_digits, src_ip, src_port, dst_ip, dst_port, proto, xff, method, host, path
+		FROM xffidx_hits WHERE sensor = $1 AND fid = $2 LIMIT 1`, sensor, fid); err != nil {
+		t.Fatal(err)
+	}
+	// The next publish takes the token back: it must wait for the batch.
+	done := make(chan error, 1)
+	go func() {
+		_, err := Publish(ctx, pool, store, sensor)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the next publish did not wait for the dead publish's batch (%v)", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := dead.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := centralRows(t, pool, Options{Prefixes: everything, Headers: xff.AllHeaders, Sensors: []string{sensor}}); !slices.Equal(got, want) {
+		t.Fatalf("central %d rows, local %d\n%s", len(got), len(want), firstDiff(got, want))
+	}
+	var left int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM xffidx_hits WHERE sensor = $1 AND gen > $2`, sensor, gen).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d rows of the dead publish left (%v)", left, err)
+	}
+	// A later batch of the dead publish finds its token gone.
+	rows, err := pool.Query(ctx, fenceStatement, sensor, []int64{fid}, deadToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if rows.Close(); n != 0 {
+		t.Fatalf("the dead publish's token still holds %d captures", n)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,19 +55,41 @@ type central struct {
 // every capture visible as before or as after (see the package comment),
 // and the next publish finishes the work.
 func Publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor string) (PublishStats, error) {
-	return publish(ctx, pool, store, sensor, sendInsert)
+	crdb, err := isCockroach(ctx, pool)
+	if err != nil {
+		return PublishStats{}, err
+	}
+	if crdb {
+		return publish(ctx, pool, store, sensor, sendInsert)
+	}
+	return publish(ctx, pool, store, sensor, sendCopy)
+}
+
+// isCockroach reports whether the store is CockroachDB, which tells itself
+// apart at connection start (the crdb_version parameter).
+func isCockroach(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("central store: %w", err)
+	}
+	defer c.Release()
+	return c.Conn().PgConn().ParameterStatus("crdb_version") != "", nil
 }
 
 // sendMode is how rowWriter sends a batch of rows.
 type sendMode struct {
-	copy  bool // COPY into a temporary table, then INSERT ... SELECT
+	copy  bool // COPY straight into xffidx_hits; else INSERT ... SELECT FROM unnest(...)
 	batch int  // rows per transaction
 }
 
-// sendInsert is the mode Publish uses: multi-row INSERT, which
-// CockroachDB and PostgreSQL both take (pgx's CopyFrom has gaps on
-// CockroachDB, jackc/pgx#1425).
+// sendInsert is how Publish sends to CockroachDB: an INSERT of column
+// arrays (pgx's CopyFrom has gaps on CockroachDB, jackc/pgx#1425).
 var sendInsert = sendMode{batch: batchRows}
+
+// sendCopy is how Publish sends to PostgreSQL: COPY, the fastest way in
+// (bench: BenchmarkPublish). The rows of a new generation cannot be there
+// already (takeBack), so COPY needs no ON CONFLICT.
+var sendCopy = sendMode{copy: true, batch: batchRows}
 
 func publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor string, mode sendMode) (PublishStats, error) {
 	var st PublishStats
@@ -136,18 +160,10 @@ func publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor
 			st.New++
 		}
 		if c.pending != 0 {
-			// A publish stopped while writing. Its token is taken back
-			// first, so that a statement of it the server still runs (its
-			// client gone) can no longer make anything visible; then its
-			// invisible rows go.
-			if _, err := pool.Exec(ctx, `UPDATE xffidx_files SET pending = 0 WHERE sensor = $1 AND fid = $2 AND pending = $3`, sensor, int64(c.fid), c.pending); err != nil {
-				return st, fmt.Errorf("%s: %w", l.Path, err)
-			}
-			c.pending = 0
-			n, err := deleteRows(ctx, pool, sensor, c.fid, "gen > $3", c.gen)
+			n, err := takeBack(ctx, pool, sensor, c)
 			st.RowsDeleted += n
 			if err != nil {
-				return st, err
+				return st, fmt.Errorf("%s: %w", l.Path, err)
 			}
 		}
 		if c.staleFrom >= 0 {
@@ -201,12 +217,10 @@ func publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor
 		Select:   func(f *index.FileInfo) bool { return sending[f.ID] },
 		StartAt:  func(f *index.FileInfo) int64 { return from[f.ID] },
 	}
-	w := &rowWriter{ctx: ctx, pool: pool, sensor: sensor, cent: cent, mode: mode}
+	w := newRowWriter(ctx, pool, sensor, token, cent, mode)
 	sum, err := query.SearchEach(store, opt, w.add)
-	if err == nil {
-		err = w.flush()
-	}
-	st.RowsSent += w.sent
+	err = w.close(err)
+	st.RowsSent += w.sent.Load()
 	st.Problems = sum.Problems
 	if err != nil {
 		return st, err
@@ -250,6 +264,39 @@ func publish(ctx context.Context, pool *pgxpool.Pool, store *index.Store, sensor
 	return st, nil
 }
 
+// takeBack finishes what a publish stopped while writing a capture left:
+// it takes that publish's token back, then deletes its invisible rows.
+// Taking the token back (pending = -1) waits for any batch of the dead
+// publish the server still runs (each batch locks its captures' files rows
+// against it, see rowWriter.send) and stops later ones from committing, so
+// that the delete after it leaves no row of that publish behind: the next
+// generation can then be sent without conflicts. A publish stopped during
+// the delete leaves pending = -1, and the next one deletes again.
+func takeBack(ctx context.Context, pool *pgxpool.Pool, sensor string, c *central) (int64, error) {
+	if c.pending != takenBack {
+		tag, err := pool.Exec(ctx, `UPDATE xffidx_files SET pending = $4 WHERE sensor = $1 AND fid = $2 AND pending = $3`, sensor, int64(c.fid), c.pending, takenBack)
+		if err != nil {
+			return 0, err
+		}
+		if tag.RowsAffected() != 1 {
+			return 0, fmt.Errorf("another publish of sensor %s is writing it", sensor)
+		}
+		c.pending = takenBack
+	}
+	n, err := deleteRows(ctx, pool, sensor, c.fid, "gen > $3", c.gen)
+	if err != nil {
+		return n, err
+	}
+	if _, err := pool.Exec(ctx, `UPDATE xffidx_files SET pending = 0 WHERE sensor = $1 AND fid = $2 AND pending = $3`, sensor, int64(c.fid), takenBack); err != nil {
+		return n, err
+	}
+	c.pending = 0
+	return n, nil
+}
+
+// takenBack is pending's value while a stopped publish's rows are deleted.
+const takenBack = -1
+
 // readCentral reads the sensor's files rows.
 func readCentral(ctx context.Context, pool *pgxpool.Pool, sensor string) (map[uint32]*central, error) {
 	rows, err := pool.Query(ctx, `SELECT fid, path, size, fingerprint, gen, pending, stale_from, published_to, provisional_from, hits
@@ -287,7 +334,9 @@ func insertFile(ctx context.Context, pool *pgxpool.Pool, sensor string, c *centr
 // removeFile hides a capture at once (gen -1: no row is visible), deletes
 // its rows in batches, then its files row.
 func removeFile(ctx context.Context, pool *pgxpool.Pool, sensor string, fid uint32) (int64, error) {
-	if _, err := pool.Exec(ctx, `UPDATE xffidx_files SET gen = -1 WHERE sensor = $1 AND fid = $2`, sensor, int64(fid)); err != nil {
+	// pending = takenBack also fences off the batches of a stopped
+	// publish the server may still run (see takeBack).
+	if _, err := pool.Exec(ctx, `UPDATE xffidx_files SET gen = -1, pending = $3 WHERE sensor = $1 AND fid = $2`, sensor, int64(fid), takenBack); err != nil {
 		return 0, fmt.Errorf("removing file %d: %w", fid, err)
 	}
 	n, err := deleteRows(ctx, pool, sensor, fid, "true")
@@ -337,22 +386,109 @@ func deleteRows(ctx context.Context, pool *pgxpool.Pool, sensor string, fid uint
 var hitColumns = []string{"addr", "sensor", "fid", "off", "header", "gen", "pos", "ts_sec", "ts_nsec", "ts_digits",
 	"src_ip", "src_port", "dst_ip", "dst_port", "proto", "xff", "method", "host", "path"}
 
-// rowWriter sends rows in multi-row INSERTs of batchRows, each a
-// transaction of its own; ON CONFLICT DO NOTHING makes a batch sent twice
-// (a publish stopped after its commit) harmless.
+// hitBatch is a batch of rows, column by column, as the unnest INSERT
+// sends them.
+type hitBatch struct {
+	addr, xff, method, host, path [][]byte
+	fid, off, gen, tsSec          []int64
+	header, tsDigits              []int16
+	pos, tsNsec, srcPort, dstPort []int32
+	srcIP, dstIP, proto           []string
+	fids                          map[int64]bool
+}
+
+func (b *hitBatch) len() int { return len(b.off) }
+
+// copySource hands a batch to COPY row by row.
+type copySource struct {
+	b      *hitBatch
+	sensor string
+	i      int
+	row    []any
+}
+
+func (c *copySource) Next() bool { c.i++; return c.i <= c.b.len() }
+func (c *copySource) Err() error { return nil }
+func (c *copySource) Values() ([]any, error) {
+	b, i := c.b, c.i-1
+	c.row = append(c.row[:0], b.addr[i], c.sensor, b.fid[i], b.off[i], b.header[i], b.gen[i], b.pos[i],
+		b.tsSec[i], b.tsNsec[i], b.tsDigits[i], b.srcIP[i], b.srcPort[i], b.dstIP[i], b.dstPort[i], b.proto[i],
+		b.xff[i], b.method[i], b.host[i], b.path[i])
+	return c.row, nil
+}
+
+// insertStatement sends a batch as column arrays: one statement text for
+// every batch size, which both engines parse once per connection.
+var insertStatement = `INSERT INTO xffidx_hits (` + strings.Join(hitColumns, ", ") + `)
+	SELECT a, $2, fid, off, header, gen, pos, ts_sec, ts_nsec, ts_digits, src_ip, src_port, dst_ip, dst_port, proto, xff, method, host, path
+	FROM unnest($1::BYTEA[], $3::BIGINT[], $4::BIGINT[], $5::SMALLINT[], $6::BIGINT[], $7::INT[], $8::BIGINT[], $9::INT[], $10::SMALLINT[],
+		$11::TEXT[], $12::INT[], $13::TEXT[], $14::INT[], $15::TEXT[], $16::BYTEA[], $17::BYTEA[], $18::BYTEA[], $19::BYTEA[])
+		AS r (a, fid, off, header, gen, pos, ts_sec, ts_nsec, ts_digits, src_ip, src_port, dst_ip, dst_port, proto, xff, method, host, path)
+	ON CONFLICT DO NOTHING`
+
+// senders is how many connections send batches at once, while the rows of
+// the next ones are decoded.
+const senders = 2
+
+// rowWriter gathers the decoded rows into batches and hands them to
+// senders, each batch a transaction of its own on its own connection.
+// A batch is fenced: it commits only while this publish still holds the
+// token of each capture it has rows of, so that once the next publish
+// took a dead publish's token back, no statement of the dead one the
+// server still runs can add rows (see takeBack).
 type rowWriter struct {
 	ctx         context.Context
+	cancel      context.CancelFunc
 	pool        *pgxpool.Pool
 	sensor      string
+	token       int64
 	cent        map[uint32]*central
 	mode        sendMode
-	args        []any
-	n           int
-	sent        int64
+	cur         *hitBatch
+	batches     chan *hitBatch
+	wg          sync.WaitGroup
+	errOnce     sync.Once
+	err         error
+	sent        atomic.Int64
 	provisional map[uint32]int64 // the lowest offset of a provisional row, per file
 }
 
+func newRowWriter(ctx context.Context, pool *pgxpool.Pool, sensor string, token int64, cent map[uint32]*central, mode sendMode) *rowWriter {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &rowWriter{ctx: ctx, cancel: cancel, pool: pool, sensor: sensor, token: token, cent: cent, mode: mode,
+		batches: make(chan *hitBatch, senders)}
+	for range senders {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for b := range w.batches {
+				if w.ctx.Err() != nil {
+					continue
+				}
+				if err := w.send(b); err != nil {
+					w.fail(err)
+				}
+			}
+		}()
+	}
+	return w
+}
+
+func (w *rowWriter) fail(err error) {
+	w.errOnce.Do(func() {
+		w.err = err
+		w.cancel()
+	})
+}
+
+// errStopped stops the decoding when sending failed or was cancelled;
+// close then says why.
+var errStopped = errors.New("publish stopped")
+
 func (w *rowWriter) add(r query.Row) error {
+	if w.ctx.Err() != nil {
+		return errStopped
+	}
 	if r.Provisional {
 		if w.provisional == nil {
 			w.provisional = map[uint32]int64{}
@@ -361,75 +497,96 @@ func (w *rowWriter) add(r query.Row) error {
 			w.provisional[r.FileID] = r.Offset
 		}
 	}
+	if w.cur == nil {
+		w.cur = &hitBatch{fids: map[int64]bool{}}
+	}
 	var sec, nsec int64
 	if !r.TS.IsZero() {
 		sec, nsec = r.TS.Unix(), int64(r.TS.Nanosecond())
 	}
-	w.args = append(w.args, index.AddrKey(nil, r.XFFIP), w.sensor, int64(r.FileID), r.Offset, int16(r.Header), w.cent[r.FileID].next, r.Pos,
-		sec, nsec, int16(r.TSDigit), addrText(r.SrcIP), int32(r.SrcPort), addrText(r.DstIP), int32(r.DstPort), r.Proto,
-		nonNil(r.XFF), nonNil(r.Method), nonNil(r.Host), nonNil(r.Path))
-	if w.n++; w.n == w.mode.batch {
-		return w.flush()
+	b := w.cur
+	fid := int64(r.FileID)
+	b.fids[fid] = true
+	b.addr = append(b.addr, index.AddrKey(nil, r.XFFIP))
+	b.fid, b.off, b.header, b.gen = append(b.fid, fid), append(b.off, r.Offset), append(b.header, int16(r.Header)), append(b.gen, w.cent[r.FileID].next)
+	b.pos, b.tsSec, b.tsNsec, b.tsDigits = append(b.pos, int32(r.Pos)), append(b.tsSec, sec), append(b.tsNsec, int32(nsec)), append(b.tsDigits, int16(r.TSDigit))
+	b.srcIP, b.srcPort, b.dstIP, b.dstPort = append(b.srcIP, addrText(r.SrcIP)), append(b.srcPort, int32(r.SrcPort)), append(b.dstIP, addrText(r.DstIP)), append(b.dstPort, int32(r.DstPort))
+	b.proto, b.xff, b.method, b.host, b.path = append(b.proto, r.Proto), append(b.xff, nonNil(r.XFF)), append(b.method, nonNil(r.Method)), append(b.host, nonNil(r.Host)), append(b.path, nonNil(r.Path))
+	if b.len() == w.mode.batch {
+		return w.hand()
 	}
 	return nil
 }
 
-func (w *rowWriter) flush() error {
-	if w.n == 0 {
+// hand passes the current batch to a sender, waiting while every sender
+// is busy and one batch waits already.
+func (w *rowWriter) hand() error {
+	select {
+	case w.batches <- w.cur:
+		w.cur = nil
 		return nil
+	case <-w.ctx.Done():
+		return errStopped
 	}
-	if w.mode.copy {
-		return w.flushCopy()
-	}
-	var sb strings.Builder
-	sb.WriteString("INSERT INTO xffidx_hits (" + strings.Join(hitColumns, ", ") + ") VALUES ")
-	cols := len(hitColumns)
-	for i := range w.n {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteByte('(')
-		for j := range cols {
-			if j > 0 {
-				sb.WriteString(", ")
-			}
-			fmt.Fprintf(&sb, "$%d", i*cols+j+1)
-		}
-		sb.WriteByte(')')
-	}
-	sb.WriteString(" ON CONFLICT DO NOTHING")
-	if _, err := w.pool.Exec(w.ctx, sb.String(), w.args...); err != nil {
-		return fmt.Errorf("sending rows: %w", err)
-	}
-	w.sent += int64(w.n)
-	w.args, w.n = w.args[:0], 0
-	return nil
 }
 
-// flushCopy sends the batch with COPY into a temporary table and one
-// INSERT ... SELECT ... ON CONFLICT DO NOTHING from it, in one transaction.
-func (w *rowWriter) flushCopy() error {
-	cols := len(hitColumns)
-	rows := make([][]any, w.n)
-	for i := range rows {
-		rows[i] = w.args[i*cols : (i+1)*cols]
+// close sends the last batch and waits for the senders; decodeErr is the
+// decoding's outcome.
+func (w *rowWriter) close(decodeErr error) error {
+	if decodeErr == nil && w.cur != nil && w.cur.len() > 0 {
+		decodeErr = w.hand()
+	}
+	if decodeErr != nil && !errors.Is(decodeErr, errStopped) {
+		w.fail(decodeErr)
+	}
+	close(w.batches)
+	w.wg.Wait()
+	if w.err == nil && decodeErr != nil {
+		w.err = w.ctx.Err() // cancelled from outside
+	}
+	w.cancel()
+	return w.err
+}
+
+// fenceStatement returns the captures among $2 that the publish holding
+// token $3 still holds, and locks their files rows until the transaction
+// ends, so that taking them back waits for it.
+const fenceStatement = `SELECT fid FROM xffidx_files WHERE sensor = $1 AND fid = ANY($2::BIGINT[]) AND pending = $3 FOR SHARE`
+
+// send writes one batch in a transaction that first checks, and locks
+// against a takeover, this publish's claim on the batch's captures.
+func (w *rowWriter) send(b *hitBatch) error {
+	fids := make([]int64, 0, len(b.fids))
+	for f := range b.fids {
+		fids = append(fids, f)
 	}
 	err := pgx.BeginFunc(w.ctx, w.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(w.ctx, `CREATE TEMPORARY TABLE xffidx_hits_in (LIKE xffidx_hits) ON COMMIT DROP`); err != nil {
+		rows, err := tx.Query(w.ctx, fenceStatement, w.sensor, fids, w.token)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.CopyFrom(w.ctx, pgx.Identifier{"xffidx_hits_in"}, hitColumns, pgx.CopyFromRows(rows)); err != nil {
+		held := 0
+		for rows.Next() {
+			held++
+		}
+		if err := rows.Err(); err != nil {
 			return err
 		}
-		list := strings.Join(hitColumns, ", ")
-		_, err := tx.Exec(w.ctx, `INSERT INTO xffidx_hits (`+list+`) SELECT `+list+` FROM xffidx_hits_in ON CONFLICT DO NOTHING`)
+		if held != len(fids) {
+			return fmt.Errorf("another publish of sensor %s took over captures this one was sending", w.sensor)
+		}
+		if w.mode.copy {
+			_, err = tx.CopyFrom(w.ctx, pgx.Identifier{"xffidx_hits"}, hitColumns, &copySource{b: b, sensor: w.sensor})
+		} else {
+			_, err = tx.Exec(w.ctx, insertStatement, b.addr, w.sensor, b.fid, b.off, b.header, b.gen, b.pos, b.tsSec, b.tsNsec, b.tsDigits,
+				b.srcIP, b.srcPort, b.dstIP, b.dstPort, b.proto, b.xff, b.method, b.host, b.path)
+		}
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("sending rows: %w", err)
 	}
-	w.sent += int64(w.n)
-	w.args, w.n = w.args[:0], 0
+	w.sent.Add(int64(b.len()))
 	return nil
 }
 
