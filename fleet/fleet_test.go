@@ -134,15 +134,52 @@ func copyCorpus(t *testing.T, dir string, names ...string) {
 // headers, the central answer is the union of the three local answers,
 // row for row, each with its sensor; a second publish sends nothing.
 func TestFleetEqualsUnionOfSensors(t *testing.T) {
-	pool := connect(t)
+	checkFleetEqualsUnion(t, connect(t), "")
+}
+
+// TestCockroachFleet runs the differential test against the CockroachDB
+// server of XFFIDX_TEST_COCKROACH_URL, when it is set, with sensor names of
+// its own (their rows are removed at the end), so that a shared cluster
+// does for it. PostgreSQL is the tests' server; CockroachDB is optional.
+func TestCockroachFleet(t *testing.T) {
+	url := os.Getenv("XFFIDX_TEST_COCKROACH_URL")
+	if url == "" {
+		t.Skip("XFFIDX_TEST_COCKROACH_URL is not set")
+	}
+	ctx := context.Background()
+	pool, err := Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if crdb, err := isCockroach(ctx, pool); err != nil || !crdb {
+		t.Fatalf("XFFIDX_TEST_COCKROACH_URL names a server that is not CockroachDB (%v)", err)
+	}
+	prefix := fmt.Sprintf("test-%x-", rand.Uint64())
+	defer func() {
+		for _, table := range []string{"xffidx_hits", "xffidx_files"} {
+			if _, err := pool.Exec(ctx, `DELETE FROM `+table+` WHERE sensor LIKE $1`, prefix+"%"); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	checkFleetEqualsUnion(t, pool, prefix)
+}
+
+// checkFleetEqualsUnion is TestFleetEqualsUnionOfSensors on a store, with
+// sensor names starting with prefix.
+func checkFleetEqualsUnion(t *testing.T, pool *pgxpool.Pool, prefix string) {
 	ctx := context.Background()
 	sensors := map[string]*index.Store{}
+	var names []string
 	corpus := [][]string{
 		{"xff_erspan_gre_mixed.pcap", "xff_two_ips_small.pcap", "xff_with_original_forwarded_for.pcap"},
 		{"xff_arkime_synthetic_multiproto.pcap", "fmt_pcapng_2if_proxy_http.pcapng", "xff_out_of_order_squid.pcap"},
 		{"xff_leading_zeros.pcap", "fmt_sll2.pcap", "xff_extradata_download.pcap"},
 	}
 	for i, name := range []string{"dc-east", "dc-west", "edge"} {
+		name = prefix + name
+		names = append(names, name)
 		dir := t.TempDir()
 		copyCorpus(t, dir, corpus[i]...)
 		if err := os.WriteFile(filepath.Join(dir, "gen.pcap"), genCapture(t, int64(10+i), 2<<20), 0o644); err != nil {
@@ -216,7 +253,7 @@ func TestFleetEqualsUnionOfSensors(t *testing.T) {
 			want = append(want, localRows(t, store, name, query.Options{Prefixes: q.prefixes, Headers: q.headers, From: q.from, To: q.to})...)
 		}
 		slices.Sort(want)
-		got := centralRows(t, pool, Options{Prefixes: q.prefixes, Headers: q.headers, From: q.from, To: q.to})
+		got := centralRows(t, pool, Options{Prefixes: q.prefixes, Headers: q.headers, From: q.from, To: q.to, Sensors: names})
 		if !slices.Equal(got, want) {
 			t.Fatalf("%v headers %b window %v-%v: central %d rows, local %d\n%s", q.prefixes, q.headers, q.from, q.to, len(got), len(want), firstDiff(got, want))
 		}
@@ -236,7 +273,7 @@ func TestFleetEqualsUnionOfSensors(t *testing.T) {
 		}
 		var got []string
 		err := query.GroupFlows(0, func(add func(query.Row) error) error {
-			_, err := Search(ctx, pool, Options{Prefixes: q.prefixes, Headers: q.headers, From: q.from, To: q.to}, add)
+			_, err := Search(ctx, pool, Options{Prefixes: q.prefixes, Headers: q.headers, From: q.from, To: q.to, Sensors: names}, add)
 			return err
 		}, func(f query.Flow) error {
 			got = append(got, fmt.Sprintf("%+v", f))
@@ -252,8 +289,9 @@ func TestFleetEqualsUnionOfSensors(t *testing.T) {
 		}
 	}
 	// --sensor narrows.
-	got := centralRows(t, pool, Options{Prefixes: everything, Headers: xff.AllHeaders, Sensors: []string{"edge"}})
-	if want := localRows(t, sensors["edge"], "edge", query.Options{Prefixes: everything, Headers: xff.AllHeaders}); !slices.Equal(got, want) {
+	edge := prefix + "edge"
+	got := centralRows(t, pool, Options{Prefixes: everything, Headers: xff.AllHeaders, Sensors: []string{edge}})
+	if want := localRows(t, sensors[edge], edge, query.Options{Prefixes: everything, Headers: xff.AllHeaders}); !slices.Equal(got, want) {
 		t.Fatalf("--sensor edge: central %d rows, local %d\n%s", len(got), len(want), firstDiff(got, want))
 	}
 }
