@@ -3,7 +3,7 @@
 # PostgreSQL server: publish throughput (goal >= 200k hits/s) and
 # whole-process `xffidx query --db` latency for one address (~50 rows)
 # and for its /24 with >= 10 M rows in xffidx_hits (goals <= 20 ms and
-# <= 50 ms), with EXPLAIN of fleet/search.go's statement for both, and the
+# <= 50 ms), with the plans the server ran for both (auto_explain), and the
 # local `xffidx query` of the same address on the same index beside them.
 #
 #   bench/fleet.sh                       # 1 GiB capture, >= 10 M rows, 21 runs per query
@@ -162,22 +162,19 @@ RUNS=3 bench "local query --cidr $DENSE" "$X" --index "$IX" query --cidr "$DENSE
 echo "query --db --ip: $(awk -v v="${median[query --db --ip]}" 'BEGIN{printf "%.2f", v/1000/20}') of the 20 ms goal; --cidr /24: $(awk -v v="${median[query --db --cidr /24]}" 'BEGIN{printf "%.2f", v/1000/50}') of the 50 ms goal"
 echo "the same less process start: --ip $(awk -v v="${median[query --db --ip]}" -v p="${median[process start (xffidx --help)]}" 'BEGIN{printf "%.1f ms, %.2f", (v-p)/1000, (v-p)/1000/20}') of the goal; --cidr /24 $(awk -v v="${median[query --db --cidr /24]}" -v p="${median[process start (xffidx --help)]}" 'BEGIN{printf "%.1f ms, %.2f", (v-p)/1000, (v-p)/1000/50}') of the goal"
 
-# EXPLAIN of the statement Search sends (read from fleet/search.go, with
-# the header and ORDER BY clauses Search adds for query's defaults).
-stmt=$(sed -n '/^const searchStatement = `/,/`$/p' fleet/search.go | sed 's/^const searchStatement = `//; s/`$//')
-stmt="$stmt AND h.header = ANY(\$3) ORDER BY h.sensor, f.path, h.off, h.header, h.addr"
-hexkey() { echo "$1" | awk -F. '{printf "\\x04%02x%02x%02x%02x", $1, $2, $3, $4}'; }
+# The plans of the statements query --db sends, as it sends them: the
+# server's auto_explain logs each statement's plan with its timings, for
+# one more run of each query.
+sql -c "LOAD 'auto_explain'" -c "ALTER SYSTEM SET session_preload_libraries = 'auto_explain'" -c "ALTER SYSTEM SET auto_explain.log_min_duration = 0" \
+	-c "ALTER SYSTEM SET auto_explain.log_analyze = on" -c "ALTER SYSTEM SET auto_explain.log_buffers = on" -c "SELECT pg_reload_conf()" >/dev/null
 explain() {
 	echo
-	echo "== EXPLAIN ANALYZE, $1"
-	sql <<-EOF
-		PREPARE s(bytea, bytea, int2[]) AS $stmt;
-		EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE s('$2', '$3', '{0}');
-	EOF
+	echo "== plan of query --db $*"
+	local before
+	before=$(wc -l <"$OUT/server.log")
+	"$X" query --db "$DB" "$@" >/dev/null
+	tail -n +"$((before + 1))" "$OUT/server.log" | sed -n '/ plan:$/,$p' | sed 's/^[0-9-]* [0-9:.]* UTC \[[0-9]*\] //'
 }
-lo=$(hexkey "$ADDR")
-hi=$(echo "$ADDR" | awk -F. '{n=(($1*256+$2)*256+$3)*256+$4+1; printf "\\x04%02x%02x%02x%02x", int(n/16777216)%256, int(n/65536)%256, int(n/256)%256, n%256}')
-explain "--ip $ADDR" "$lo" "$hi"
-nlo=$(hexkey "${NET%/24}")
-nhi=$(echo "$NET" | awk -F'[./]' '{n=(($1*256+$2)*256+$3+1)*256; printf "\\x04%02x%02x%02x%02x", int(n/16777216)%256, int(n/65536)%256, int(n/256)%256, n%256}')
-explain "--cidr $NET" "$nlo" "$nhi"
+explain --ip "$ADDR"
+explain --cidr "$NET"
+sql -c "LOAD 'auto_explain'" -c "ALTER SYSTEM RESET session_preload_libraries" -c "ALTER SYSTEM RESET auto_explain.log_min_duration" -c "SELECT pg_reload_conf()" >/dev/null
