@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -401,5 +405,63 @@ func TestKilledPublishesConverge(t *testing.T) {
 	t.Logf("first publish %v, start-up %v; %d of %d publishes killed before they finished, %d after changing the store; where: %v", full.Round(time.Millisecond), startup.Round(time.Millisecond), killed, rounds, progressed, where)
 	if killed < rounds/2 {
 		t.Errorf("only %d of %d publishes killed before they finished: the test did not test much", killed, rounds)
+	}
+}
+
+// TestInterruptedPublish: Ctrl-C (SIGINT) stops a publish that is sending
+// rows at once, with a message saying what the store shows, and the next
+// publish reaches exactly the local rows.
+func TestInterruptedPublish(t *testing.T) {
+	db := pgtest.Start(t)
+	pool, err := fleet.Connect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	const sensor = "interrupted"
+	dir, ix := t.TempDir(), t.TempDir()
+	for i := range 4 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("c%d.pcap", i)), denseCapture(int64(2000+i), 2<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _, stderr := xffx(t, ix, "build", dir); code != 0 {
+		t.Fatalf("build: exit %d, %s", code, stderr)
+	}
+	cmd := exec.Command(os.Args[0], "--index", ix, "publish", "--db", db, "--sensor", sensor)
+	cmd.Env = append(os.Environ(), "XFFIDX_TEST_CLI=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Interrupt it once rows are arriving.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		var n int64
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM xffidx_hits WHERE sensor = $1`, sensor).Scan(&n); err == nil && n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no row arrived in a minute")
+		}
+	}
+	interrupted := time.Now()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(stderr.String(), "interrupted") {
+		t.Fatalf("interrupted publish: %v, %q; want exit 2 saying it was interrupted", err, stderr.String())
+	}
+	if d := time.Since(interrupted); d > 5*time.Second {
+		t.Errorf("the publish took %v to stop", d)
+	}
+	if code, _, stderr := xffx(t, ix, "publish", "--db", db, "--sensor", sensor); code != 0 {
+		t.Fatalf("publish after the interrupt: exit %d, %s", code, stderr)
+	}
+	local, central := localRowsByFile(t, ix), centralRowsByFile(t, pool, sensor)
+	if len(local) != 4 || !maps.EqualFunc(local, central, slices.Equal) {
+		t.Fatalf("after the next publish the store holds %d captures, the index %d, or their rows differ", len(central), len(local))
 	}
 }

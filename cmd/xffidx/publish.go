@@ -59,6 +59,9 @@ password is never printed. --sensor defaults to the host name.
 			for _, p := range st.Problems {
 				fmt.Fprintf(g.stderr, "xffidx: %s\n", safe(p.Error()))
 			}
+			if err != nil && ctx.Err() != nil {
+				return &exitError{code: exitTrouble, err: errors.New("publish: interrupted; the store shows each capture as before or as after, and the next publish finishes the work")}
+			}
 			if err != nil {
 				return &exitError{code: exitTrouble, err: errors.New(fleet.Redact(err.Error(), db))}
 			}
