@@ -627,20 +627,28 @@ func TestConcurrentSchemaCreation(t *testing.T) {
 	}
 }
 
-// TestNewerSchemaIsRefused: a store made by a newer xffidx is refused by
-// every path, with an error saying so, rather than read as if it were
-// this one's schema: a search that finds nothing, a search that would find
-// rows, top and publish.
-func TestNewerSchemaIsRefused(t *testing.T) {
+// publishedCapture is an index of one corpus capture, published as sensor
+// to a new store.
+func publishedCapture(t *testing.T, sensor string) (*index.Store, *pgxpool.Pool) {
+	t.Helper()
 	dir := t.TempDir()
 	copyCorpus(t, dir, "xff_erspan_gre_mixed.pcap")
 	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
 	build(t, store, dir)
 	pool := connect(t)
-	ctx := context.Background()
-	if _, err := Publish(ctx, pool, store, "s"); err != nil {
+	if _, err := Publish(context.Background(), pool, store, sensor); err != nil {
 		t.Fatal(err)
 	}
+	return store, pool
+}
+
+// TestNewerSchemaIsRefused: a store made by a newer xffidx is refused by
+// every path, with an error saying so, rather than read as if it were
+// this one's schema: a search that finds nothing, a search that would find
+// rows, top and publish.
+func TestNewerSchemaIsRefused(t *testing.T) {
+	store, pool := publishedCapture(t, "s")
+	ctx := context.Background()
 	if n, err := Search(ctx, pool, Options{Prefixes: everything}, func(query.Row) error { return nil }); err != nil || n == 0 {
 		t.Fatalf("search before: %d rows, %v", n, err)
 	}
@@ -676,16 +684,9 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 // commits before the takeover, and its rows are then deleted, or finds its
 // token gone and adds nothing; the store ends with exactly the local rows.
 func TestTakeoverFencesOffADeadPublish(t *testing.T) {
-	dir := t.TempDir()
-	copyCorpus(t, dir, "xff_erspan_gre_mixed.pcap")
-	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
-	build(t, store, dir)
-	pool := connect(t)
-	ctx := context.Background()
 	const sensor, deadToken = "s", 777
-	if _, err := Publish(ctx, pool, store, sensor); err != nil {
-		t.Fatal(err)
-	}
+	store, pool := publishedCapture(t, sensor)
+	ctx := context.Background()
 	want := localRows(t, store, sensor, query.Options{Prefixes: everything, Headers: xff.AllHeaders})
 	var fid, gen int64
 	if err := pool.QueryRow(ctx, `SELECT fid, gen FROM xffidx_files WHERE sensor = $1`, sensor).Scan(&fid, &gen); err != nil {
