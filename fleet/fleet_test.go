@@ -247,6 +247,28 @@ func checkFleetEqualsUnion(t *testing.T, pool *pgxpool.Pool, prefix string) {
 		}
 		qs = append(qs, q)
 	}
+	// Address lists, shorter and longer than the statement spells out
+	// (inlineRanges), with absent addresses and overlapping prefixes.
+	distinct := slices.Clone(present)
+	slices.SortFunc(distinct, netip.Addr.Compare)
+	distinct = slices.Compact(distinct)
+	rng.Shuffle(len(distinct), func(i, j int) { distinct[i], distinct[j] = distinct[j], distinct[i] })
+	for _, n := range []int{inlineRanges / 2, 3 * inlineRanges} {
+		q := question{headers: xff.AllHeaders}
+		for i, a := range distinct[:n] {
+			if i%7 == 0 {
+				a = netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+			}
+			q.prefixes = append(q.prefixes, netip.PrefixFrom(a, a.BitLen()))
+			if i%31 == 0 {
+				q.prefixes = append(q.prefixes, netip.PrefixFrom(a, a.BitLen()-4).Masked())
+			}
+		}
+		if los, _ := addrRanges(q.prefixes); (len(los) > inlineRanges) != (n > inlineRanges) {
+			t.Fatalf("a list of %d addresses makes %d ranges", n, len(los))
+		}
+		qs = append(qs, q)
+	}
 	for _, q := range qs {
 		var want []string
 		for name, store := range sensors {
@@ -255,7 +277,11 @@ func checkFleetEqualsUnion(t *testing.T, pool *pgxpool.Pool, prefix string) {
 		slices.Sort(want)
 		got := centralRows(t, pool, Options{Prefixes: q.prefixes, Headers: q.headers, From: q.from, To: q.to, Sensors: names})
 		if !slices.Equal(got, want) {
-			t.Fatalf("%v headers %b window %v-%v: central %d rows, local %d\n%s", q.prefixes, q.headers, q.from, q.to, len(got), len(want), firstDiff(got, want))
+			shown := fmt.Sprint(q.prefixes)
+			if len(q.prefixes) > 4 {
+				shown = fmt.Sprintf("%v and %d more", q.prefixes[:4], len(q.prefixes)-4)
+			}
+			t.Fatalf("%s headers %b window %v-%v: central %d rows, local %d\n%s", shown, q.headers, q.from, q.to, len(got), len(want), firstDiff(got, want))
 		}
 	}
 	// Flows: the union of each sensor's flows, each with its sensor.

@@ -37,26 +37,32 @@ type Querier interface {
 }
 
 // searchStatement reads the visible rows of some addr ranges. The inner
-// select reads each range once: its first %s is a disjunction of
-// explicit bounds, "(x.addr >= $1 AND x.addr < $2) OR ...", which both
-// engines turn into range scans of the primary key (one span each), and
-// whose bounds PostgreSQL's planner sees, so that it estimates the rows
-// right (bounds from a joined array made it guess a million rows, plan for
-// them and compile the plan). OFFSET 0 keeps the inner select a select of
-// its own: PostgreSQL would otherwise fold it into the join and may drive
-// the join from xffidx_files, scanning the ranges once per capture. The
-// second %s holds hitConditions. The statement checks the schema version
-// itself, sparing a fresh server session a statement: when it finds
-// nothing, or fails, checkSchema says whether that is why.
+// select reads each range once. Up to inlineRanges ranges, its %s are
+// "xffidx_hits x" and a disjunction of explicit bounds, "(x.addr >= $1 AND
+// x.addr < $2) OR ...", which both engines turn into range scans of the
+// primary key (one span each), and whose bounds PostgreSQL's planner sees,
+// so that it estimates the rows right (bounds from a joined array made it
+// guess a million rows per range, plan for them and compile the plan: 0.4
+// s for one address). Past that (an address list), the bounds come as two
+// arrays joined to xffidx_hits, one range scan per pair, and the statement
+// stays within the protocol's 65,535 parameters. OFFSET 0 keeps the inner
+// select a select of its own: PostgreSQL would otherwise fold it into the
+// join and may drive the join from xffidx_files, scanning the ranges once
+// per capture. The third %s holds hitConditions. The statement checks the
+// schema version itself, sparing a fresh server session a statement: when
+// it finds nothing, or fails, checkSchema says whether that is why.
 const searchStatement = `SELECT h.addr, h.sensor, f.path, h.off, h.header, h.pos, h.ts_sec, h.ts_nsec, h.ts_digits,
 	h.src_ip, h.src_port, h.dst_ip, h.dst_port, h.proto, h.xff, h.method, h.host, h.path
 	FROM (SELECT x.addr, x.sensor, x.fid, x.off, x.header, x.gen, x.pos, x.ts_sec, x.ts_nsec, x.ts_digits,
 		x.src_ip, x.src_port, x.dst_ip, x.dst_port, x.proto, x.xff, x.method, x.host, x.path
-		FROM xffidx_hits x WHERE (%s)%s OFFSET 0) h
+		FROM %s WHERE (%s)%s OFFSET 0) h
 	JOIN xffidx_files f ON f.sensor = h.sensor AND f.fid = h.fid
 	WHERE h.gen <= f.gen AND (h.gen = f.gen OR f.stale_from < 0 OR h.off < f.stale_from)
 	AND (SELECT value FROM xffidx_meta WHERE name = 'schema') = '` + schemaVersionText + `'
 	ORDER BY h.sensor, f.path, h.off, h.header, h.addr`
+
+// inlineRanges is the most ranges searchStatement spells out as bounds.
+const inlineRanges = 64
 
 // Search calls fn with every row of the central store in the options'
 // prefixes, as a local query of each sensor would give it (with its
@@ -78,16 +84,23 @@ func Search(ctx context.Context, db Querier, opt Options, fn func(query.Row) err
 func search(ctx context.Context, db Querier, opt Options, fn func(query.Row) error) (int, error) {
 	var ranges strings.Builder
 	var args []any
+	from := "xffidx_hits x"
 	los, his := addrRanges(opt.Prefixes)
-	for i := range los {
-		if i > 0 {
-			ranges.WriteString(" OR ")
+	if len(los) > inlineRanges {
+		args = append(args, los, his)
+		from = "unnest($1::BYTEA[], $2::BYTEA[]) AS r (lo, hi) JOIN xffidx_hits x ON x.addr >= r.lo AND x.addr < r.hi"
+		ranges.WriteString("true")
+	} else {
+		for i := range los {
+			if i > 0 {
+				ranges.WriteString(" OR ")
+			}
+			args = append(args, los[i], his[i])
+			fmt.Fprintf(&ranges, "(x.addr >= $%d AND x.addr < $%d)", len(args)-1, len(args))
 		}
-		args = append(args, los[i], his[i])
-		fmt.Fprintf(&ranges, "(x.addr >= $%d AND x.addr < $%d)", len(args)-1, len(args))
 	}
 	cond, args := hitConditions(opt, "x", args)
-	rows, err := db.Query(ctx, fmt.Sprintf(searchStatement, ranges.String(), cond), args...)
+	rows, err := db.Query(ctx, fmt.Sprintf(searchStatement, from, ranges.String(), cond), args...)
 	if err != nil {
 		return 0, fmt.Errorf("querying the central store: %w", err)
 	}
