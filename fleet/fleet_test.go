@@ -773,3 +773,48 @@ func TestTakeoverFencesOffADeadPublish(t *testing.T) {
 		t.Fatalf("the dead publish's token still holds %d captures", n)
 	}
 }
+
+// TestTopRanksOnlyTheListedAddresses: top with prefixes (an address list,
+// shorter and longer than the statement spells out) ranks the addresses in
+// them as the whole ranking does, and no other.
+func TestTopRanksOnlyTheListedAddresses(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "gen.pcap"), genCapture(t, 4, 6<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := &index.Store{Dir: t.TempDir(), LockWait: 5 * time.Second}
+	build(t, store, dir)
+	pool := connect(t)
+	ctx := context.Background()
+	if _, err := Publish(ctx, pool, store, "s"); err != nil {
+		t.Fatal(err)
+	}
+	all, err := Top(ctx, pool, 100000, Options{Headers: xff.AllHeaders})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < 2*(inlineRanges+8) {
+		t.Fatalf("only %d addresses ranked", len(all))
+	}
+	for _, n := range []int{5, inlineRanges + 8} {
+		var ps []netip.Prefix
+		var want []query.TopRow
+		for i, r := range all {
+			if i%2 == 0 && len(ps) < n {
+				ps = append(ps, netip.PrefixFrom(r.Addr, r.Addr.BitLen()))
+				want = append(want, r)
+			}
+		}
+		ps = append(ps, netip.MustParsePrefix("198.51.100.7/32"))
+		if los, _ := addrRanges(ps); (len(los) > inlineRanges) != (n > inlineRanges) {
+			t.Fatalf("a list of %d addresses makes %d ranges", n, len(los))
+		}
+		got, err := Top(ctx, pool, 100000, Options{Headers: xff.AllHeaders, Prefixes: ps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(got, want, func(a, b query.TopRow) bool { return fmt.Sprint(a) == fmt.Sprint(b) }) {
+			t.Fatalf("top of %d listed addresses: %d rows, want %d", n, len(got), len(want))
+		}
+	}
+}

@@ -37,8 +37,8 @@ type Querier interface {
 }
 
 // searchStatement reads the visible rows of some addr ranges. The inner
-// select reads each range once. Up to inlineRanges ranges, its %s are
-// "xffidx_hits x" and a disjunction of explicit bounds, "(x.addr >= $1 AND
+// select reads each range once (rangeConditions). Up to inlineRanges
+// ranges, its %s are "xffidx_hits x" and a disjunction of explicit bounds, "(x.addr >= $1 AND
 // x.addr < $2) OR ...", which both engines turn into range scans of the
 // primary key (one span each), and whose bounds PostgreSQL's planner sees,
 // so that it estimates the rows right (bounds from a joined array made it
@@ -82,25 +82,9 @@ func Search(ctx context.Context, db Querier, opt Options, fn func(query.Row) err
 }
 
 func search(ctx context.Context, db Querier, opt Options, fn func(query.Row) error) (int, error) {
-	var ranges strings.Builder
-	var args []any
-	from := "xffidx_hits x"
-	los, his := addrRanges(opt.Prefixes)
-	if len(los) > inlineRanges {
-		args = append(args, los, his)
-		from = "unnest($1::BYTEA[], $2::BYTEA[]) AS r (lo, hi) JOIN xffidx_hits x ON x.addr >= r.lo AND x.addr < r.hi"
-		ranges.WriteString("true")
-	} else {
-		for i := range los {
-			if i > 0 {
-				ranges.WriteString(" OR ")
-			}
-			args = append(args, los[i], his[i])
-			fmt.Fprintf(&ranges, "(x.addr >= $%d AND x.addr < $%d)", len(args)-1, len(args))
-		}
-	}
+	join, ranges, args := rangeConditions(opt.Prefixes, "x", nil)
 	cond, args := hitConditions(opt, "x", args)
-	rows, err := db.Query(ctx, fmt.Sprintf(searchStatement, from, ranges.String(), cond), args...)
+	rows, err := db.Query(ctx, fmt.Sprintf(searchStatement, "xffidx_hits x"+join, ranges, cond), args...)
 	if err != nil {
 		return 0, fmt.Errorf("querying the central store: %w", err)
 	}
@@ -145,6 +129,27 @@ func search(ctx context.Context, db Querier, opt Options, fn func(query.Row) err
 		return n, fmt.Errorf("reading the central store: %w", err)
 	}
 	return n, nil
+}
+
+// rangeConditions select the rows of xffidx_hits (as alias) in the
+// prefixes, in one of the two forms searchStatement tells about: a join
+// to follow the table (empty up to inlineRanges ranges) and a condition.
+// Their parameters go on after args.
+func rangeConditions(ps []netip.Prefix, alias string, args []any) (join, cond string, _ []any) {
+	los, his := addrRanges(ps)
+	if len(los) > inlineRanges {
+		args = append(args, los, his)
+		return fmt.Sprintf(" JOIN unnest($%[2]d::BYTEA[], $%[3]d::BYTEA[]) AS r (lo, hi) ON %[1]s.addr >= r.lo AND %[1]s.addr < r.hi", alias, len(args)-1, len(args)), "true", args
+	}
+	var sb strings.Builder
+	for i := range los {
+		if i > 0 {
+			sb.WriteString(" OR ")
+		}
+		args = append(args, los[i], his[i])
+		fmt.Fprintf(&sb, "(%s.addr >= $%d AND %s.addr < $%d)", alias, len(args)-1, alias, len(args))
+	}
+	return "", sb.String(), args
 }
 
 // hitConditions are the conditions on xffidx_hits (as alias) that the

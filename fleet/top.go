@@ -19,7 +19,7 @@ const rankStatement = `SELECT h.addr, count(*) AS hits
 	GROUP BY h.addr ORDER BY hits DESC, h.addr LIMIT $%d`
 
 // Top returns the n addresses with the most rows across the sensors (or
-// those named), most first (ties: lower address first), each with its
+// those named), among the options' prefixes if it has any, most first (ties: lower address first), each with its
 // flows (distinct connections per sensor) and first and last timestamps,
 // as the local top gives them for one index. The store ranks the
 // addresses; each winner's rows are then read to sum them up.
@@ -31,7 +31,7 @@ func Top(ctx context.Context, db Querier, n int, opt Options) ([]query.TopRow, e
 		return nil, err
 	}
 	var args []any
-	join := ""
+	join, ranks := "", ""
 	if len(opt.Files) > 0 {
 		// --file patterns are path.Match patterns, which SQL does not
 		// speak: the captures they select are listed here and joined.
@@ -45,9 +45,17 @@ func Top(ctx context.Context, db Querier, n int, opt Options) ([]query.TopRow, e
 		args = append(args, sensors, fids)
 		join = " JOIN unnest($1::TEXT[], $2::BIGINT[]) AS sel (sensor, fid) ON sel.sensor = h.sensor AND sel.fid = h.fid"
 	}
+	if len(opt.Prefixes) > 0 {
+		// Rank only these addresses.
+		var ranges string
+		var rangeJoin string
+		rangeJoin, ranges, args = rangeConditions(opt.Prefixes, "h", args)
+		join += rangeJoin
+		ranks = " AND (" + ranges + ")"
+	}
 	cond, args := hitConditions(opt, "h", args)
 	args = append(args, n)
-	rows, err := db.Query(ctx, fmt.Sprintf(rankStatement, join, cond, len(args)), args...)
+	rows, err := db.Query(ctx, fmt.Sprintf(rankStatement, join, ranks+cond, len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("ranking addresses in the central store: %w", err)
 	}
