@@ -796,16 +796,26 @@ func TestTopRanksOnlyTheListedAddresses(t *testing.T) {
 	if len(all) < 2*(inlineRanges+8) {
 		t.Fatalf("only %d addresses ranked", len(all))
 	}
+	// Every other address in address order: no two listed ones adjacent,
+	// so that each is a range of its own.
+	byAddr := slices.Clone(all)
+	slices.SortFunc(byAddr, func(a, b query.TopRow) int { return a.Addr.Compare(b.Addr) })
 	for _, n := range []int{5, inlineRanges + 8} {
 		var ps []netip.Prefix
-		var want []query.TopRow
-		for i, r := range all {
+		listed := map[netip.Addr]bool{}
+		for i, r := range byAddr {
 			if i%2 == 0 && len(ps) < n {
 				ps = append(ps, netip.PrefixFrom(r.Addr, r.Addr.BitLen()))
+				listed[r.Addr] = true
+			}
+		}
+		var want []query.TopRow
+		for _, r := range all {
+			if listed[r.Addr] {
 				want = append(want, r)
 			}
 		}
-		ps = append(ps, netip.MustParsePrefix("198.51.100.7/32"))
+		ps = append(ps, netip.MustParsePrefix("10.255.255.254/32")) // absent
 		if los, _ := addrRanges(ps); (len(los) > inlineRanges) != (n > inlineRanges) {
 			t.Fatalf("a list of %d addresses makes %d ranges", n, len(los))
 		}
