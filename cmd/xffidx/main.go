@@ -132,7 +132,10 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 (~/.local/share/xffidx).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion(),
 	}
+	// --version prints what the version command does, whole.
+	root.SetVersionTemplate("{{.Version}}")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.indexDir, "index", "", "index directory (default $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx)")
@@ -158,6 +161,6 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 			profile.Close()
 		}
 	}
-	root.AddCommand(newBuild(g), newQuery(g), newPublish(g), newFiles(g), newPrune(g), newStats(g), newCompact(g), newTop(g))
+	root.AddCommand(newBuild(g), newQuery(g), newPublish(g), newFiles(g), newPrune(g), newStats(g), newCompact(g), newTop(g), newVersion(g))
 	return root
 }
