@@ -69,11 +69,24 @@ func FormatTS(t time.Time, digits int) string {
 // exactly. The result is capped at max runes of b, with "…".
 func Sanitize(b []byte, max int) string {
 	var sb strings.Builder
+	sb.Grow(min(len(b), max))
 	n := 0
 	for len(b) > 0 {
 		if n >= max {
 			sb.WriteString("…")
 			break
+		}
+		// Most of what is printed (addresses, paths, request targets) is
+		// printable ASCII, each byte a rune shown as itself: copied by the
+		// run, without the Unicode tables.
+		if plainASCII(b[0]) {
+			i := 1
+			for i < len(b) && n+i < max && plainASCII(b[i]) {
+				i++
+			}
+			sb.Write(b[:i])
+			b, n = b[i:], n+i
+			continue
 		}
 		r, size := utf8.DecodeRune(b)
 		switch {
@@ -93,6 +106,10 @@ func Sanitize(b []byte, max int) string {
 	}
 	return sb.String()
 }
+
+// plainASCII reports whether byte c is an ASCII character Sanitize copies
+// as it is: printable (space to tilde), not the backslash it escapes.
+func plainASCII(c byte) bool { return c >= ' ' && c < 0x7f && c != '\\' }
 
 // printable reports whether r shows as itself, taking its own place: a
 // graphic character (letter, mark, number, punctuation, symbol) or the
