@@ -149,7 +149,7 @@ func TestLookupEach(t *testing.T) {
 		{pfx("203.0.1.7/32"), xff.AllHeaders},
 		{pfx("203.0.0.0/16", "2001:db8::/32"), xff.AllHeaders},
 		{pfx("0.0.0.0/0", "::/0"), xff.SetOf(xff.Forwarded, xff.XRealIP)},
-		{pfx("203.0.2.0/24", "203.0.2.5/32", "2001:db8::3/128"), xff.AllHeaders}, // overlapping: each hit once
+		{pfx("203.0.2.0/24", "203.0.2.5/32", "2001:db8::3/128"), xff.AllHeaders},                                                  // overlapping: each hit once
 		{pfx("203.0.2.5/32", "2001:db8::/32", "203.0.0.0/16", "203.0.1.7/32", "2001:db8::3/128", "203.0.2.5/32"), xff.AllHeaders}, // out of order, nested, repeated
 	} {
 		want := referenceLookup(t, s, c.prefixes, c.headers)
