@@ -84,10 +84,11 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 				}
 				cat.maxID = last
 			}
-			// One iterator whose bounds move from range to range, forwards
-			// (cheaper than an iterator per range when a list names
-			// thousands of addresses).
-			it, err := db.NewIter(&pebble.IterOptions{LowerBound: ranges[p].lo, UpperBound: ranges[p].hi})
+			// One iterator over the ranges' span, seeking forwards from
+			// range to range: Pebble then steps on from where it is rather
+			// than searching from the top (when a list names thousands of
+			// addresses).
+			it, err := db.NewIter(&pebble.IterOptions{LowerBound: ranges[p].lo, UpperBound: ranges[len(ranges)-1].hi})
 			if err != nil {
 				return err
 			}
@@ -109,8 +110,7 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 				if resume != nil {
 					lo = append(resume, 0) // the first key after it
 				}
-				it.SetBounds(lo, hi)
-				for it.First(); it.Valid(); it.Next() {
+				for it.SeekGE(lo); it.Valid() && bytes.Compare(it.Key(), hi) < 0; it.Next() {
 					hk, ok := decodeHitKey(it.Key())
 					if ok && headers.Has(hk.header) {
 						f, err := cat.get(db, hk.fid)

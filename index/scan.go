@@ -56,7 +56,8 @@ func (s *Store) ScanHitsIn(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 				}
 				cat.maxID = last
 			}
-			it, err := db.NewIter(&pebble.IterOptions{LowerBound: ranges[p].lo, UpperBound: ranges[p].hi})
+			// As in LookupEach: one iterator, seeking forwards.
+			it, err := db.NewIter(&pebble.IterOptions{LowerBound: ranges[p].lo, UpperBound: ranges[len(ranges)-1].hi})
 			if err != nil {
 				return err
 			}
@@ -68,8 +69,8 @@ func (s *Store) ScanHitsIn(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 				if resume != nil {
 					lo = append(resume, 0) // the first key after it
 				}
-				it.SetBounds(lo, ranges[p].hi)
-				for it.First(); it.Valid(); it.Next() {
+				hi := ranges[p].hi
+				for it.SeekGE(lo); it.Valid() && bytes.Compare(it.Key(), hi) < 0; it.Next() {
 					hk, ok := decodeHitKey(it.Key())
 					if ok && headers.Has(hk.header) {
 						f, err := cat.get(db, hk.fid)

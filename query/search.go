@@ -265,10 +265,11 @@ func (o *Options) inWindow(ts time.Time) bool {
 
 // searcher carries one Search's state.
 type searcher struct {
-	opt Options
-	r   *recordReader
-	sum *Summary
-	fn  func(Row) error
+	opt    Options
+	r      *recordReader
+	frames frameDecoder
+	sum    *Summary
+	fn     func(Row) error
 	// fnErr is fn's error, which stops the search.
 	fnErr error
 }
@@ -434,7 +435,7 @@ func (s *searcher) packet(hits []index.Hit) error {
 	if !s.opt.inWindow(ts) {
 		return nil // decided by the record header: no decoding
 	}
-	ft, payload, err := DecodeFrame(rec.LinkType, rec.Data)
+	ft, payload, err := s.frames.decode(rec.LinkType, rec.Data)
 	if err != nil {
 		return fmt.Errorf("record at offset %d: %w", h.Offset, err)
 	}
