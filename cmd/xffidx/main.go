@@ -172,5 +172,6 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 		}
 	}
 	root.AddCommand(newBuild(g), newQuery(g), newPublish(g), newFiles(g), newPrune(g), newStats(g), newCompact(g), newTop(g), newVersion(g))
+	root.AddCommand(extraCommands(g)...)
 	return root
 }
