@@ -72,6 +72,9 @@ vanished or changed since it was indexed).`,
 				return fail(err)
 			}
 			if db != "" {
+				if len(ipFiles) > 0 {
+					return fail(errors.New("--ip-file ranks from the local index only; with --db it is not supported yet"))
+				}
 				return topFleet(g, db, sensors, opt, outFormat)
 			}
 			if len(sensors) > 0 {
