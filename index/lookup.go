@@ -103,6 +103,7 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 				return err
 			}
 			defer rit.Close()
+			reqs := &requestCursor{it: rit}
 			deadline := time.Now().Add(hold)
 			n := 0
 			for ; p < len(ranges); p, resume = p+1, nil {
@@ -117,7 +118,7 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 						if err == nil && f != nil {
 							if rec, err = s.lookupRecord(rec[:0], hk, it.Value(), hk.fid, vit); err == nil && (hk.fid != lastFid || hk.off != lastOff) {
 								lastFid, lastOff = hk.fid, hk.off
-								lastReqs, err = appendRequests(lastReqs[:0], rit, hk.fid, hk.off)
+								lastReqs, err = reqs.append(lastReqs[:0], hk.fid, hk.off)
 							}
 							if err == nil {
 								err = sorter.Add(append(rec, lastReqs...))
@@ -226,16 +227,40 @@ func (s *Store) lookupRecord(rec []byte, hk hitKey, v []byte, r uint32, vit *peb
 	return append(rec, raw...), nil
 }
 
-// appendRequests appends the request records of packet (fid, off) as a
-// look-up record carries them: their count, then each one's sequence
-// number and value (uvarint length + bytes).
-func appendRequests(b []byte, it *pebble.Iterator, fid uint32, off int64) ([]byte, error) {
-	prefix := RequestKey(nil, fid, off, 0)
-	prefix = prefix[:len(prefix)-4]
+// requestCursor reads the request records of packets in the order a
+// look-up meets them: within one address's hits, by file and offset,
+// forwards. Most packets have none, and the iterator then already rests at
+// the first record past the last packet asked about, which is the first at
+// or after this one too: no seek is needed until a packet's key passes it
+// (or the order starts again, with the next address).
+type requestCursor struct {
+	it    *pebble.Iterator
+	after []byte // the last packet's key prefix; nil: no position yet
+	key   []byte
+}
+
+// append appends the request records of packet (fid, off) as a look-up
+// record carries them: their count, then each one's sequence number and
+// value (uvarint length + bytes).
+func (c *requestCursor) append(b []byte, fid uint32, off int64) ([]byte, error) {
+	c.key = RequestKey(c.key[:0], fid, off, 0)
+	prefix := c.key[:len(c.key)-4]
+	var ok bool
+	if c.after != nil && bytes.Compare(prefix, c.after) > 0 {
+		// The iterator rests at the first key past c.after's records (or
+		// has none left): that is the first key at or after prefix unless
+		// it lies before it.
+		if ok = c.it.Valid(); ok && bytes.Compare(c.it.Key(), prefix) < 0 {
+			ok = c.it.SeekGE(prefix)
+		}
+	} else {
+		ok = c.it.SeekGE(prefix)
+	}
+	c.after = append(c.after[:0], prefix...)
 	var n uint64
 	var body []byte
-	for ok := it.SeekGE(prefix); ok && bytes.HasPrefix(it.Key(), prefix); ok = it.Next() {
-		k, v := it.Key(), it.Value()
+	for ; ok && bytes.HasPrefix(c.it.Key(), prefix); ok = c.it.Next() {
+		k, v := c.it.Key(), c.it.Value()
 		if len(k) != len(prefix)+4 {
 			continue
 		}
@@ -247,7 +272,7 @@ func appendRequests(b []byte, it *pebble.Iterator, fid uint32, off int64) ([]byt
 		body = binary.AppendUvarint(body, uint64(len(v)))
 		body = append(body, v...)
 	}
-	if err := it.Error(); err != nil {
+	if err := c.it.Error(); err != nil {
 		return nil, err
 	}
 	return append(binary.AppendUvarint(b, n), body...), nil
