@@ -7,6 +7,7 @@
 #   SIZE=1G RUNS=3 bench/run.sh
 #   OLD=/path/to/older/xffidx bench/run.sh   # also time an older build
 #   QUICK=1 bench/run.sh         # skip the tshark query and cold-cache runs
+#   bench/latency.sh             # the query latency part alone (see there)
 #
 # Needs: go, ripgrep (rg), GNU time (/usr/bin/time), python3; tshark for the
 # one tshark query; root for the cold-cache runs (skipped otherwise).
@@ -180,3 +181,8 @@ cat <<EOF | tee "$OUT/results.md"
 $RECALLLINE
 $OLDLINE
 EOF
+
+# Whole-process query latency for ~50 and ~3,000 hits and a 10,000-address
+# list, beside rg -c on the same capture, and where the time goes (before
+# and after with OLD): bench/latency.sh, on this capture and index.
+SIZE="$SIZE" OUT="$OUT" RUNS=$((RUNS * 2 + 1)) bench/latency.sh

@@ -396,6 +396,7 @@ func (c *catalogReader) get(db pebble.Reader, fid uint32) (*FileInfo, error) {
 	if c.maxID != 0 && fid > c.maxID {
 		return nil, nil
 	}
+	defer c.counts.catalogRead(c.counts.now())
 	v, closer, err := db.Get(fileKey(fid))
 	if errors.Is(err, pebble.ErrNotFound) {
 		c.entries[fid] = nil

@@ -64,9 +64,10 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 		lastOff  int64 = -1
 		lastReqs []byte
 	)
+	ranges := hitRanges(prefixes)
 	p, resume, started := 0, []byte(nil), false
 	hold := s.scanHold()
-	for p < len(prefixes) {
+	for p < len(ranges) {
 		err := s.withDB(true, func(db *pebble.DB) error {
 			if !started {
 				started = true
@@ -78,11 +79,20 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 					return err
 				}
 				if last == 0 {
-					p = len(prefixes) // no file
+					p = len(ranges) // no file
 					return nil
 				}
 				cat.maxID = last
 			}
+			// One iterator over the ranges' span, seeking forwards from
+			// range to range: Pebble then steps on from where it is rather
+			// than searching from the top (when a list names thousands of
+			// addresses).
+			it, err := db.NewIter(&pebble.IterOptions{LowerBound: ranges[p].lo, UpperBound: ranges[len(ranges)-1].hi})
+			if err != nil {
+				return err
+			}
+			defer it.Close()
 			vit, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagValue}, UpperBound: []byte{tagValue + 1}})
 			if err != nil {
 				return err
@@ -93,41 +103,37 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 				return err
 			}
 			defer rit.Close()
+			reqs := &requestCursor{it: rit}
 			deadline := time.Now().Add(hold)
-			for ; p < len(prefixes); p, resume = p+1, nil {
-				lo, hi := PrefixRange(prefixes[p])
+			n := 0
+			for ; p < len(ranges); p, resume = p+1, nil {
+				lo, hi := ranges[p].lo, ranges[p].hi
 				if resume != nil {
 					lo = append(resume, 0) // the first key after it
 				}
-				it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-				if err != nil {
-					return err
-				}
-				n := 0
-				for it.First(); it.Valid(); it.Next() {
+				for it.SeekGE(lo); it.Valid() && bytes.Compare(it.Key(), hi) < 0; it.Next() {
 					hk, ok := decodeHitKey(it.Key())
 					if ok && headers.Has(hk.header) {
 						f, err := cat.get(db, hk.fid)
 						if err == nil && f != nil {
 							if rec, err = s.lookupRecord(rec[:0], hk, it.Value(), hk.fid, vit); err == nil && (hk.fid != lastFid || hk.off != lastOff) {
 								lastFid, lastOff = hk.fid, hk.off
-								lastReqs, err = appendRequests(lastReqs[:0], rit, hk.fid, hk.off)
+								lastReqs, err = reqs.append(lastReqs[:0], hk.fid, hk.off)
 							}
 							if err == nil {
 								err = sorter.Add(append(rec, lastReqs...))
 							}
 						}
 						if err != nil {
-							it.Close()
 							return err
 						}
 					}
 					if n++; n%256 == 0 && time.Now().After(deadline) {
 						resume = bytes.Clone(it.Key())
-						return it.Close()
+						return nil
 					}
 				}
-				if err := it.Close(); err != nil {
+				if err := it.Error(); err != nil {
 					return err
 				}
 			}
@@ -221,16 +227,40 @@ func (s *Store) lookupRecord(rec []byte, hk hitKey, v []byte, r uint32, vit *peb
 	return append(rec, raw...), nil
 }
 
-// appendRequests appends the request records of packet (fid, off) as a
-// look-up record carries them: their count, then each one's sequence
-// number and value (uvarint length + bytes).
-func appendRequests(b []byte, it *pebble.Iterator, fid uint32, off int64) ([]byte, error) {
-	prefix := RequestKey(nil, fid, off, 0)
-	prefix = prefix[:len(prefix)-4]
+// requestCursor reads the request records of packets in the order a
+// look-up meets them: within one address's hits, by file and offset,
+// forwards. Most packets have none, and the iterator then already rests at
+// the first record past the last packet asked about, which is the first at
+// or after this one too: no seek is needed until a packet's key passes it
+// (or the order starts again, with the next address).
+type requestCursor struct {
+	it    *pebble.Iterator
+	after []byte // the last packet's key prefix; nil: no position yet
+	key   []byte
+}
+
+// append appends the request records of packet (fid, off) as a look-up
+// record carries them: their count, then each one's sequence number and
+// value (uvarint length + bytes).
+func (c *requestCursor) append(b []byte, fid uint32, off int64) ([]byte, error) {
+	c.key = RequestKey(c.key[:0], fid, off, 0)
+	prefix := c.key[:len(c.key)-4]
+	var ok bool
+	if c.after != nil && bytes.Compare(prefix, c.after) > 0 {
+		// The iterator rests at the first key past c.after's records (or
+		// has none left): that is the first key at or after prefix unless
+		// it lies before it.
+		if ok = c.it.Valid(); ok && bytes.Compare(c.it.Key(), prefix) < 0 {
+			ok = c.it.SeekGE(prefix)
+		}
+	} else {
+		ok = c.it.SeekGE(prefix)
+	}
+	c.after = append(c.after[:0], prefix...)
 	var n uint64
 	var body []byte
-	for ok := it.SeekGE(prefix); ok && bytes.HasPrefix(it.Key(), prefix); ok = it.Next() {
-		k, v := it.Key(), it.Value()
+	for ; ok && bytes.HasPrefix(c.it.Key(), prefix); ok = c.it.Next() {
+		k, v := c.it.Key(), c.it.Value()
 		if len(k) != len(prefix)+4 {
 			continue
 		}
@@ -242,7 +272,7 @@ func appendRequests(b []byte, it *pebble.Iterator, fid uint32, off int64) ([]byt
 		body = binary.AppendUvarint(body, uint64(len(v)))
 		body = append(body, v...)
 	}
-	if err := it.Error(); err != nil {
+	if err := c.it.Error(); err != nil {
 		return nil, err
 	}
 	return append(binary.AppendUvarint(b, n), body...), nil

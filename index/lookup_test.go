@@ -34,14 +34,16 @@ func referenceLookup(t *testing.T, s *Store, prefixes []netip.Prefix, headers xf
 		for i := range files {
 			current[files[i].ID] = &files[i]
 		}
+		seen := map[string]bool{} // overlapping prefixes give a hit once
 		for _, p := range prefixes {
 			lo, hi := PrefixRange(p)
 			it, _ := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 			for it.First(); it.Valid(); it.Next() {
 				hk, ok := decodeHitKey(it.Key())
-				if !ok || current[hk.fid] == nil || !headers.Has(hk.header) {
+				if !ok || current[hk.fid] == nil || !headers.Has(hk.header) || seen[string(it.Key())] {
 					continue
 				}
+				seen[string(it.Key())] = true
 				v := it.Value()
 				pos, n := binary.Uvarint(v)
 				h := Hit{Addr: hk.addr, File: current[hk.fid], Offset: hk.off, Header: hk.header, Pos: int(pos), ConnStart: -1}
@@ -147,7 +149,8 @@ func TestLookupEach(t *testing.T) {
 		{pfx("203.0.1.7/32"), xff.AllHeaders},
 		{pfx("203.0.0.0/16", "2001:db8::/32"), xff.AllHeaders},
 		{pfx("0.0.0.0/0", "::/0"), xff.SetOf(xff.Forwarded, xff.XRealIP)},
-		{pfx("203.0.2.0/24", "203.0.2.5/32", "2001:db8::3/128"), xff.AllHeaders}, // overlapping: hits twice
+		{pfx("203.0.2.0/24", "203.0.2.5/32", "2001:db8::3/128"), xff.AllHeaders},                                                  // overlapping: each hit once
+		{pfx("203.0.2.5/32", "2001:db8::/32", "203.0.0.0/16", "203.0.1.7/32", "2001:db8::3/128", "203.0.2.5/32"), xff.AllHeaders}, // out of order, nested, repeated
 	} {
 		want := referenceLookup(t, s, c.prefixes, c.headers)
 		if len(want) < 20 {

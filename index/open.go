@@ -159,16 +159,24 @@ func (s *Store) session(dir string, opts *pebble.Options, fn func(db *pebble.DB)
 	}
 	done := make(chan result, 1)
 	go func() {
+		t0 := s.Counts.now()
 		db, err := pebble.Open(dir, opts)
+		s.Counts.opening(t0)
 		if err != nil {
 			done <- result{false, err}
 			return
+		}
+		if s.Counts != nil {
+			s.Counts.Opens.Add(1)
 		}
 		var ferr error
 		if fn != nil {
 			ferr = fn(db)
 		}
-		if cerr := db.Close(); ferr == nil && cerr != nil {
+		t0 = s.Counts.now()
+		cerr := db.Close()
+		s.Counts.opening(t0)
+		if ferr == nil && cerr != nil {
 			ferr = fmt.Errorf("%s: closing index: %w", s.Dir, cerr)
 		}
 		done <- result{true, ferr}

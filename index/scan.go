@@ -26,9 +26,20 @@ const scanHold = 200 * time.Millisecond
 // with it. Hits of files whose catalog entry is invalid are left out, and
 // then ScanHits returns an InvalidEntries error at the end.
 func (s *Store) ScanHits(headers xff.HeaderSet, fn func(a netip.Addr, f *FileInfo, off int64) error) error {
+	return s.ScanHitsIn(nil, headers, fn)
+}
+
+// ScanHitsIn is ScanHits over the hits of the addresses in prefixes alone
+// (no prefix: every hit), still in key order and each hit once however the
+// prefixes overlap.
+func (s *Store) ScanHitsIn(prefixes []netip.Prefix, headers xff.HeaderSet, fn func(a netip.Addr, f *FileInfo, off int64) error) error {
+	ranges := []keyRange{{lo: []byte{tagHit}, hi: []byte{tagHit + 1}}}
+	if len(prefixes) > 0 {
+		ranges = hitRanges(prefixes)
+	}
 	var cat *catalogReader
 	var resume []byte
-	for done := false; !done; {
+	for p := 0; p < len(ranges); {
 		err := s.withDB(true, func(db *pebble.DB) error {
 			if cat == nil {
 				if err := checkSchema(db); err != nil {
@@ -40,40 +51,46 @@ func (s *Store) ScanHits(headers xff.HeaderSet, fn func(a netip.Addr, f *FileInf
 					return err
 				}
 				if last == 0 {
-					done = true // no file
+					p = len(ranges) // no file
 					return nil
 				}
 				cat.maxID = last
 			}
-			lo := []byte{tagHit}
-			if resume != nil {
-				lo = append(bytes.Clone(resume), 0) // the first key after it
-			}
-			it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{tagHit + 1}})
+			// As in LookupEach: one iterator, seeking forwards.
+			it, err := db.NewIter(&pebble.IterOptions{LowerBound: ranges[p].lo, UpperBound: ranges[len(ranges)-1].hi})
 			if err != nil {
 				return err
 			}
+			defer it.Close()
 			deadline := time.Now().Add(s.scanHold())
 			n := 0
-			for it.First(); it.Valid(); it.Next() {
-				hk, ok := decodeHitKey(it.Key())
-				if ok && headers.Has(hk.header) {
-					f, err := cat.get(db, hk.fid)
-					if err == nil && f != nil {
-						err = fn(hk.addr, f, hk.off)
+			for ; p < len(ranges); p, resume = p+1, nil {
+				lo := ranges[p].lo
+				if resume != nil {
+					lo = append(resume, 0) // the first key after it
+				}
+				hi := ranges[p].hi
+				for it.SeekGE(lo); it.Valid() && bytes.Compare(it.Key(), hi) < 0; it.Next() {
+					hk, ok := decodeHitKey(it.Key())
+					if ok && headers.Has(hk.header) {
+						f, err := cat.get(db, hk.fid)
+						if err == nil && f != nil {
+							err = fn(hk.addr, f, hk.off)
+						}
+						if err != nil {
+							return err
+						}
 					}
-					if err != nil {
-						it.Close()
-						return err
+					if n++; n%256 == 0 && time.Now().After(deadline) {
+						resume = bytes.Clone(it.Key())
+						return nil
 					}
 				}
-				if n++; n%256 == 0 && time.Now().After(deadline) {
-					resume = bytes.Clone(it.Key())
-					return it.Close()
+				if err := it.Error(); err != nil {
+					return err
 				}
 			}
-			done = true
-			return it.Close()
+			return nil
 		})
 		if err != nil {
 			return err

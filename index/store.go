@@ -228,7 +228,8 @@ type Hit struct {
 }
 
 // Lookup returns the hits of every address in the given prefixes found in
-// the given headers, in file, offset and header order, with the catalog
+// the given headers, in file, offset and header order (each hit once,
+// however the prefixes overlap or repeat), with the catalog
 // entries they refer to (those alone are read). Hits of removed files are
 // left out. Hits of files whose catalog entry is invalid are left out too,
 // and then Lookup returns the others with an InvalidEntries error naming

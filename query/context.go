@@ -3,6 +3,7 @@ package query
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 
 	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
@@ -161,15 +162,15 @@ func (pi *packetInfo) heldBy(payload []byte, hits []index.Hit) bool {
 }
 
 func (r *httpRequest) holds(a netip.Addr) bool {
-	if r.addrs == nil {
-		r.addrs = map[netip.Addr]bool{}
+	if !r.parsed {
+		r.parsed = true
 		for _, l := range r.Lines {
 			r.Header.Elements(l.Value, l.Cut, func(e []byte) {
 				if b, ok := xff.ParseAddr(e); ok {
-					r.addrs[b] = true
+					r.addrs = append(r.addrs, b)
 				}
 			})
 		}
 	}
-	return r.addrs[a]
+	return slices.Contains(r.addrs, a)
 }

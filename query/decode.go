@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // FiveTuple is the innermost TCP connection of a packet.
@@ -28,6 +28,84 @@ const maxFrameNesting = 8
 // DecodeFrame decodes one captured frame with gopacket and returns the innermost TCP connection.
 // Also returns the TCP payload (for later use by callers).
 func DecodeFrame(linkType uint32, frame []byte) (ft FiveTuple, payload []byte, err error) {
+	var d frameDecoder
+	return d.decode(linkType, frame)
+}
+
+// frameDecoder is DecodeFrame for many frames: the common frame (Ethernet,
+// IPv4 not fragmented or IPv6 without extension headers, TCP) is decoded
+// by gopacket's DecodingLayerParser into layers reused from one frame to
+// the next, without the allocations of a gopacket.Packet (a query decodes
+// thousands of frames, and a short process pays for every new page of
+// heap); any other frame, and any frame that does not decode cleanly that
+// way, goes through decodeFrameLayers, whose answer is the same
+// (TestFastDecodeEqualsPacketDecode).
+type frameDecoder struct {
+	parser  *gopacket.DecodingLayerParser
+	eth     layers.Ethernet
+	ip4     layers.IPv4
+	ip6     layers.IPv6
+	tcp     layers.TCP
+	decoded []gopacket.LayerType
+}
+
+const linkTypeEthernet = 1
+
+func (d *frameDecoder) decode(linkType uint32, frame []byte) (FiveTuple, []byte, error) {
+	if linkType == linkTypeEthernet {
+		if ft, payload, ok := d.fast(frame); ok {
+			return ft, payload, nil
+		}
+	}
+	return decodeFrameLayers(linkType, frame)
+}
+
+// fast decodes Ethernet, IPv4 or IPv6, TCP; ok is false for anything else.
+func (d *frameDecoder) fast(frame []byte) (ft FiveTuple, payload []byte, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false // decodeFrameLayers reports it
+		}
+	}()
+	if d.parser == nil {
+		d.parser = gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet, &d.eth, &d.ip4, &d.ip6, &d.tcp)
+		d.decoded = make([]gopacket.LayerType, 0, 4)
+	}
+	err := d.parser.DecodeLayers(frame, &d.decoded)
+	if len(d.decoded) != 3 || d.decoded[2] != layers.LayerTypeTCP {
+		return FiveTuple{}, nil, false
+	}
+	// Past TCP comes its payload, which the parser leaves alone: no other
+	// error may have stopped it.
+	if err != nil {
+		if _, unsupported := err.(gopacket.UnsupportedLayerType); !unsupported {
+			return FiveTuple{}, nil, false
+		}
+	}
+	var src, dst netip.Addr
+	switch d.decoded[1] {
+	case layers.LayerTypeIPv4:
+		src, _ = netip.AddrFromSlice(d.ip4.SrcIP)
+		dst, _ = netip.AddrFromSlice(d.ip4.DstIP)
+	case layers.LayerTypeIPv6:
+		if d.ip6.HopByHop != nil {
+			return FiveTuple{}, nil, false
+		}
+		src, _ = netip.AddrFromSlice(d.ip6.SrcIP)
+		dst, _ = netip.AddrFromSlice(d.ip6.DstIP)
+	default:
+		return FiveTuple{}, nil, false
+	}
+	t := &d.tcp
+	if !src.IsValid() || !dst.IsValid() || t.DataOffset < 5 || len(t.Contents) != int(t.DataOffset)*4 {
+		return FiveTuple{}, nil, false
+	}
+	return FiveTuple{SrcIP: src, DstIP: dst, SrcPort: uint16(t.SrcPort), DstPort: uint16(t.DstPort), Proto: "tcp"}, t.LayerPayload(), true
+}
+
+// decodeFrameLayers decodes a frame into a gopacket.Packet and walks its
+// layers: every link type, tunnel and oddity DecodeFrame handles.
+func decodeFrameLayers(linkType uint32, frame []byte) (ft FiveTuple, payload []byte, err error) {
 	// gopacket recovers its own decoder panics, but not those in our walk over
 	// its layers; a hostile frame must come back as an error either way.
 	defer func() {

@@ -3,9 +3,9 @@ package query
 import (
 	"bufio"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +24,8 @@ const (
 // and CSV carry the value up to the index's own cap.
 const tableValueMax = 96
 
-// jsonRow fixes the NDJSON field names and order scripts depend on.
+// jsonRow fixes the NDJSON field names and order scripts depend on: the
+// line jsonWriter appends is encoding/json's encoding of it (TestJSONRowEqualsEncodingJSON).
 type jsonRow struct {
 	XFFIP   string `json:"xff_ip"`
 	XFF     string `json:"xff"`
@@ -68,31 +69,54 @@ func FormatTS(t time.Time, digits int) string {
 // becomes \u{NNNN}; a backslash becomes \\, so the escaping can be undone
 // exactly. The result is capped at max runes of b, with "…".
 func Sanitize(b []byte, max int) string {
-	var sb strings.Builder
+	if len(b) <= max && !slices.ContainsFunc(b, func(c byte) bool { return !plainASCII(c) }) {
+		return string(b) // nothing to escape or cap
+	}
+	return string(appendSanitized(make([]byte, 0, min(len(b), max)+8), b, max))
+}
+
+// appendSanitized appends Sanitize(b, max) to dst.
+func appendSanitized(dst, b []byte, max int) []byte {
 	n := 0
 	for len(b) > 0 {
 		if n >= max {
-			sb.WriteString("…")
+			dst = append(dst, "…"...)
 			break
+		}
+		// Most of what is printed (addresses, paths, request targets) is
+		// printable ASCII, each byte a rune shown as itself: copied by the
+		// run, without the Unicode tables.
+		if plainASCII(b[0]) {
+			i := 1
+			for i < len(b) && n+i < max && plainASCII(b[i]) {
+				i++
+			}
+			dst = append(dst, b[:i]...)
+			b, n = b[i:], n+i
+			continue
 		}
 		r, size := utf8.DecodeRune(b)
 		switch {
 		case r == utf8.RuneError && size <= 1:
-			fmt.Fprintf(&sb, `\x%02x`, b[0])
+			dst = fmt.Appendf(dst, `\x%02x`, b[0])
 		case r == '\\':
-			sb.WriteString(`\\`)
+			dst = append(dst, `\\`...)
 		case r < utf8.RuneSelf && !printable(r):
-			fmt.Fprintf(&sb, `\x%02x`, r)
+			dst = fmt.Appendf(dst, `\x%02x`, r)
 		case !printable(r):
-			fmt.Fprintf(&sb, `\u{%04x}`, r)
+			dst = fmt.Appendf(dst, `\u{%04x}`, r)
 		default:
-			sb.Write(b[:size])
+			dst = append(dst, b[:size]...)
 		}
 		b = b[size:]
 		n++
 	}
-	return sb.String()
+	return dst
 }
+
+// plainASCII reports whether byte c is an ASCII character Sanitize copies
+// as it is: printable (space to tilde), not the backslash it escapes.
+func plainASCII(c byte) bool { return c >= ' ' && c < 0x7f && c != '\\' }
 
 // printable reports whether r shows as itself, taking its own place: a
 // graphic character (letter, mark, number, punctuation, symbol) or the
@@ -155,7 +179,7 @@ type RowWriter struct {
 	format     string
 	showHeader bool
 	showSensor bool
-	enc        *json.Encoder
+	json       jsonWriter
 	cw         *csv.Writer
 	tab        *table
 }
@@ -176,8 +200,6 @@ func newRowWriter(out io.Writer, format string, showHeader, showSensor bool) (*R
 	w := &RowWriter{bw: bufio.NewWriterSize(out, 64<<10), format: format, showHeader: showHeader, showSensor: showSensor}
 	switch format {
 	case FormatJSON:
-		w.enc = json.NewEncoder(w.bw)
-		w.enc.SetEscapeHTML(false)
 	case FormatCSV:
 		w.cw = csv.NewWriter(w.bw)
 		w.cw.UseCRLF = true // RFC 4180
@@ -215,13 +237,8 @@ func (w *RowWriter) Write(r Row) error {
 	}
 	switch w.format {
 	case FormatJSON:
-		return w.enc.Encode(jsonRow{
-			XFFIP: r.XFFIP.String(), XFF: Sanitize(r.XFF, uncapped), File: Sanitize([]byte(r.File), uncapped), Offset: r.Offset,
-			TS: FormatTS(r.TS, r.TSDigit), SrcIP: r.SrcIP.String(), SrcPort: r.SrcPort,
-			DstIP: r.DstIP.String(), DstPort: r.DstPort, Proto: r.Proto,
-			Method: Sanitize(r.Method, uncapped), Host: Sanitize(r.Host, uncapped), Path: Sanitize(r.Path, uncapped),
-			Header: header, Sensor: w.sensor(r),
-		})
+		_, err := w.bw.Write(w.json.row(&r, header, w.sensor(r)))
+		return err
 	case FormatCSV:
 		rec := []string{
 			r.XFFIP.String(), csvText(r.XFF), csvText([]byte(r.File)), strconv.FormatInt(r.Offset, 10),
@@ -252,7 +269,7 @@ func (w *RowWriter) sensor(r Row) string {
 	if !w.showSensor {
 		return ""
 	}
-	return Sanitize([]byte(r.Sensor), uncapped)
+	return r.Sensor // Sanitized where it is printed
 }
 
 // Close ends the output and flushes it.

@@ -28,8 +28,9 @@ type httpRequest struct {
 	// CutLine is the whole cut line (name included) when LastCut.
 	CutLine []byte
 
-	addrs  map[netip.Addr]bool // the list's addresses, once holds asked
-	client *clientOf           // the --client-only answer, once asked
+	addrs  []netip.Addr // the list's addresses, once holds asked (a short list: a slice costs less than a map)
+	parsed bool
+	client *clientOf // the --client-only answer, once asked
 }
 
 // clientOf is the --client-only rule's answer for one request.

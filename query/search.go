@@ -55,6 +55,47 @@ type Options struct {
 	// the aggregation of flows, top and --write) holds before it spills
 	// sorted runs to temporary files; 0: extsort.DefaultBudget.
 	SortMem int
+	// Counts, if set, receives what the search did and where its time
+	// went.
+	Counts *Counts
+}
+
+// Counts is what a search did and where its time went: bench/run.sh's
+// breakdown of a query, and tests of how often packets are read. The clock
+// is read only when a search is given one.
+type Counts struct {
+	// Index counts the index's part: openings and the time to open and
+	// close it, catalog entries read and the time to read them (unless
+	// the store counts into Counts of its own).
+	Index index.Counts
+	// Records counts the packet records read and decoded: each packet
+	// once, however many of its addresses the search asked for.
+	Records int64
+	// Total is the whole search; Reads reading packet records from the
+	// captures (opening them too); Decode decoding them and making rows;
+	// Output what the rows' consumer took (printing them).
+	Total, Reads, Decode, Output time.Duration
+}
+
+// Lookup is the rest of Total: reading hit keys and request records from
+// the index and sorting them by capture and offset.
+func (c *Counts) Lookup() time.Duration {
+	return c.Total - time.Duration(c.Index.OpenNanos.Load()+c.Index.CatalogNanos.Load()) - c.Reads - c.Decode - c.Output
+}
+
+// now is the time, if c is set.
+func (c *Counts) now() time.Time {
+	if c == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// counting points the store's counts at c's, if the store has none.
+func (c *Counts) counting(store *index.Store) {
+	if c != nil && store.Counts == nil {
+		store.Counts = &c.Index
+	}
 }
 
 // ParseHeaders reads --header values: header names in any letter case
@@ -224,16 +265,20 @@ func (o *Options) inWindow(ts time.Time) bool {
 
 // searcher carries one Search's state.
 type searcher struct {
-	opt Options
-	r   *recordReader
-	sum *Summary
-	fn  func(Row) error
+	opt    Options
+	r      *recordReader
+	frames frameDecoder
+	sum    *Summary
+	fn     func(Row) error
 	// fnErr is fn's error, which stops the search.
 	fnErr error
 }
 
 // emit passes a row on.
 func (s *searcher) emit(r Row) error {
+	if c := s.opt.Counts; c != nil {
+		defer func(t0 time.Time) { c.Output += time.Since(t0) }(time.Now())
+	}
 	if err := s.fn(r); err != nil {
 		s.fnErr = err
 		return err
@@ -274,6 +319,10 @@ func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, e
 	var sum Summary
 	if err := opt.Validate(); err != nil {
 		return sum, err
+	}
+	if c := opt.Counts; c != nil {
+		c.counting(store)
+		defer func(t0 time.Time) { c.Total += time.Since(t0) }(time.Now())
 	}
 	s := &searcher{opt: opt, r: &recordReader{}, sum: &sum, fn: fn}
 	defer s.r.close()
@@ -326,7 +375,11 @@ func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, e
 			}
 			endFile()
 			file = h.File
+			t0 := opt.Counts.now()
 			fileErr = s.r.open(file)
+			if c := opt.Counts; c != nil {
+				c.Reads += time.Since(t0)
+			}
 		}
 		if fileErr != nil {
 			errHits++
@@ -362,7 +415,16 @@ func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, e
 // its hits, all of one header, that passes the options.
 func (s *searcher) packet(hits []index.Hit) error {
 	h := hits[0]
+	c := s.opt.Counts
+	t0 := c.now()
 	rec, err := s.r.record(h.Offset)
+	if c != nil {
+		t1, out := time.Now(), c.Output
+		c.Reads += t1.Sub(t0)
+		c.Records++
+		// Decoding is the rest of this call, less what the rows' consumer took.
+		defer func() { c.Decode += time.Since(t1) - (c.Output - out) }()
+	}
 	if err != nil {
 		return err
 	}
@@ -373,7 +435,7 @@ func (s *searcher) packet(hits []index.Hit) error {
 	if !s.opt.inWindow(ts) {
 		return nil // decided by the record header: no decoding
 	}
-	ft, payload, err := DecodeFrame(rec.LinkType, rec.Data)
+	ft, payload, err := s.frames.decode(rec.LinkType, rec.Data)
 	if err != nil {
 		return fmt.Errorf("record at offset %d: %w", h.Offset, err)
 	}

@@ -30,6 +30,9 @@ type TopOptions struct {
 	// Headers as in Options: X-Forwarded-For alone when zero. With several,
 	// a hit is a packet and header, as a query row is.
 	Headers xff.HeaderSet
+	// Prefixes, if any, restrict the ranking to the addresses in them (a
+	// list of addresses to rank); none: every address.
+	Prefixes []netip.Prefix
 	// BatchAddrs and BatchHits bound one batch of windowed counting (the
 	// addresses looked up in one opening of the index); 0: 1024 and 2^18.
 	BatchAddrs, BatchHits int
@@ -122,7 +125,7 @@ func Top(store *index.Store, opt TopOptions) (TopResult, error) {
 		return cands.Add(rec)
 	}
 	var scanProblems []FileProblem
-	err = store.ScanHits(so.headers(), func(a netip.Addr, f *index.FileInfo, off int64) error {
+	err = store.ScanHitsIn(opt.Prefixes, so.headers(), func(a netip.Addr, f *index.FileInfo, off int64) error {
 		if a != cur.addr {
 			if err := flush(); err != nil {
 				return err

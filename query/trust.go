@@ -2,6 +2,7 @@ package query
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
@@ -113,7 +114,8 @@ func (s *searcher) requestClient(pi *packetInfo, req *httpRequest) *clientOf {
 // with what the query works out from it once.
 type recorded struct {
 	r      *index.Request
-	addrs  [xff.NumHeaders]map[netip.Addr]bool
+	addrs  [xff.NumHeaders][]netip.Addr // once holds asked (short lists: slices cost less than maps)
+	parsed xff.HeaderSet
 	client [xff.NumHeaders]*clientOf
 }
 
@@ -122,15 +124,15 @@ func (q *recorded) holds(h xff.Header, a netip.Addr) bool {
 	if !q.r.Listed.Has(h) {
 		return false
 	}
-	if q.addrs[h] == nil {
-		q.addrs[h] = map[netip.Addr]bool{}
+	if !q.parsed.Has(h) {
+		q.parsed |= xff.SetOf(h)
 		h.Elements(q.r.Lists[h], q.r.Capped.Has(h), func(e []byte) {
 			if b, ok := xff.ParseAddr(e); ok {
-				q.addrs[h][b] = true
+				q.addrs[h] = append(q.addrs[h], b)
 			}
 		})
 	}
-	return q.addrs[h][a]
+	return slices.Contains(q.addrs[h], a)
 }
 
 // clientOf applies the --client-only rule to the request's list of h: only

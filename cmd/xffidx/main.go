@@ -43,7 +43,13 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	return runWithInput(os.Stdin, args, stdout, stderr)
+}
+
+// runWithInput is run with stdin (what --ip-file - reads) given.
+func runWithInput(stdin io.Reader, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
+	root.SetIn(stdin)
 	root.SetArgs(args)
 	err := root.Execute()
 	var ee *exitError
@@ -66,6 +72,8 @@ type globals struct {
 	cpuProfile string
 	logFormat  string
 	verbose    bool
+	timings    bool
+	start      time.Time // when the command line began to run
 	stdout     io.Writer
 	stderr     io.Writer
 }
@@ -117,7 +125,7 @@ func (g *globals) logger() *slog.Logger {
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{stdout: stdout, stderr: stderr, start: time.Now()}
 	root := &cobra.Command{
 		Use:   "xffidx",
 		Short: "Find the connections behind a proxy that carried a client IP in X-Forwarded-For",
@@ -132,7 +140,10 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 (~/.local/share/xffidx).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion(),
 	}
+	// --version prints what the version command does, whole.
+	root.SetVersionTemplate("{{.Version}}")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.indexDir, "index", "", "index directory (default $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx)")
@@ -140,6 +151,8 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log more")
 	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file")
 	root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentFlags().BoolVar(&g.timings, "timings", false, "print where a query's time went on stderr (bench/run.sh)")
+	root.PersistentFlags().MarkHidden("timings")
 	var profile *os.File
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if g.cpuProfile == "" {
@@ -158,6 +171,7 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 			profile.Close()
 		}
 	}
-	root.AddCommand(newBuild(g), newQuery(g), newPublish(g), newFiles(g), newPrune(g), newStats(g), newCompact(g), newTop(g))
+	root.AddCommand(newBuild(g), newQuery(g), newPublish(g), newFiles(g), newPrune(g), newStats(g), newCompact(g), newTop(g), newVersion(g))
+	root.AddCommand(extraCommands(g)...)
 	return root
 }

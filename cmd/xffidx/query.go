@@ -18,19 +18,30 @@ import (
 )
 
 func newQuery(g *globals) *cobra.Command {
-	var ips, cidrs, files, trusted, headers []string
+	var ips, cidrs, ipFiles, files, trusted, headers []string
 	var from, to, outFormat string
-	var flows, wsFilter, clientOnly, force bool
+	var flows, wsFilter, clientOnly, force, keepGoing bool
 	var writeOut, db string
 	var sensors []string
 	cmd := &cobra.Command{
-		Use:   "query (--ip ADDR | --cidr PREFIX)... [flags]",
+		Use:   "query (--ip ADDR | --cidr PREFIX | --ip-file FILE)... [flags]",
 		Short: "Print the connections whose X-Forwarded-For values held an address",
 		Long: `Print one row per packet whose X-Forwarded-For values hold ADDR (at any
 position in the list), or any address in PREFIX, with its innermost TCP
 5-tuple, timestamp and the request that carried the header, reading only
 those packet records. --ip and --cidr may be repeated and combined; a packet
 is reported once per matching address even where prefixes overlap.
+
+--ip-file FILE reads a list of addresses and prefixes, one a line (a
+firewall's export, a threat feed, a NAT pool; - reads stdin): blank lines
+and # comments are allowed. A line that is neither an address nor a CIDR
+prefix stops the query before it starts, with exit status 2 and the line's
+number; with --keep-going each such line is skipped with a warning instead,
+and the exit status is the answer's. The list is one question: the index is
+opened once and each capture read once in offset order, each packet once
+however many listed addresses it holds. Each row's xff_ip (CLIENT column)
+is the listed address that matched: a packet holding two listed addresses
+gives a row for each, as two --ip flags would.
 
 Formats: table (the default on a terminal), json (the default otherwise; NDJSON,
 one object per hit: xff_ip, xff, file, offset, ts, src_ip, src_port, dst_ip,
@@ -75,6 +86,8 @@ hit whose list cannot be read whole is left out and counted on stderr.
 Exit status, as grep's: 0 hits found, 1 none, 2 error (including a capture that
 vanished or changed since it was indexed; its hits are reported, not decoded).`,
 		Example: `  xffidx query --ip 203.0.113.7
+  xffidx query --ip-file flagged.txt --format csv
+  grep -v '^10\.' feed.txt | xffidx query --ip-file - --keep-going --flows
   xffidx query --cidr 203.0.113.0/24 --cidr 2001:db8::/32 --from -2h --flows
   xffidx query --ip 203.0.113.7 --file 'edge-*.pcap' --from 2026-01-02T10:00:00Z --to 2026-01-02T11:00:00Z
   tshark -r edge-1.pcap -Y "$(xffidx query --ip 203.0.113.7 --wireshark-filter)"
@@ -82,8 +95,11 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fail := func(err error) error { return &exitError{code: exitTrouble, err: fmt.Errorf("query: %w", err)} }
-			if len(ips) == 0 && len(cidrs) == 0 {
-				return fail(errors.New("--ip ADDR or --cidr PREFIX is required"))
+			if len(ips) == 0 && len(cidrs) == 0 && len(ipFiles) == 0 {
+				return fail(errors.New("--ip ADDR, --cidr PREFIX or --ip-file FILE is required"))
+			}
+			if keepGoing && len(ipFiles) == 0 {
+				return fail(errors.New("--keep-going applies only with --ip-file"))
 			}
 			opt := query.Options{Files: files, ClientOnly: clientOnly}
 			var err error
@@ -91,24 +107,29 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 				return fail(fmt.Errorf("--header: %v", err))
 			}
 			for _, s := range ips {
-				a, err := parseAddr(s)
+				a, err := query.ParseAddr(s)
 				if err != nil {
 					return fail(fmt.Errorf("--ip %q: not an IP address", s))
 				}
 				opt.Prefixes = append(opt.Prefixes, netip.PrefixFrom(a, a.BitLen()))
 			}
 			for _, s := range cidrs {
-				p, err := parsePrefix(s)
+				p, err := query.ParsePrefix(s)
 				if err != nil {
 					return fail(fmt.Errorf("--cidr %q: %v", s, err))
 				}
 				opt.Prefixes = append(opt.Prefixes, p)
 			}
+			listed, err := readIPFiles(g, cmd.InOrStdin(), ipFiles, keepGoing)
+			if err != nil {
+				return fail(err)
+			}
+			opt.Prefixes = append(opt.Prefixes, listed...)
 			if len(trusted) > 0 && !clientOnly {
 				return fail(errors.New("--trusted-proxy applies only with --client-only"))
 			}
 			for _, s := range trusted {
-				p, err := parsePrefix(s)
+				p, err := query.ParsePrefix(s)
 				if err != nil {
 					return fail(fmt.Errorf("--trusted-proxy %q: %v", s, err))
 				}
@@ -142,6 +163,7 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 			}
 			// Rows and flows stream out as the packets are read; --write
 			// writes the capture once the search is done.
+			opt.Counts = g.searchCounts()
 			var sum query.Summary
 			switch {
 			case writeOut != "":
@@ -169,6 +191,7 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 					err = errors.Join(err, w.Close())
 				}
 			}
+			g.printTimings(opt.Counts)
 			if err != nil {
 				return &exitError{code: exitTrouble, err: err}
 			}
@@ -182,6 +205,8 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 	f := cmd.Flags()
 	f.StringArrayVar(&ips, "ip", nil, "client address to look for (IPv4 or IPv6, any spelling); repeatable")
 	f.StringArrayVar(&cidrs, "cidr", nil, "look for every address in this prefix (203.0.113.0/24, 2001:db8::/32); repeatable, combines with --ip")
+	f.StringArrayVar(&ipFiles, "ip-file", nil, ipFileHelp)
+	f.BoolVar(&keepGoing, "keep-going", false, keepGoingHelp)
 	f.StringVar(&from, "from", "", "only packets at or after this time: RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or relative to now (-30m, -2h, -7d)")
 	f.StringVar(&to, "to", "", "only packets at or before this time (same forms as --from)")
 	f.StringArrayVar(&files, "file", nil, "only captures whose absolute path or base name matches this glob (path.Match: *, ?, [...]; * does not cross /); repeatable")
@@ -196,37 +221,6 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 	f.StringVar(&db, "db", "", "answer across every sensor from this central store (see publish) instead of the local index")
 	f.StringArrayVar(&sensors, "sensor", nil, "with --db: only rows of this sensor; repeatable")
 	return cmd
-}
-
-// parseAddr reads an address in any spelling, brackets and zone dropped,
-// IPv4-mapped IPv6 as IPv4 (as the index stores it).
-func parseAddr(s string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	return a.WithZone("").Unmap(), nil
-}
-
-// parsePrefix reads a CIDR prefix, or a single address as a full-length one.
-// Host bits are cleared (10.1.2.3/8 is 10.0.0.0/8); an IPv4-mapped IPv6
-// prefix of at least 96 bits is the IPv4 prefix.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if !strings.Contains(s, "/") {
-		a, err := parseAddr(s)
-		if err != nil {
-			return netip.Prefix{}, errors.New("not an address or CIDR prefix")
-		}
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, errors.New("not a CIDR prefix (want ADDR/BITS)")
-	}
-	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	return p.Masked(), nil
 }
 
 // parseWindow reads --from and --to against one "now".

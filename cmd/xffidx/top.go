@@ -16,7 +16,8 @@ import (
 func newTop(g *globals) *cobra.Command {
 	var n int
 	var from, to, outFormat, db string
-	var files, headers, sensors []string
+	var files, headers, sensors, ipFiles []string
+	var keepGoing bool
 	cmd := &cobra.Command{
 		Use:   "top [--n 20] [flags]",
 		Short: "Print the X-Forwarded-For addresses with the most hits",
@@ -33,6 +34,10 @@ count none, both without being read; in a capture that straddles an edge,
 the hits of the addresses that could still make the top N are read and
 counted by packet timestamp.
 
+--ip-file FILE ranks only the addresses it lists (addresses and CIDR
+prefixes, one a line, as query --ip-file reads them; - reads stdin): which
+of the 3,000 addresses a firewall flagged were the busiest.
+
 Formats: table (the default on a terminal), json (the default otherwise;
 NDJSON: addr, hits, flows, first_ts, last_ts), csv (RFC 4180 with a header row).
 
@@ -47,7 +52,16 @@ vanished or changed since it was indexed).`,
 				return fail(errors.New("--n must be at least 1"))
 			}
 			opt := query.TopOptions{N: n, Files: files}
+			if keepGoing && len(ipFiles) == 0 {
+				return fail(errors.New("--keep-going applies only with --ip-file"))
+			}
 			var err error
+			if opt.Prefixes, err = readIPFiles(g, cmd.InOrStdin(), ipFiles, keepGoing); err != nil {
+				return fail(err)
+			}
+			if len(ipFiles) > 0 && len(opt.Prefixes) == 0 {
+				return &exitError{code: exitNone}
+			}
 			if opt.Headers, err = query.ParseHeaders(headers); err != nil {
 				return fail(fmt.Errorf("--header: %v", err))
 			}
@@ -58,6 +72,9 @@ vanished or changed since it was indexed).`,
 				return fail(err)
 			}
 			if db != "" {
+				if len(ipFiles) > 0 {
+					return fail(errors.New("--ip-file ranks from the local index only; with --db it is not supported yet"))
+				}
 				return topFleet(g, db, sensors, opt, outFormat)
 			}
 			if len(sensors) > 0 {
@@ -85,6 +102,8 @@ vanished or changed since it was indexed).`,
 	f.StringVar(&from, "from", "", "only packets at or after this time: RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or relative to now (-30m, -2h, -7d)")
 	f.StringVar(&to, "to", "", "only packets at or before this time (same forms as --from)")
 	f.StringArrayVar(&files, "file", nil, "only captures whose absolute path or base name matches this glob; repeatable")
+	f.StringArrayVar(&ipFiles, "ip-file", nil, "rank only the addresses in this list: addresses and CIDR prefixes, one a line (# comments and blank lines allowed; - reads stdin); repeatable")
+	f.BoolVar(&keepGoing, "keep-going", false, keepGoingHelp)
 	f.StringArrayVar(&headers, "header", nil, "rank addresses of this forwarding header instead of X-Forwarded-For (as query --header; all for every one); a hit is then a packet and header")
 	f.StringVar(&outFormat, "format", "", "output: table, json or csv (default: table on a terminal, else json)")
 	return cmd
