@@ -2,6 +2,8 @@ package main
 
 import (
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -52,6 +54,19 @@ func TestPublishAndQueryDB(t *testing.T) {
 		code, centralTop, stderr := xffx(t, t.TempDir(), append([]string{"top", "--db", db, "--format", "json"}, args...)...)
 		if code != 0 || localTop == "" || centralTop != localTop {
 			t.Errorf("top --db %v: exit %d, %q\n%s\nwant the local top:\n%s", args, code, stderr, centralTop, localTop)
+		}
+	}
+	// An address list: query and top across the sensors as locally.
+	list := filepath.Join(t.TempDir(), "list.txt")
+	if err := os.WriteFile(list, []byte("# flagged\n106.113.55.163\n111.202.11.94\n192.0.2.1\n106.0.0.0/8\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"query", "--header", "all"}, {"top", "--header", "all"}} {
+		args := append(cmd, "--ip-file", list, "--format", "json")
+		_, local, _ := xffx(t, ix, args...)
+		code, central, stderr := xffx(t, t.TempDir(), append(args, "--db", db)...)
+		if code != 0 || strings.Count(local, "\n") < 2 || strings.ReplaceAll(central, `,"sensor":"s1"`, "") != local {
+			t.Errorf("%s --ip-file --db: exit %d, %q\n%s\nwant the local answer:\n%s", cmd[0], code, stderr, central, local)
 		}
 	}
 	if code, out, _ := xffx(t, ix, "top", "--db", db, "--file", "no-such-capture*"); code != 1 || out != "" {

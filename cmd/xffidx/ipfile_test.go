@@ -294,9 +294,6 @@ func TestIPFileBadLines(t *testing.T) {
 	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(stderr, ":4: ") {
 		t.Errorf("top --keep-going: exit %d, out %q, stderr %q", code, out, stderr)
 	}
-	if code, _, stderr := xffx(t, ix, "top", "--ip-file", list, "--keep-going", "--db", "postgres://nowhere.invalid/x"); code != 2 || !strings.Contains(stderr, "--db") {
-		t.Errorf("top --ip-file --db: exit %d, stderr %q", code, stderr)
-	}
 	if code, _, stderr := xffx(t, ix, "top", "--ip-file", list); code != 2 || !strings.Contains(stderr, list+":3: ") {
 		t.Errorf("top, bad line: exit %d, stderr %q", code, stderr)
 	}

@@ -72,9 +72,6 @@ vanished or changed since it was indexed).`,
 				return fail(err)
 			}
 			if db != "" {
-				if len(ipFiles) > 0 {
-					return fail(errors.New("--ip-file ranks from the local index only; with --db it is not supported yet"))
-				}
 				return topFleet(g, db, sensors, opt, outFormat)
 			}
 			if len(sensors) > 0 {
@@ -118,7 +115,7 @@ func topFleet(g *globals, db string, sensors []string, opt query.TopOptions, out
 		return &exitError{code: exitTrouble, err: err}
 	}
 	defer conn.Close(context.Background())
-	rows, err := fleet.Top(ctx, conn, opt.N, fleet.Options{From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers, Sensors: sensors})
+	rows, err := fleet.Top(ctx, conn, opt.N, fleet.Options{Prefixes: opt.Prefixes, From: opt.From, To: opt.To, Files: opt.Files, Headers: opt.Headers, Sensors: sensors})
 	if err == nil {
 		err = query.WriteTop(g.stdout, outFormat, rows)
 	}
