@@ -41,23 +41,23 @@ type BlockFunc func(bit, out int64)
 type Reader struct {
 	src io.Reader
 
-	in          []byte
-	inPos       int
-	inEnd       int
-	inBase      int64 // input offset of in[0]
-	srcEOF      bool
-	srcErr      error
-	bitBuf      uint64
-	nbits       uint
-	out         []byte
-	outPos      int   // bytes decoded into out
-	readPos     int   // bytes of out handed to Read
-	outBase     int64 // stream offset of out[0]
-	final       bool  // the block being decoded is the last
-	done        bool  // the final block ended
-	err         error
-	state       int // what the next step decodes
-	storedLeft  int
+	in         []byte
+	inPos      int
+	inEnd      int
+	inBase     int64 // input offset of in[0]
+	srcEOF     bool
+	srcErr     error
+	bitBuf     uint64
+	nbits      uint
+	out        []byte
+	outPos     int   // bytes decoded into out
+	readPos    int   // bytes of out handed to Read
+	outBase    int64 // stream offset of out[0]
+	final      bool  // the block being decoded is the last
+	done       bool  // the final block ended
+	err        error
+	state      int // what the next step decodes
+	storedLeft int
 	// lit and dist are the current block's codes: the fixed ones, or
 	// ownLit and ownDist built from a dynamic block's header.
 	lit, dist       *huffman
