@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/compressed"
 	"github.com/xffidx/xffidx/format/stream"
 	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
@@ -596,14 +597,22 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 	if !fromScratch {
 		fsc.resume = entry
 	}
+	if err := fsc.openContainer(id.Size); err != nil {
+		r.Err = err
+		return r
+	}
 	t0 := time.Now()
 	if err := fsc.run(); err != nil {
 		r.Err = err
 		return r
 	}
+	if fsc.codec != compressed.None {
+		info.Container, info.DataSize = fsc.codec.String(), fsc.size
+		s.b.logger().Debug("decompressed", "file", path, "container", info.Container, "compressed", id.Size, "uncompressed", fsc.size-fsc.dataStart, "decoded", fsc.cfile.Decoded, "restart_points", fsc.points, "restart_point_bytes", fsc.pointBytes)
+	}
 	if fromScratch || info.Fingerprint == "" {
 		info.FingerprintFrom = fsc.headerEnd
-		info.FingerprintLen = min(64<<10, id.Size-fsc.headerEnd)
+		info.FingerprintLen = min(64<<10, fsc.size-fsc.headerEnd)
 		if info.Fingerprint, err = index.Fingerprint(path, info.FingerprintFrom, info.FingerprintLen); err != nil {
 			r.Err = fmt.Errorf("%s: %w", path, err)
 			return r
@@ -642,8 +651,14 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 	if fromScratch {
 		r.Delta.Size = id.Size
 	}
+	if fsc.codec != compressed.None && !fromScratch {
+		r.Delta.Size = id.Size - entry.Size // compressed bytes: the disk's
+	}
 	if r.Delta.SkippedBytes > 0 {
 		r.Err = fmt.Errorf("%s: corrupt: %d bytes are not packet records and were skipped (see the warnings for where); every record around them is indexed", path, r.Delta.SkippedBytes)
+	}
+	if fsc.trailingErr != nil {
+		r.Err = errors.Join(r.Err, fsc.trailingErr)
 	}
 	return r
 }
@@ -821,6 +836,22 @@ func checkMagic(path string) error {
 			return fmt.Errorf("%s: empty file: %w", path, format.ErrNotCapture)
 		}
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	if codec := compressed.Detect(head[:n]); codec != compressed.None {
+		// What is inside decides: a compressed log is not a capture.
+		st, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		inner := make([]byte, 12)
+		k, err := compressed.NewFile(f, st.Size(), codec, nil, compressed.Options{}).ReadAt(inner, 0)
+		if format.Detect(inner[:k]) == format.KindUnknown {
+			if k < 4 && err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("%s: %s-compressed, and its start does not decompress (%v): %w", path, codec, err, format.ErrNotCapture)
+			}
+			return fmt.Errorf("%s: %s-compressed, but what it holds is %w", path, codec, format.ErrNotCapture)
+		}
+		return nil
 	}
 	if format.Detect(head[:n]) == format.KindUnknown {
 		return fmt.Errorf("%s: %w", path, format.ErrNotCapture)

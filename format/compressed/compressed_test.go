@@ -7,14 +7,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/pierrec/lz4/v4"
+
+	"github.com/xffidx/xffidx/format/compressed/compresstest"
 )
 
 // data makes bytes that compress somewhat, like captures: repeated
@@ -29,94 +29,6 @@ func data(seed uint64, n int) []byte {
 		}
 	}
 	return b[:n]
-}
-
-// variant is one way of compressing; cmd ones need that command.
-type variant struct {
-	name  string
-	codec Codec
-	cmd   []string
-	fn    func(t testing.TB, d []byte) []byte
-}
-
-func gzipMembers(t testing.TB, d []byte, member int, extra []byte) []byte {
-	var out bytes.Buffer
-	for len(d) > 0 || out.Len() == 0 {
-		n := min(member, len(d))
-		w := gzip.NewWriter(&out)
-		w.Header.Extra = extra
-		w.Header.Name = "capture.pcap"
-		w.Write(d[:n])
-		w.Close()
-		d = d[n:]
-	}
-	return out.Bytes()
-}
-
-func zstdFrames(t testing.TB, d []byte, frame int) []byte {
-	var out bytes.Buffer
-	for len(d) > 0 {
-		n := min(frame, len(d))
-		w, err := zstd.NewWriter(&out, zstd.WithEncoderCRC(true))
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(d[:n])
-		w.Close()
-		d = d[n:]
-	}
-	return out.Bytes()
-}
-
-func lz4Frame(t testing.TB, d []byte) []byte {
-	var out bytes.Buffer
-	w := lz4.NewWriter(&out)
-	w.Apply(lz4.ChecksumOption(true), lz4.BlockSizeOption(lz4.Block256Kb))
-	w.Write(d)
-	w.Close()
-	return out.Bytes()
-}
-
-var variants = []variant{
-	{name: "gzip", codec: Gzip, cmd: []string{"gzip", "-c"}},
-	{name: "gzip-1", codec: Gzip, cmd: []string{"gzip", "-1", "-c"}},
-	{name: "gzip-9", codec: Gzip, cmd: []string{"gzip", "-9", "-c"}},
-	{name: "go-gzip-members", codec: Gzip, fn: func(t testing.TB, d []byte) []byte { return gzipMembers(t, d, 700<<10, nil) }},
-	// BGZF: members of at most 64 KiB with a BC extra field.
-	{name: "bgzf-like", codec: Gzip, fn: func(t testing.TB, d []byte) []byte {
-		return gzipMembers(t, d, 65280, []byte{'B', 'C', 2, 0, 0, 0})
-	}},
-	{name: "zstd", codec: Zstd, cmd: []string{"zstd", "-q", "-c"}},
-	{name: "zstd-T0", codec: Zstd, cmd: []string{"zstd", "-q", "-T0", "-c"}},
-	{name: "zstd-frames", codec: Zstd, fn: func(t testing.TB, d []byte) []byte { return zstdFrames(t, d, 1<<20) }},
-	// The seekable format: frames, then its seek table in a skippable
-	// frame (magic 0x184D2A5E), which a reader passes over.
-	{name: "zstd-seekable", codec: Zstd, fn: func(t testing.TB, d []byte) []byte {
-		z := zstdFrames(t, d, 256<<10)
-		table := []byte{0x5e, 0x2a, 0x4d, 0x18, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0xb1, 0xea, 0x92, 0x8f}
-		return append(z, table...)
-	}},
-	{name: "lz4", codec: LZ4, cmd: []string{"lz4", "-q", "-c"}},
-	{name: "go-lz4", codec: LZ4, fn: lz4Frame},
-}
-
-func (v variant) compress(t testing.TB, d []byte) []byte {
-	if v.fn != nil {
-		return v.fn(t, d)
-	}
-	if _, err := exec.LookPath(v.cmd[0]); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed", v.cmd[0])
-		}
-		t.Skipf("%s not installed", v.cmd[0])
-	}
-	cmd := exec.Command(v.cmd[0], v.cmd[1:]...)
-	cmd.Stdin = bytes.NewReader(d)
-	z, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return z
 }
 
 type pointList []Point
@@ -141,11 +53,11 @@ func (l pointList) seek(off int64) (Point, bool, error) {
 // nearest point before it plus a piece.
 func TestEveryVariantDecodesAndSeeks(t *testing.T) {
 	d := data(1, 12<<20)
-	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			z := v.compress(t, d)
-			if got := Detect(z); got != v.codec {
-				t.Fatalf("Detect = %v, want %v", got, v.codec)
+	for _, v := range compresstest.Variants() {
+		t.Run(v.Name, func(t *testing.T) {
+			z := v.Compress(t, d)
+			if got := Detect(z); got != codecOf(t, v) {
+				t.Fatalf("Detect = %v, want %v", got, codecOf(t, v))
 			}
 			var pts pointList
 			opt := Options{Spacing: 1 << 20, OnPoint: func(p Point) {
@@ -155,7 +67,7 @@ func TestEveryVariantDecodesAndSeeks(t *testing.T) {
 				}
 				pts = append(pts, q)
 			}}
-			r := NewReader(bytes.NewReader(z), int64(len(z)), v.codec, Point{}, opt)
+			r := NewReader(bytes.NewReader(z), int64(len(z)), codecOf(t, v), Point{}, opt)
 			got, err := io.ReadAll(r)
 			if err != nil || !bytes.Equal(got, d) {
 				t.Fatalf("decoded %d bytes (want %d), err %v", len(got), len(d), err)
@@ -170,7 +82,7 @@ func TestEveryVariantDecodesAndSeeks(t *testing.T) {
 				offs[i] = rng.Int64N(int64(len(d) - 4096))
 			}
 			slices.Sort(offs)
-			f := NewFile(bytes.NewReader(z), int64(len(z)), v.codec, pts.seek, Options{})
+			f := NewFile(bytes.NewReader(z), int64(len(z)), codecOf(t, v), pts.seek, Options{})
 			buf := make([]byte, 4096)
 			windows := map[int64]bool{}
 			for _, o := range offs {
@@ -206,11 +118,11 @@ func TestEveryVariantDecodesAndSeeks(t *testing.T) {
 
 func TestTruncatedReportsBothOffsets(t *testing.T) {
 	d := data(4, 3<<20)
-	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			z := v.compress(t, d)
+	for _, v := range compresstest.Variants() {
+		t.Run(v.Name, func(t *testing.T) {
+			z := v.Compress(t, d)
 			cut := z[:len(z)*2/3]
-			got, err := io.ReadAll(NewReader(bytes.NewReader(cut), int64(len(cut)), v.codec, Point{}, Options{}))
+			got, err := io.ReadAll(NewReader(bytes.NewReader(cut), int64(len(cut)), codecOf(t, v), Point{}, Options{}))
 			var e *Error
 			if !errors.As(err, &e) || !errors.Is(err, ErrTruncated) {
 				t.Fatalf("err = %v, want a truncation", err)
@@ -227,21 +139,21 @@ func TestTruncatedReportsBothOffsets(t *testing.T) {
 
 func TestChecksumMismatch(t *testing.T) {
 	d := data(5, 1<<20)
-	for _, v := range variants {
-		if v.name != "go-gzip-members" && v.name != "zstd-frames" && v.name != "go-lz4" {
+	for _, v := range compresstest.Variants() {
+		if v.Name != "gzip-members" && v.Name != "zstd-frames" && v.Name != "lz4-go" {
 			continue
 		}
-		t.Run(v.name, func(t *testing.T) {
-			z := bytes.Clone(v.compress(t, d))
+		t.Run(v.Name, func(t *testing.T) {
+			z := bytes.Clone(v.Compress(t, d))
 			// The last member's or frame's checksum is in its last 8 or 4
 			// bytes (gzip: CRC-32 then the length; zstd, lz4: content
 			// checksum after the end mark).
 			i := len(z) - 4
-			if v.codec == Gzip {
+			if codecOf(t, v) == Gzip {
 				i = len(z) - 8
 			}
 			z[i] ^= 0x55
-			_, err := io.ReadAll(NewReader(bytes.NewReader(z), int64(len(z)), v.codec, Point{}, Options{}))
+			_, err := io.ReadAll(NewReader(bytes.NewReader(z), int64(len(z)), codecOf(t, v), Point{}, Options{}))
 			if !errors.Is(err, ErrChecksum) {
 				t.Fatalf("err = %v, want a checksum mismatch", err)
 			}
@@ -251,13 +163,13 @@ func TestChecksumMismatch(t *testing.T) {
 
 func TestTrailingGarbage(t *testing.T) {
 	d := data(6, 100000)
-	for _, v := range variants {
-		if v.fn == nil {
+	for _, v := range compresstest.Variants() {
+		if v.Fn == nil || v.Name == "zstd-seekable" {
 			continue
 		}
-		t.Run(v.name, func(t *testing.T) {
-			z := append(bytes.Clone(v.compress(t, d)), "not compressed"...)
-			r := NewReader(bytes.NewReader(z), int64(len(z)), v.codec, Point{}, Options{})
+		t.Run(v.Name, func(t *testing.T) {
+			z := append(bytes.Clone(v.Compress(t, d)), "not compressed"...)
+			r := NewReader(bytes.NewReader(z), int64(len(z)), codecOf(t, v), Point{}, Options{})
 			got, err := io.ReadAll(r)
 			if err != nil || !bytes.Equal(got, d) {
 				t.Fatalf("err %v", err)
@@ -321,4 +233,12 @@ func TestBombStaysBounded(t *testing.T) {
 			t.Fatalf("%s: heap in use reached %d MiB decoding %d compressed bytes", codec, peak>>20, st.Size())
 		}
 	}
+}
+
+func codecOf(t testing.TB, v compresstest.Variant) Codec {
+	c, ok := ParseCodec(v.Codec)
+	if !ok {
+		t.Fatalf("variant %s: unknown codec %q", v.Name, v.Codec)
+	}
+	return c
 }
