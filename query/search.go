@@ -275,7 +275,7 @@ func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, e
 	if err := opt.Validate(); err != nil {
 		return sum, err
 	}
-	s := &searcher{opt: opt, r: &recordReader{}, sum: &sum, fn: fn}
+	s := &searcher{opt: opt, r: &recordReader{store: store, sum: &sum}, sum: &sum, fn: fn}
 	defer s.r.close()
 	var (
 		file    *index.FileInfo // the capture being read
@@ -349,6 +349,7 @@ func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, e
 	if file != nil {
 		endFile()
 	}
+	s.r.close() // counts what decompressing cost into sum
 	sum.Problems = append(sum.Problems, invalid...)
 	sum.Files, sum.Spills = info.Files, info.Spills
 	if err != nil {
