@@ -101,12 +101,12 @@ type exporter struct {
 	store        *index.Store
 	decompressed int64
 	restarts     int
-	mem    int
-	dir    string // the output's: the packets spill there
-	hits   *extsort.Sorter
-	rec    []byte
-	spills int
-	st     ExportStats
+	mem          int
+	dir          string // the output's: the packets spill there
+	hits         *extsort.Sorter
+	rec          []byte
+	spills       int
+	st           ExportStats
 }
 
 func newExporter(path string, files []index.FileInfo, force bool, mem int) (*exporter, error) {
