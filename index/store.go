@@ -309,6 +309,15 @@ func (s *Store) SeekPoint(fid uint32, off int64) (at int64, point []byte, next i
 	return at, point, next, ok, err
 }
 
+// DeleteSeekPoints removes the restart points of file fid (before its
+// container changes: a capture compressed, or compressed another way).
+func (s *Store) DeleteSeekPoints(fid uint32) error {
+	return s.withDB(false, func(db *pebble.DB) error {
+		lo, hi := fidTableRange(tagSeek, fid, fid)
+		return db.DeleteRange(lo, hi, pebble.Sync)
+	})
+}
+
 // SeekPointCount counts the restart points of file fid and their bytes.
 func (s *Store) SeekPointCount(fid uint32) (n int, size int64, err error) {
 	err = s.withDB(true, func(db *pebble.DB) error {

@@ -463,6 +463,9 @@ func (s *session) entryFor(path string, id index.Identity) (f *index.FileInfo, r
 			return &s.files[i], ""
 		}
 	}
+	if containerOf(path) != "" {
+		return s.compressedEntryFor(path, id)
+	}
 	for i := range s.files {
 		c := &s.files[i]
 		if s.claimed[c.ID] || id.Size < c.Size {
@@ -520,6 +523,10 @@ func (s *session) indexFile(path string) FileResult {
 		// new ones replace them.
 		r = s.scan(path, id, entry, true)
 		r.Action = ActionReindexed
+	case entry != nil && containerOf(path) != entry.Container:
+		// Compressed (or decompressed) since it was indexed: logrotate's
+		// rename, then gzip.
+		r = s.recompressed(path, id, entry)
 	case entry != nil && id.Unchanged(path, entry):
 		if !id.CTime.Equal(entry.CTime) {
 			// Its start hashed the same (a chmod, a rename, an entry

@@ -3,9 +3,13 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"time"
 
+	"github.com/xffidx/xffidx/format"
 	"github.com/xffidx/xffidx/format/compressed"
+	"github.com/xffidx/xffidx/index"
 )
 
 // unknownEnd stands for the end of a decompressed stream while it is
@@ -93,4 +97,126 @@ func (fs *fileScan) openContainer(size int64) error {
 	}})
 	fs.src = fs.cfile
 	return nil
+}
+
+// containerOf names the compressed container of the file at path ("" for
+// none, or if it cannot be read).
+func containerOf(path string) string {
+	f, err := format.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var head [64]byte
+	n, _ := f.ReadAt(head[:], 0)
+	return compressed.Detect(head[:n]).String()
+}
+
+// compressedEntryFor finds the entry of a compressed capture at a path the
+// catalog does not know: an indexed capture whose path is gone and whose
+// decompressed start has its fingerprint (the capture compressed after a
+// rename, its original deleted). Size and inode say nothing here: the
+// compressed file is another file, smaller. The start is decompressed once
+// per distinct fingerprint span.
+func (s *session) compressedEntryFor(path string, id index.Identity) (*index.FileInfo, string) {
+	type span struct{ from, n int64 }
+	hashes := map[span]string{}
+	for i := range s.files {
+		c := &s.files[i]
+		// A compressed file is at most a little larger than what it
+		// expands to.
+		if s.claimed[c.ID] || c.Fingerprint == "" || id.Size > c.DataEnd()+c.DataEnd()/100+(64<<10) {
+			continue
+		}
+		if old, err := index.StatIdentity(c.Path); err == nil && old.SameFile(c) {
+			continue // the old path still holds that file
+		}
+		sp := span{c.FingerprintFrom, c.FingerprintLen}
+		fp, ok := hashes[sp]
+		if !ok {
+			fp, _ = index.Fingerprint(path, sp.from, sp.n)
+			hashes[sp] = fp
+		}
+		if fp == c.Fingerprint {
+			return c, c.Path
+		}
+	}
+	return nil, ""
+}
+
+// recompressed handles a capture indexed as it was whose container has
+// changed since (compressed after a rename, or decompressed): its
+// uncompressed bytes are the indexed ones if its decompressed start has the
+// fingerprint (checked) and its decompressed length is what was indexed.
+// Then its hits are kept and one decompress-only pass stores its restart
+// points (the cost of decoding it once, without the record walk). If not,
+// it is indexed again.
+func (s *session) recompressed(path string, id index.Identity, entry *index.FileInfo) FileResult {
+	again := func() FileResult {
+		r := s.scan(path, id, entry, true)
+		r.Action = ActionChanged
+		return r
+	}
+	if !index.SameStart(path, entry) {
+		return again()
+	}
+	r := FileResult{Path: path, Action: ActionRenamed}
+	f, err := format.Open(path)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	defer f.Close()
+	var head [64]byte
+	n, _ := f.ReadAt(head[:], 0)
+	codec := compressed.Detect(head[:n])
+	table, err := s.b.Store.NewTable(entry.ID)
+	if err != nil {
+		r.Err = fmt.Errorf("%s: %w", path, err)
+		return r
+	}
+	defer table.Discard()
+	size := id.Size
+	if codec != compressed.None {
+		var pointErr error
+		cf := compressed.NewFile(f, id.Size, codec, nil, compressed.Options{OnPoint: func(p compressed.Point) {
+			if pointErr == nil {
+				pointErr = table.AddSeekPoint(p.Out, compressed.AppendPoint(nil, p))
+			}
+		}})
+		t0 := time.Now()
+		size, err = io.Copy(io.Discard, io.NewSectionReader(cf, 0, unknownEnd))
+		s.b.logger().Debug("decompress-only pass", "file", path, "compressed", id.Size, "uncompressed", size, "took", time.Since(t0))
+		if err != nil || cf.Trailing() != nil || pointErr != nil {
+			return again() // the full pass reports what is wrong
+		}
+	}
+	if size != entry.DataEnd() {
+		return again()
+	}
+	info := *entry
+	info.Path, info.Size, info.ModTime = path, id.Size, id.ModTime
+	info.Dev, info.Inode, info.CTime = uint64(id.Dev), uint64(id.Inode), id.CTime
+	info.Container, info.DataSize = codec.String(), 0
+	if codec != compressed.None {
+		info.DataSize = size
+	}
+	// Points of an earlier container would lead readers astray.
+	if err := s.b.Store.DeleteSeekPoints(entry.ID); err != nil {
+		r.Err = fmt.Errorf("%s: %w", path, err)
+		return r
+	}
+	tables, err := table.Finish(info)
+	if err == nil {
+		err = s.b.Store.Commit(tables)
+	}
+	if err != nil {
+		r.Err = fmt.Errorf("%s: %w", path, err)
+		return r
+	}
+	*entry = info
+	s.claimed[info.ID] = true
+	s.progress(path, id.Size, id.Size, id.Size)
+	r.Committed, r.Info = true, info
+	return r
 }
