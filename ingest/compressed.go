@@ -23,6 +23,7 @@ const unknownEnd = math.MaxInt64 / 4
 // uncompressed file. Offsets are the uncompressed stream's.
 func (fs *fileScan) runCompressed() error {
 	fs.size = unknownEnd
+	defer fs.cfile.Close()
 	if err := fs.readHead(); err != nil {
 		return fs.compressedErr(err)
 	}
@@ -86,7 +87,7 @@ func (fs *fileScan) openContainer(size int64) error {
 	if fs.resume != nil {
 		seek = fs.b.Store.SeekFunc(fs.resume.ID)
 	}
-	fs.cfile = compressed.NewFile(fs.f, size, fs.codec, seek, compressed.Options{OnPoint: func(p compressed.Point) {
+	fs.cfile = compressed.NewFile(fs.f, size, fs.codec, seek, compressed.Options{ReadAhead: true, OnPoint: func(p compressed.Point) {
 		if fs.pointErr != nil {
 			return
 		}
@@ -179,13 +180,14 @@ func (s *session) recompressed(path string, id index.Identity, entry *index.File
 	size := id.Size
 	if codec != compressed.None {
 		var pointErr error
-		cf := compressed.NewFile(f, id.Size, codec, nil, compressed.Options{OnPoint: func(p compressed.Point) {
+		cf := compressed.NewFile(f, id.Size, codec, nil, compressed.Options{ReadAhead: true, OnPoint: func(p compressed.Point) {
 			if pointErr == nil {
 				pointErr = table.AddSeekPoint(p.Out, compressed.AppendPoint(nil, p))
 			}
 		}})
 		t0 := time.Now()
 		size, err = io.Copy(io.Discard, io.NewSectionReader(cf, 0, unknownEnd))
+		cf.Close()
 		s.b.logger().Debug("decompress-only pass", "file", path, "compressed", id.Size, "uncompressed", size, "took", time.Since(t0))
 		if err != nil || cf.Trailing() != nil || pointErr != nil {
 			return again() // the full pass reports what is wrong

@@ -76,6 +76,17 @@ func TestEveryVariantDecodesAndSeeks(t *testing.T) {
 				t.Fatalf("trailing data reported: %+v", r.Trailing())
 			}
 			t.Logf("%d bytes compressed, %d restart points", len(z), len(pts))
+			// Read ahead on a goroutine, the same points reach OnPoint
+			// on the reading one.
+			var ahead pointList
+			fa := NewFile(bytes.NewReader(z), int64(len(z)), codecOf(t, v), nil, Options{Spacing: 1 << 20, ReadAhead: true, OnPoint: func(p Point) {
+				ahead = append(ahead, p)
+			}})
+			all, err := io.ReadAll(io.NewSectionReader(fa, 0, 1<<40))
+			fa.Close()
+			if err != nil || !bytes.Equal(all, d) || len(ahead) != len(pts) {
+				t.Fatalf("read ahead: %d bytes, %d points (want %d), err %v", len(all), len(ahead), len(pts), err)
+			}
 			rng := rand.New(rand.NewPCG(2, 3))
 			offs := make([]int64, 30)
 			for i := range offs {

@@ -22,6 +22,7 @@ type File struct {
 	opt   Options
 
 	r      *Reader
+	ahead  *ahead // the read-ahead decoding r, if Options.ReadAhead
 	buf    []byte // uncompressed bytes [bufOff, bufOff+len(buf))
 	bufOff int64
 	err    error // the decoder's error at the end of buf
@@ -101,10 +102,21 @@ func (f *File) restart(o int64) error {
 }
 
 func (f *File) restartAt(pt Point) error {
+	f.ahead.stop()
+	f.ahead = nil
 	if f.r == nil {
-		f.r = NewReader(f.src, f.size, f.codec, pt, f.opt)
+		opt := f.opt
+		if opt.ReadAhead && opt.OnPoint != nil {
+			opt.OnPoint = func(p Point) { f.ahead.pending = append(f.ahead.pending, p) }
+		}
+		f.r = NewReader(f.src, f.size, f.codec, pt, opt)
 	} else {
 		f.r.Reset(pt)
+	}
+	if f.opt.ReadAhead {
+		// Set before its goroutine starts: the reader's OnPoint uses it.
+		f.ahead = newAhead()
+		f.ahead.start(f.r)
 	}
 	f.Restarts++
 	f.buf, f.bufOff, f.err = f.buf[:0], pt.Out, nil
@@ -124,8 +136,14 @@ func (f *File) fill(o int64) {
 		k := copy(f.buf, f.buf[drop:])
 		f.buf, f.bufOff = f.buf[:k], f.bufOff+drop
 	}
-	// Small pieces: a read of one record decodes little past it.
-	got, err := f.r.Read(f.buf[len(f.buf):min(cap(f.buf), len(f.buf)+fillPiece)])
+	var got int
+	var err error
+	if f.ahead != nil {
+		got, err = f.ahead.read(f.buf[len(f.buf):cap(f.buf)], f.opt.OnPoint)
+	} else {
+		// Small pieces: a read of one record decodes little past it.
+		got, err = f.r.Read(f.buf[len(f.buf):min(cap(f.buf), len(f.buf)+fillPiece)])
+	}
 	f.buf = f.buf[:len(f.buf)+got]
 	f.Decoded += int64(got)
 	if err != nil {
@@ -140,4 +158,103 @@ func (f *File) Trailing() *Trailing {
 		return nil
 	}
 	return f.r.Trailing()
+}
+
+// Close stops the read-ahead, if any. The File must not be used after.
+func (f *File) Close() {
+	f.ahead.stop()
+	f.ahead = nil
+}
+
+// ahead decodes a Reader on a goroutine of its own, a few pieces ahead.
+type ahead struct {
+	pieces chan piece
+	free   chan []byte
+	quit   chan struct{}
+	done   chan struct{}
+	cur    piece // being read from
+	// pending are the restart points met while decoding the next piece
+	// (the decoding goroutine's); each piece carries its own to the
+	// reader's goroutine, which passes them to OnPoint.
+	pending []Point
+}
+
+type piece struct {
+	buf    []byte // the whole buffer, to be used again
+	b      []byte // what is left to read of it
+	points []Point
+	err    error
+}
+
+const (
+	aheadPiece = 1 << 20
+	aheadDepth = 4
+)
+
+func newAhead() *ahead {
+	return &ahead{pieces: make(chan piece, aheadDepth), free: make(chan []byte, aheadDepth+2), quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (a *ahead) start(r *Reader) {
+	go func() {
+		defer close(a.done)
+		for {
+			var b []byte
+			select {
+			case b = <-a.free:
+			default:
+				b = make([]byte, aheadPiece)
+			}
+			n := 0
+			var err error
+			for n < len(b) && err == nil {
+				var k int
+				k, err = r.Read(b[n:])
+				n += k
+			}
+			p := piece{buf: b, b: b[:n], points: a.pending, err: err}
+			a.pending = nil
+			select {
+			case a.pieces <- p:
+			case <-a.quit:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// read copies decoded bytes into p, giving the restart points met before
+// them to onPoint.
+func (a *ahead) read(p []byte, onPoint func(Point)) (int, error) {
+	for len(a.cur.b) == 0 {
+		if a.cur.err != nil {
+			return 0, a.cur.err
+		}
+		if a.cur.buf != nil {
+			select {
+			case a.free <- a.cur.buf:
+			default:
+			}
+		}
+		a.cur = <-a.pieces
+		if onPoint != nil {
+			for _, pt := range a.cur.points {
+				onPoint(pt)
+			}
+		}
+	}
+	n := copy(p, a.cur.b)
+	a.cur.b = a.cur.b[n:]
+	return n, nil
+}
+
+func (a *ahead) stop() {
+	if a == nil {
+		return
+	}
+	close(a.quit)
+	<-a.done
 }

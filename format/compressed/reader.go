@@ -33,8 +33,12 @@ type Options struct {
 	// (0: DefaultSpacing).
 	Spacing int64
 	// OnPoint, if set, is given each restart point met (windows are
-	// copies), in stream order.
+	// copies), in stream order, on the goroutine that reads.
 	OnPoint func(Point)
+	// ReadAhead (File only): decode on a goroutine of its own, up to a few
+	// MiB ahead of the reads, so that a sequential reader's work and the
+	// decoding run on two cores. For a pass over the whole stream.
+	ReadAhead bool
 }
 
 func (o *Options) spacing() int64 {
