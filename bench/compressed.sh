@@ -35,7 +35,7 @@ mkdir -p "$OUT/gz" "$OUT/gz2" "$OUT/zst"
 # One deflate stream, as `tcpdump -z gzip` and logrotate write (level 1 to
 # make it quicker: decoding costs about the same at every level).
 [ -f "$GZ" ] || gzip -1 -c "$CAP" >"$GZ"
-[ -f "$GZ2" ] || cp "$GZ" "$GZ2"
+[ -f "$GZ2" ] || ln "$GZ" "$GZ2" # another path to the same bytes
 # Frames of 64 MiB, as a post-rotate hook compressing in pieces (or the
 # seekable format) writes them.
 if [ ! -f "$ZST" ]; then
