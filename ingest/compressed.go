@@ -57,7 +57,10 @@ func (fs *fileScan) runCompressed() error {
 		}
 	}
 	if fs.pointErr != nil {
-		return fmt.Errorf("%s: %w", fs.path, fs.pointErr)
+		return fs.compressedErr(fmt.Errorf("%s: %w", fs.path, fs.pointErr))
+	}
+	if fs.codec != compressed.Gzip && fs.resume == nil && fs.points <= 1 && fs.size > 2*compressed.DefaultSpacing {
+		fs.warnf("one %s frame: no restart point inside it, so each query decodes it from its start (%d MB); compressed in frames (the seekable format, or pieces), it would not be", fs.codec, fs.size/1e6)
 	}
 	return fs.finish()
 }

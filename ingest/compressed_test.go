@@ -145,3 +145,24 @@ func TestCompressedBadInput(t *testing.T) {
 		t.Fatalf("text: committed %v, err %v", r.Committed, r.Err)
 	}
 }
+
+// TestSingleFrameNoted: a capture in one zstd frame has no restart point
+// inside it, and the build says so once; in frames it does not.
+func TestSingleFrameNoted(t *testing.T) {
+	data := genCapture(t, 4, 5<<20)
+	dir := t.TempDir()
+	for _, v := range compresstest.Variants() {
+		if v.Name != "zstd-frames" && v.Name != "lz4-go" {
+			continue
+		}
+		p := filepath.Join(dir, v.Name)
+		if err := os.WriteFile(p, v.Compress(t, data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, _ := buildOne(t, p)
+		noted := slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.Contains(w, "no restart point inside it") })
+		if r.Err != nil || noted != (v.Name == "lz4-go") {
+			t.Fatalf("%s: err %v, warnings %q", v.Name, r.Err, r.Warnings)
+		}
+	}
+}
