@@ -38,11 +38,13 @@ mkdir -p "$OUT/gz" "$OUT/gz2" "$OUT/zst"
 [ -f "$GZ2" ] || ln "$GZ" "$GZ2" # another path to the same bytes
 # Frames of 64 MiB, as a post-rotate hook compressing in pieces (or the
 # seekable format) writes them.
-if [ ! -f "$ZST" ]; then
+if [ ! -f "$ZST.done" ]; then
+	rm -f "$ZST"
 	BYTES=$(stat -c %s "$CAP")
 	for ((off = 0; off < BYTES; off += 64 << 20)); do
-		tail -c +$((off + 1)) "$CAP" | head -c $((64 << 20)) | zstd -q -c >>"$ZST"
+		dd if="$CAP" bs=4M iflag=skip_bytes,count_bytes skip=$off count=$((64 << 20)) status=none | zstd -q -c >>"$ZST"
 	done
+	touch "$ZST.done"
 fi
 RAW=$(stat -c %s "$CAP")
 
