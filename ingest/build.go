@@ -32,6 +32,9 @@ type Options struct {
 	// Progress, if set, is called as the build advances (from the
 	// building goroutine; keep it quick).
 	Progress func(Progress)
+	// SeekSpacing is the uncompressed distance between the restart points
+	// stored inside one deflate stream (0: compressed.DefaultSpacing).
+	SeekSpacing int64
 }
 
 // Progress is a build's position.

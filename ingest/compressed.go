@@ -59,7 +59,7 @@ func (fs *fileScan) runCompressed() error {
 	if fs.pointErr != nil {
 		return fs.compressedErr(fmt.Errorf("%s: %w", fs.path, fs.pointErr))
 	}
-	if fs.codec != compressed.Gzip && fs.resume == nil && fs.points <= 1 && fs.size > 2*compressed.DefaultSpacing {
+	if fs.codec != compressed.Gzip && fs.resume == nil && fs.points <= 1 && fs.size > 4<<20 {
 		fs.warnf("one %s frame: no restart point inside it, so each query decodes it from its start (%d MB); compressed in frames (the seekable format, or pieces), it would not be", fs.codec, fs.size/1e6)
 	}
 	return fs.finish()
@@ -90,7 +90,7 @@ func (fs *fileScan) openContainer(size int64) error {
 	if fs.resume != nil {
 		seek = fs.b.Store.SeekFunc(fs.resume.ID)
 	}
-	fs.cfile = compressed.NewFile(fs.f, size, fs.codec, seek, compressed.Options{ReadAhead: true, OnPoint: func(p compressed.Point) {
+	fs.cfile = compressed.NewFile(fs.f, size, fs.codec, seek, compressed.Options{Spacing: fs.b.Opts.SeekSpacing, ReadAhead: true, OnPoint: func(p compressed.Point) {
 		if fs.pointErr != nil {
 			return
 		}
@@ -183,7 +183,7 @@ func (s *session) recompressed(path string, id index.Identity, entry *index.File
 	size := id.Size
 	if codec != compressed.None {
 		var pointErr error
-		cf := compressed.NewFile(f, id.Size, codec, nil, compressed.Options{ReadAhead: true, OnPoint: func(p compressed.Point) {
+		cf := compressed.NewFile(f, id.Size, codec, nil, compressed.Options{Spacing: s.b.Opts.SeekSpacing, ReadAhead: true, OnPoint: func(p compressed.Point) {
 			if pointErr == nil {
 				pointErr = table.AddSeekPoint(p.Out, compressed.AppendPoint(nil, p))
 			}

@@ -166,3 +166,29 @@ func TestSingleFrameNoted(t *testing.T) {
 		}
 	}
 }
+
+// TestSeekSpacing: the spacing asked for sets how many restart points a
+// deflate stream gets.
+func TestSeekSpacing(t *testing.T) {
+	data := genCapture(t, 2, 3<<20)
+	p := filepath.Join(t.TempDir(), "c.pcap.gz")
+	if err := os.WriteFile(p, compresstest.GzipMembers(data, len(data), nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	count := func(spacing int64) int {
+		store := &index.Store{Dir: t.TempDir(), LockWait: time.Second}
+		r := (&Builder{Store: store, Opts: Options{SeekSpacing: spacing}}).IndexFile(p)
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		n, _, err := store.SeekPointCount(r.Info.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// One member: its start, then a point per spacing of output.
+	if few, many := count(0), count(256<<10); few < 3 || few > 4 || many < 12 || many > 13 {
+		t.Fatalf("%d points at 1 MiB, %d at 256 KiB, for %d bytes", few, many, len(data))
+	}
+}
