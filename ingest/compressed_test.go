@@ -31,10 +31,7 @@ func sameCapture(f index.FileInfo) index.FileInfo {
 // and the restart points stored let a reader get any record back.
 func TestCompressedEqualsUncompressed(t *testing.T) {
 	dir := t.TempDir()
-	var plain []string
-	for _, c := range corpusFiles(t) {
-		plain = append(plain, c)
-	}
+	plain := corpusFiles(t)
 	for _, seed := range []int64{2, 3} {
 		p := filepath.Join(dir, "gen"+string(rune('0'+seed))+".pcap")
 		if err := os.WriteFile(p, genCapture(t, seed, 3<<20), 0o644); err != nil {
