@@ -253,3 +253,31 @@ func codecOf(t testing.TB, v compresstest.Variant) Codec {
 	}
 	return c
 }
+
+// TestReadAheadRestartLosesNoPoint: a read behind what is buffered
+// restarts the read-ahead, which had decoded past points it had not given
+// yet; each point still reaches OnPoint once, in order.
+func TestReadAheadRestartLosesNoPoint(t *testing.T) {
+	d := data(7, 16<<20)
+	z := compresstest.GzipMembers(d, len(d), nil)
+	var want []int64
+	r := NewReader(bytes.NewReader(z), int64(len(z)), Gzip, Point{}, Options{Spacing: 256 << 10, OnPoint: func(p Point) { want = append(want, p.Out) }})
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	f := NewFile(bytes.NewReader(z), int64(len(z)), Gzip, nil, Options{Spacing: 256 << 10, ReadAhead: true, OnPoint: func(p Point) { got = append(got, p.Out) }})
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for _, off := range []int64{0, 3 << 20, 100, 9 << 20, 1 << 20} {
+		if _, err := f.ReadAt(buf, off); err != nil || !bytes.Equal(buf, d[off:off+int64(len(buf))]) {
+			t.Fatalf("ReadAt %d: %v", off, err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, io.NewSectionReader(f, 1<<20, 1<<40)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("points given: %v\nwant %v", got, want)
+	}
+}

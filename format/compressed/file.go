@@ -23,6 +23,10 @@ type File struct {
 
 	r      *Reader
 	ahead  *ahead // the read-ahead decoding r, if Options.ReadAhead
+	// delivered is the Out of the last restart point given to OnPoint
+	// (-1: none): a restart stops the read-ahead, losing the points it had
+	// not delivered, so the reader reports again those past it.
+	delivered int64
 	buf    []byte // uncompressed bytes [bufOff, bufOff+len(buf))
 	bufOff int64
 	err    error // the decoder's error at the end of buf
@@ -45,7 +49,7 @@ const (
 // stream is then decoded from the start (a sequential reader); opt's
 // OnPoint sees the restart points the decoding meets.
 func NewFile(src io.ReaderAt, size int64, codec Codec, seek SeekFunc, opt Options) *File {
-	return &File{src: src, size: size, codec: codec, seek: seek, opt: opt}
+	return &File{src: src, size: size, codec: codec, seek: seek, opt: opt, delivered: -1}
 }
 
 // ReadAt implements io.ReaderAt over the uncompressed stream: io.EOF past
@@ -112,6 +116,9 @@ func (f *File) restartAt(pt Point) error {
 		f.r = NewReader(f.src, f.size, f.codec, pt, opt)
 	} else {
 		f.r.Reset(pt)
+		if f.opt.ReadAhead {
+			f.r.lastPt = f.delivered
+		}
 	}
 	if f.opt.ReadAhead {
 		// Set before its goroutine starts: the reader's OnPoint uses it.
@@ -139,7 +146,12 @@ func (f *File) fill(o int64) {
 	var got int
 	var err error
 	if f.ahead != nil {
-		got, err = f.ahead.read(f.buf[len(f.buf):cap(f.buf)], f.opt.OnPoint)
+		got, err = f.ahead.read(f.buf[len(f.buf):cap(f.buf)], func(p Point) {
+			f.delivered = p.Out
+			if f.opt.OnPoint != nil {
+				f.opt.OnPoint(p)
+			}
+		})
 	} else {
 		// Small pieces: a read of one record decodes little past it.
 		got, err = f.r.Read(f.buf[len(f.buf):min(cap(f.buf), len(f.buf)+fillPiece)])
