@@ -21,15 +21,15 @@ type File struct {
 	seek  SeekFunc
 	opt   Options
 
-	r      *Reader
-	ahead  *ahead // the read-ahead decoding r, if Options.ReadAhead
+	r     *Reader
+	ahead *ahead // the read-ahead decoding r, if Options.ReadAhead
 	// delivered is the Out of the last restart point given to OnPoint
 	// (-1: none): a restart stops the read-ahead, losing the points it had
 	// not delivered, so the reader reports again those past it.
 	delivered int64
-	buf    []byte // uncompressed bytes [bufOff, bufOff+len(buf))
-	bufOff int64
-	err    error // the decoder's error at the end of buf
+	buf       []byte // uncompressed bytes [bufOff, bufOff+len(buf))
+	bufOff    int64
+	err       error // the decoder's error at the end of buf
 
 	// Decoded counts the uncompressed bytes decoded, Restarts the
 	// decoders started: what reading cost.
