@@ -113,8 +113,8 @@ type Point struct {
 	// inside a gzip member; 0 otherwise).
 	Bit uint8
 	// Member: In is the start of a gzip member or a zstd or lz4 frame;
-	// otherwise it is a deflate block inside the gzip member that starts
-	// at MemberIn.
+	// otherwise it is a deflate block inside a gzip member (whose trailer
+	// is then not checked: the CRC covers bytes before the point).
 	Member bool
 	// Window is the up to 32 KiB of output before a deflate block start.
 	Window []byte
