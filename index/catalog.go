@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/compressed"
 	"github.com/xffidx/xffidx/format/xff"
 )
 
@@ -32,8 +33,9 @@ import (
 // new form when the build next writes them. An entry of a version above
 // catalogVersion was written by a newer xffidx and does not decode.
 //
-// Version 2 added CTime.
-const catalogVersion = 2
+// Version 2 added CTime; version 3 Container and DataSize (compressed
+// captures).
+const catalogVersion = 3
 
 // Bounds of a decoded catalog entry: a value is hostile like any file.
 const (
@@ -92,6 +94,8 @@ func appendFileInfo(b []byte, f *FileInfo) []byte {
 	}
 	e.str(f.ContinuesFrom)
 	e.time(f.CTime)
+	e.str(f.Container)
+	e.int(f.DataSize)
 	return e.b
 }
 
@@ -171,6 +175,10 @@ func decodeFileInfo(fid uint32, v []byte) (FileInfo, error) {
 	f.ContinuesFrom = d.str(maxString)
 	if v[0] >= 2 {
 		f.CTime = d.time()
+	}
+	if v[0] >= 3 {
+		f.Container = d.str(maxString)
+		f.DataSize = d.int()
 	}
 	if d.err == nil && len(d.b) > 0 {
 		d.err = errors.New("bytes after its last field")
@@ -310,12 +318,14 @@ func (f *FileInfo) validate() error {
 		return errors.New("the path is not an absolute path")
 	case f.Format != format.KindPcap.String() && f.Format != format.KindPcapNG.String():
 		return fmt.Errorf("format %q is neither pcap nor pcapng", f.Format[:min(len(f.Format), 16)])
-	case f.Size < 0:
-		return fmt.Errorf("size %d", f.Size)
-	case f.ResumeAt < 0 || f.ResumeAt > f.Size:
-		return fmt.Errorf("resume offset %d is outside the file (%d bytes)", f.ResumeAt, f.Size)
-	case f.FingerprintFrom < 0 || f.FingerprintFrom > f.Size || f.FingerprintLen < 0 || f.FingerprintLen > 64<<10:
-		return fmt.Errorf("fingerprint of %d bytes at %d is outside the file (%d bytes)", f.FingerprintLen, f.FingerprintFrom, f.Size)
+	case f.Size < 0 || f.DataSize < 0:
+		return fmt.Errorf("size %d (uncompressed %d)", f.Size, f.DataSize)
+	case !knownContainer(f.Container):
+		return fmt.Errorf("container %q is not one xffidx reads", f.Container[:min(len(f.Container), 16)])
+	case f.ResumeAt < 0 || f.ResumeAt > f.DataEnd():
+		return fmt.Errorf("resume offset %d is outside the file (%d bytes)", f.ResumeAt, f.DataEnd())
+	case f.FingerprintFrom < 0 || f.FingerprintFrom > f.DataEnd() || f.FingerprintLen < 0 || f.FingerprintLen > 64<<10:
+		return fmt.Errorf("fingerprint of %d bytes at %d is outside the file (%d bytes)", f.FingerprintLen, f.FingerprintFrom, f.DataEnd())
 	case len(f.Sections) == 0:
 		return errors.New("no section")
 	case f.Format == format.KindPcap.String() && (len(f.Sections) != 1 || f.Sections[0].Offset != 0):
@@ -323,8 +333,8 @@ func (f *FileInfo) validate() error {
 	}
 	for i, sec := range f.Sections {
 		switch {
-		case sec.Offset < 0 || sec.Offset >= f.Size:
-			return fmt.Errorf("section %d at offset %d is outside the file (%d bytes)", i, sec.Offset, f.Size)
+		case sec.Offset < 0 || sec.Offset >= f.DataEnd():
+			return fmt.Errorf("section %d at offset %d is outside the file (%d bytes)", i, sec.Offset, f.DataEnd())
 		case i > 0 && sec.Offset <= f.Sections[i-1].Offset:
 			return fmt.Errorf("section %d at offset %d does not follow section %d", i, sec.Offset, i-1)
 		case f.Format == format.KindPcap.String() && len(sec.Ifaces) != 1:
@@ -332,6 +342,11 @@ func (f *FileInfo) validate() error {
 		}
 	}
 	return nil
+}
+
+func knownContainer(c string) bool {
+	_, ok := compressed.ParseCodec(c)
+	return ok
 }
 
 // convertLegacyEntries rewrites catalog entries an older xffidx wrote as

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -76,11 +77,12 @@ func TestCatalogEntryRoundTrip(t *testing.T) {
 func TestCatalogEntryVersion1(t *testing.T) {
 	want := fullInfo(t, 9)
 	want.CTime = time.Time{}
+	want.Container, want.DataSize = "", 0
 	v := appendFileInfo(nil, &want)
-	if v[len(v)-1] != 0 {
-		t.Fatal("a zero time is not encoded as one 0 byte")
+	if !bytes.HasSuffix(v, []byte{0, 0, 0}) {
+		t.Fatal("a zero time, an empty string and a zero are not encoded as one 0 byte each")
 	}
-	v = v[:len(v)-1]
+	v = v[:len(v)-3]
 	v[0] = 1
 	got, err := decodeFileInfo(want.ID, v)
 	if err != nil {
@@ -88,6 +90,23 @@ func TestCatalogEntryVersion1(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("version 1 entry:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestCatalogEntryVersion2: an entry written before compressed captures
+// (version 2: no Container, no DataSize) decodes as a plain capture's.
+func TestCatalogEntryVersion2(t *testing.T) {
+	want := fullInfo(t, 9)
+	want.Container, want.DataSize = "", 0
+	v := appendFileInfo(nil, &want)
+	v = v[:len(v)-2]
+	v[0] = 2
+	got, err := decodeFileInfo(want.ID, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("version 2 entry:\n got %+v\nwant %+v", got, want)
 	}
 }
 

@@ -120,7 +120,7 @@ func fidTableRange(tag byte, lo, hi uint32) (start, end []byte) {
 
 // retiredTables are the tables whose keys start with the file id, removed
 // by range when a file is.
-var retiredTables = []byte{tagRequest, tagState, tagValue}
+var retiredTables = []byte{tagRequest, tagState, tagValue, tagSeek}
 
 // retirer is what writes a file's removal: a Pebble batch, or the
 // sstable writer of the table that replaces it.

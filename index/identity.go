@@ -3,12 +3,14 @@ package index
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"syscall"
 	"time"
 
 	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/compressed"
 )
 
 // Identity is what a stat says about a file.
@@ -60,16 +62,31 @@ func (id Identity) SameFile(f *FileInfo) bool {
 	return f.Inode != 0 && uint64(id.Dev) == f.Dev && uint64(id.Inode) == f.Inode
 }
 
-// Fingerprint hashes n bytes of path from offset from.
+// Fingerprint hashes n bytes of the capture at path from offset from. A
+// compressed capture is hashed decompressed (its first bytes decoded), so
+// that a capture compressed after it was indexed (logrotate's rename, then
+// gzip) is recognised as the one it was.
 func Fingerprint(path string, from, n int64) (string, error) {
 	f, err := format.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	var src io.ReaderAt = f
+	var head [64]byte
+	got, _ := f.ReadAt(head[:], 0)
+	if codec := compressed.Detect(head[:got]); codec != compressed.None {
+		st, err := f.Stat()
+		if err != nil {
+			return "", err
+		}
+		src = compressed.NewFile(f, st.Size(), codec, nil, compressed.Options{})
+	}
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, from, n)); err != nil {
+	if k, err := io.Copy(h, io.NewSectionReader(src, from, n)); err != nil {
 		return "", err
+	} else if k < n {
+		return "", fmt.Errorf("%s: %d bytes to hash at offset %d, %d there", path, n, from, k)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -35,6 +35,16 @@
 //	'v' fid off hdr          → raw       version 2 only: the raw value(s) of
 //	                                      header hdr of that packet, where the
 //	                                      packet alone did not show them
+//	'z' fid out              → point     a restart point of a compressed
+//	                                      capture at uncompressed offset out:
+//	                                      encoded by format/compressed
+//	                                      (AppendPoint): version, flags
+//	                                      (1: a gzip member or zstd/lz4
+//	                                      frame start), the bit (0-7), the
+//	                                      compressed offset, and for a
+//	                                      deflate block inside a member
+//	                                      the 32 KiB window before it,
+//	                                      deflated
 //	'f' fid                  → FileInfo  catalog entry of one capture: a
 //	                                      binary record led by its version
 //	                                      byte (appendFileInfo, catalog.go)
@@ -102,6 +112,7 @@ const (
 	tagRequest = 'r'
 	tagState   = 's'
 	tagValue   = 'v'
+	tagSeek    = 'z'
 )
 
 // AddrKey appends the address part of a hit key (fam + bytes) to dst.

@@ -106,6 +106,20 @@ func RequestKey(dst []byte, fid uint32, off int64, seq uint32) []byte {
 	return binary.BigEndian.AppendUint32(dst, seq)
 }
 
+// seekKey is the key of a compressed file's restart point at uncompressed
+// offset off.
+func seekKey(fid uint32, off int64) []byte {
+	k := binary.BigEndian.AppendUint32([]byte{tagSeek}, fid)
+	return binary.BigEndian.AppendUint64(k, uint64(off))
+}
+
+func decodeSeekKey(k []byte, fid uint32) (int64, bool) {
+	if len(k) != 13 || k[0] != tagSeek || binary.BigEndian.Uint32(k[1:]) != fid || k[5]&0x80 != 0 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(k[5:])), true
+}
+
 // stateKey is the key of a file's saved connection state.
 func stateKey(fid uint32) []byte {
 	return binary.BigEndian.AppendUint32([]byte{tagState}, fid)

@@ -89,6 +89,21 @@ type FileInfo struct {
 	// ContinuesFrom names the capture whose connections this one took up
 	// at its start (the previous file of a rotation), if any.
 	ContinuesFrom string `json:"continues_from,omitempty"`
+	// Container is the compressed container the capture is kept in
+	// (compressed.Codec: "gzip", "zstd", "lz4"), "" for a plain capture.
+	// Offsets, sections, ResumeAt and the fingerprint are then offsets in
+	// the uncompressed stream, and Size, the identity, is the compressed
+	// file's; DataSize is the uncompressed length indexed.
+	Container string `json:"container,omitempty"`
+	DataSize  int64  `json:"data_size,omitempty"`
+}
+
+// DataEnd is the length of the capture's bytes (uncompressed) as indexed.
+func (f *FileInfo) DataEnd() int64 {
+	if f.Container != "" {
+		return f.DataSize
+	}
+	return f.Size
 }
 
 // TrackingVersion is FileInfo.Tracking of a file indexed by this xffidx.
@@ -262,6 +277,64 @@ func (s *Store) State(fid uint32) ([]byte, error) {
 		return nil, err
 	}
 	return state, nil
+}
+
+// SeekPoint returns the restart point of compressed file fid nearest at or
+// before uncompressed offset off, encoded (compressed.AppendPoint), with its
+// offset, and the offset of the next one (-1 if none), so that a reader
+// knows the stretch this one serves; ok is false if there is none.
+func (s *Store) SeekPoint(fid uint32, off int64) (at int64, point []byte, next int64, ok bool, err error) {
+	next = -1
+	err = s.withDB(true, func(db *pebble.DB) error {
+		lo, hi := fidTableRange(tagSeek, fid, fid)
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		if !it.SeekLT(seekKey(fid, off+1)) {
+			return it.Error()
+		}
+		o, good := decodeSeekKey(it.Key(), fid)
+		if !good {
+			return fmt.Errorf("restart point key %x of file %d is malformed", it.Key(), fid)
+		}
+		at, point, ok = o, bytes.Clone(it.Value()), true
+		if it.Next() {
+			if o, good := decodeSeekKey(it.Key(), fid); good {
+				next = o
+			}
+		}
+		return it.Error()
+	})
+	return at, point, next, ok, err
+}
+
+// DeleteSeekPoints removes the restart points of file fid (before its
+// container changes: a capture compressed, or compressed another way).
+func (s *Store) DeleteSeekPoints(fid uint32) error {
+	return s.withDB(false, func(db *pebble.DB) error {
+		lo, hi := fidTableRange(tagSeek, fid, fid)
+		return db.DeleteRange(lo, hi, pebble.Sync)
+	})
+}
+
+// SeekPointCount counts the restart points of file fid and their bytes.
+func (s *Store) SeekPointCount(fid uint32) (n int, size int64, err error) {
+	err = s.withDB(true, func(db *pebble.DB) error {
+		lo, hi := fidTableRange(tagSeek, fid, fid)
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for valid := it.First(); valid; valid = it.Next() {
+			n++
+			size += int64(len(it.Key()) + len(it.Value()))
+		}
+		return it.Error()
+	})
+	return n, size, err
 }
 
 // Compact removes the hits of removed files (Collect), whatever their

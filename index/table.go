@@ -130,6 +130,12 @@ func (t *TableBuilder) SetState(state []byte) error {
 	return t.extras.add(stateKey(t.fid), state)
 }
 
+// AddSeekPoint stores a restart point of a compressed capture at
+// uncompressed offset off (encoded by package format/compressed).
+func (t *TableBuilder) AddSeekPoint(off int64, point []byte) error {
+	return t.extras.add(seekKey(t.fid, off), point)
+}
+
 // sortHits sorts the in-memory hits, both halves at once on two cores.
 func (t *TableBuilder) sortHits() {
 	h := t.hits

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/compressed"
 	"github.com/xffidx/xffidx/format/stream"
 	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
@@ -31,6 +32,9 @@ type Options struct {
 	// Progress, if set, is called as the build advances (from the
 	// building goroutine; keep it quick).
 	Progress func(Progress)
+	// SeekSpacing is the uncompressed distance between the restart points
+	// stored inside one deflate stream (0: compressed.DefaultSpacing).
+	SeekSpacing int64
 }
 
 // Progress is a build's position.
@@ -462,6 +466,9 @@ func (s *session) entryFor(path string, id index.Identity) (f *index.FileInfo, r
 			return &s.files[i], ""
 		}
 	}
+	if containerOf(path) != "" {
+		return s.compressedEntryFor(path, id)
+	}
 	for i := range s.files {
 		c := &s.files[i]
 		if s.claimed[c.ID] || id.Size < c.Size {
@@ -519,6 +526,10 @@ func (s *session) indexFile(path string) FileResult {
 		// new ones replace them.
 		r = s.scan(path, id, entry, true)
 		r.Action = ActionReindexed
+	case entry != nil && containerOf(path) != entry.Container:
+		// Compressed (or decompressed) since it was indexed: logrotate's
+		// rename, then gzip.
+		r = s.recompressed(path, id, entry)
 	case entry != nil && id.Unchanged(path, entry):
 		if !id.CTime.Equal(entry.CTime) {
 			// Its start hashed the same (a chmod, a rename, an entry
@@ -596,14 +607,22 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 	if !fromScratch {
 		fsc.resume = entry
 	}
+	if err := fsc.openContainer(id.Size); err != nil {
+		r.Err = err
+		return r
+	}
 	t0 := time.Now()
 	if err := fsc.run(); err != nil {
 		r.Err = err
 		return r
 	}
+	if fsc.codec != compressed.None {
+		info.Container, info.DataSize = fsc.codec.String(), fsc.size
+		s.b.logger().Debug("decompressed", "file", path, "container", info.Container, "compressed", id.Size, "uncompressed", fsc.size-fsc.dataStart, "decoded", fsc.cfile.Decoded, "restart_points", fsc.points, "restart_point_bytes", fsc.pointBytes)
+	}
 	if fromScratch || info.Fingerprint == "" {
 		info.FingerprintFrom = fsc.headerEnd
-		info.FingerprintLen = min(64<<10, id.Size-fsc.headerEnd)
+		info.FingerprintLen = min(64<<10, fsc.size-fsc.headerEnd)
 		if info.Fingerprint, err = index.Fingerprint(path, info.FingerprintFrom, info.FingerprintLen); err != nil {
 			r.Err = fmt.Errorf("%s: %w", path, err)
 			return r
@@ -642,8 +661,14 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 	if fromScratch {
 		r.Delta.Size = id.Size
 	}
+	if fsc.codec != compressed.None && !fromScratch {
+		r.Delta.Size = id.Size - entry.Size // compressed bytes: the disk's
+	}
 	if r.Delta.SkippedBytes > 0 {
 		r.Err = fmt.Errorf("%s: corrupt: %d bytes are not packet records and were skipped (see the warnings for where); every record around them is indexed", path, r.Delta.SkippedBytes)
+	}
+	if fsc.trailingErr != nil {
+		r.Err = errors.Join(r.Err, fsc.trailingErr)
 	}
 	return r
 }
@@ -821,6 +846,22 @@ func checkMagic(path string) error {
 			return fmt.Errorf("%s: empty file: %w", path, format.ErrNotCapture)
 		}
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	if codec := compressed.Detect(head[:n]); codec != compressed.None {
+		// What is inside decides: a compressed log is not a capture.
+		st, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		inner := make([]byte, 12)
+		k, err := compressed.NewFile(f, st.Size(), codec, nil, compressed.Options{}).ReadAt(inner, 0)
+		if format.Detect(inner[:k]) == format.KindUnknown {
+			if k < 4 && err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("%s: %s-compressed, and its start does not decompress (%v): %w", path, codec, err, format.ErrNotCapture)
+			}
+			return fmt.Errorf("%s: %s-compressed, but what it holds is %w", path, codec, format.ErrNotCapture)
+		}
+		return nil
 	}
 	if format.Detect(head[:n]) == format.KindUnknown {
 		return fmt.Errorf("%s: %w", path, format.ErrNotCapture)

@@ -25,21 +25,32 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/compressed"
 	"github.com/xffidx/xffidx/format/stream"
 	"github.com/xffidx/xffidx/index"
 )
 
 // fileScan is the pass over one file.
 type fileScan struct {
-	b        *Builder
-	s        *session
-	resume   *index.FileInfo // set: index only what follows resume.ResumeAt
-	f        *os.File
-	path     string
-	size     int64
-	table    *index.TableBuilder
-	info     *index.FileInfo
-	warnings []string
+	b      *Builder
+	s      *session
+	resume *index.FileInfo // set: index only what follows resume.ResumeAt
+	f      *os.File
+	// src is what records are read from: f, or for a compressed capture
+	// its decompressed stream (cfile).
+	src   io.ReaderAt
+	codec compressed.Codec
+	cfile *compressed.File
+	path  string
+	size  int64
+	// trailingErr: bytes after a compressed capture's last member or
+	// frame that are not one; pointErr: a restart point not stored.
+	trailingErr, pointErr error
+	points                int   // restart points stored
+	pointBytes            int64 // their keys' and values' bytes
+	table                 *index.TableBuilder
+	info                  *index.FileInfo
+	warnings              []string
 
 	dataStart int64         // offset of the first record to read
 	headerEnd int64         // end of the file's leading header blocks
@@ -115,9 +126,11 @@ func (fs *fileScan) readHead() error {
 		return nil
 	}
 	head := make([]byte, min(fs.size, overhang))
-	if _, err := fs.f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+	n, err := fs.src.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) && (n == 0 || fs.codec == compressed.None) {
 		return fmt.Errorf("%s: %w", fs.path, err)
 	}
+	head = head[:n]
 	kind := format.Detect(head)
 	fs.info.Format = kind.String()
 	switch kind {
@@ -206,6 +219,12 @@ type job struct {
 
 func (fs *fileScan) run() error {
 	fs.truth = stream.New(stream.Options{})
+	if fs.src == nil {
+		fs.src = fs.f
+	}
+	if fs.codec != compressed.None {
+		return fs.runCompressed()
+	}
 	if err := fs.readHead(); err != nil {
 		return err
 	}
@@ -397,7 +416,7 @@ func (fs *fileScan) fetch(pos int64, n int, buf []byte) ([]byte, error) {
 			if cap(b.data) < block {
 				b.data = make([]byte, block)
 			}
-			got, err := fs.f.ReadAt(b.data[:min(int64(block), fs.size-at)], at)
+			got, err := fs.src.ReadAt(b.data[:min(int64(block), fs.size-at)], at)
 			b.at, b.data = at, b.data[:got]
 			if got == 0 && err != nil && !errors.Is(err, io.EOF) {
 				return nil, err
@@ -407,7 +426,7 @@ func (fs *fileScan) fetch(pos int64, n int, buf []byte) ([]byte, error) {
 			return b.data[pos-b.at : pos-b.at+int64(n)], nil
 		}
 	}
-	got, err := fs.f.ReadAt(buf[:n], pos)
+	got, err := fs.src.ReadAt(buf[:n], pos)
 	if got == n {
 		return buf[:n], nil
 	}
@@ -425,7 +444,8 @@ func (fs *fileScan) rerun(k int, from int64, trusted bool, start, end int64) *ch
 	}
 	sc := fs.rerunner
 	res := &chunkResult{k: k, ctxBlocks: fs.ctx.HeaderBlocks}
-	sc.start(fs.f, from, end+overhang, fs.size)
+	sc.start(fs.src, from, end+overhang, fs.size)
+	sc.stream = fs.codec != compressed.None
 	sc.w, sc.res, sc.tr = cloneWalker(fs.ctx), res, fs.truth
 	sc.walk(0, trusted, max(start, from), end)
 	res.ctxOut = sc.w

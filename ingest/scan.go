@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/xffidx/xffidx/format"
 	"github.com/xffidx/xffidx/format/stream"
@@ -70,15 +69,20 @@ type chunkResult struct {
 // still in the CPU cache. That keeps the pass at memory-copy speed and its
 // memory independent of the chunk size.
 type chunkScanner struct {
-	f       *os.File
+	f       io.ReaderAt
 	mem     []byte // backing array of buf, of fixed capacity
 	buf     []byte
 	base    int64 // file offset of buf[0]
 	limit   int64 // end of the window
 	fileEnd bool  // the window reaches the end of the file
 	readErr error
-	w       format.Walker
-	res     *chunkResult
+	// stream: f is a decompressed stream whose length is known only at its
+	// end, where a short read is its end, not a file that shrank; a
+	// decoding error there ends the window too and is kept in streamErr.
+	stream    bool
+	streamErr error
+	w         format.Walker
+	res       *chunkResult
 	// tr follows the connections: a logging tracker of the worker's own,
 	// or the coordinator's true one for a chunk walked again.
 	tr *stream.Tracker
@@ -203,7 +207,7 @@ func newChunkScanner() *chunkScanner {
 }
 
 // start prepares the window [from, to) of f, cut to the file's size.
-func (s *chunkScanner) start(f *os.File, from, to, size int64) {
+func (s *chunkScanner) start(f io.ReaderAt, from, to, size int64) {
 	to = min(to, size)
 	s.buf = s.mem[:0]
 	s.f, s.base, s.limit, s.fileEnd, s.readErr = f, from, max(from, to), to == size, nil
@@ -224,7 +228,12 @@ func (s *chunkScanner) more() bool {
 	}
 	want := int(min(int64(pieceSize), s.limit-next, int64(len(s.mem)-have)))
 	got, err := s.f.ReadAt(s.mem[have:have+want], next)
-	if got < want {
+	if got < want && s.stream {
+		if !errors.Is(err, io.EOF) {
+			s.streamErr = err
+		}
+		s.limit = next + int64(got)
+	} else if got < want {
 		if err == nil || errors.Is(err, io.EOF) {
 			err = fmt.Errorf("file shrank while being read (at offset %d)", next+int64(got))
 		}

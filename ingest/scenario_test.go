@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/xffidx/xffidx/format/capgen"
+	"github.com/xffidx/xffidx/format/compressed/compresstest"
 	"github.com/xffidx/xffidx/index"
 
 	"github.com/xffidx/xffidx/format/xff"
@@ -112,7 +113,7 @@ func TestIncrementalEqualsFresh(t *testing.T) {
 				t.Fatal(err)
 			}
 			for step := range 14 {
-				op := rng.IntN(7)
+				op := rng.IntN(8)
 				name := pick()
 				switch {
 				case op == 0 || name == "":
@@ -127,7 +128,12 @@ func TestIncrementalEqualsFresh(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						f.Write(g.data[from:g.written])
+						more := g.data[from:g.written]
+						if strings.HasSuffix(name, ".gz") {
+							// A compressed capture grows by a member.
+							more = compresstest.GzipMembers(more, len(more), nil)
+						}
+						f.Write(more)
 						f.Close()
 					}
 					log = append(log, "grow "+filepath.Base(name))
@@ -157,6 +163,23 @@ func TestIncrementalEqualsFresh(t *testing.T) {
 					bad := append(append(append([]byte{}, g.data[:mid]...), junk...), g.data[mid:g.written]...)
 					os.WriteFile(filepath.Join(dir, fmt.Sprintf("bad%02d.pcap", step)), bad, 0o644)
 					log = append(log, "corrupt copy of "+filepath.Base(name))
+				case op == 7: // logrotate: renamed, compressed, the original deleted
+					if strings.HasSuffix(name, ".gz") {
+						continue
+					}
+					g := live[name]
+					to := name + ".1.gz"
+					if _, err := os.Stat(to); err == nil {
+						continue
+					}
+					os.Rename(name, name+".1")
+					if err := os.WriteFile(to, compresstest.GzipMembers(g.data[:g.written], 1<<20, nil), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					os.Remove(name + ".1")
+					live[to] = g
+					delete(live, name)
+					log = append(log, "compress "+filepath.Base(name))
 				case op == 6: // overwritten with another capture: its start changes
 					g := &growing{data: genCapture(t, int64(seed)*100+50+int64(step), 200<<10)}
 					g.written = len(g.data)
@@ -170,9 +193,20 @@ func TestIncrementalEqualsFresh(t *testing.T) {
 				}
 				// The build must have recognised what happened, not just
 				// reached the same answers by reading everything again.
-				expect := map[string]Action{"rename": ActionRenamed, "delete": ActionPruned, "overwrite": ActionChanged, "new": ActionNew}
+				expect := map[string]Action{"rename": ActionRenamed, "compress": ActionRenamed, "delete": ActionPruned, "overwrite": ActionChanged, "new": ActionNew}
 				if a, ok := expect[strings.Fields(log[len(log)-1])[0]]; ok && actions[a] == 0 {
 					t.Fatalf("after %v: no file %s (actions %v)", log, a, actions)
+				}
+				if last := strings.Fields(log[len(log)-1]); last[0] == "compress" {
+					// Its hits were kept, and its restart points added.
+					files, _ := store.Catalog()
+					i := slices.IndexFunc(files, func(f index.FileInfo) bool { return filepath.Base(f.Path) == last[1]+".1.gz" })
+					if i < 0 || files[i].Container != "gzip" {
+						t.Fatalf("after %v: no gzip entry for the compressed capture", log)
+					}
+					if n, _, err := store.SeekPointCount(files[i].ID); err != nil || n == 0 {
+						t.Fatalf("after %v: %d restart points (%v)", log, n, err)
+					}
 				}
 				if actions[ActionNew]+actions[ActionChanged] > 2 {
 					t.Fatalf("after %v: read %d files from scratch", log, actions[ActionNew]+actions[ActionChanged])

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -73,8 +72,11 @@ func SearchExport(store *index.Store, opt Options, path string, force bool) (Sum
 	if err != nil || sum.Matched == 0 {
 		return sum, ExportStats{}, err
 	}
+	x.store = store
 	st, err := x.finish()
 	sum.Spills += x.spills
+	sum.Decompressed += x.decompressed
+	sum.Restarts += x.restarts
 	return sum, st, err
 }
 
@@ -94,12 +96,17 @@ type exporter struct {
 	out    *outputFile
 	ng     bool // pcapng by name
 	byPath map[string]*index.FileInfo
-	mem    int
-	dir    string // the output's: the packets spill there
-	hits   *extsort.Sorter
-	rec    []byte
-	spills int
-	st     ExportStats
+	// store holds the restart points of compressed captures; reading them
+	// decoded decompressed bytes from restarts points.
+	store        *index.Store
+	decompressed int64
+	restarts     int
+	mem          int
+	dir          string // the output's: the packets spill there
+	hits         *extsort.Sorter
+	rec          []byte
+	spills       int
+	st           ExportStats
 }
 
 func newExporter(path string, files []index.FileInfo, force bool, mem int) (*exporter, error) {
@@ -207,11 +214,11 @@ func (x *exporter) finish() (ExportStats, error) {
 				ext.close()
 				path = p
 				info := x.byPath[p]
-				f, err := format.Open(p)
+				c, err := openCapture(x.store, info)
 				if err != nil {
 					return fmt.Errorf("%s: %w", p, err)
 				}
-				ext = &extent{f: f, info: info}
+				ext = &extent{c: c, info: info, x: x}
 				for _, sec := range info.Sections {
 					for _, iface := range sec.Ifaces {
 						linkTypes[iface.LinkType] = true
@@ -270,11 +277,11 @@ func (x *exporter) finish() (ExportStats, error) {
 				}
 			}
 			path = p
-			f, err := format.Open(p)
+			c, err := openCapture(x.store, x.byPath[p])
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
-			sw = newSweep(&extent{f: f, info: x.byPath[p]}, emit, &x.st)
+			sw = newSweep(&extent{c: c, info: x.byPath[p], x: x}, emit, &x.st)
 		}
 		return sw.add(key, sp)
 	})
@@ -322,15 +329,20 @@ const (
 
 // extent walks windows of one capture.
 type extent struct {
-	f    *os.File
+	c    *capture
 	info *index.FileInfo
 	buf  []byte
+	x    *exporter // counts what decompressing cost
 }
 
 func (x *extent) close() {
-	if x != nil && x.f != nil {
-		x.f.Close()
-		x.f = nil
+	if x != nil && x.c != nil {
+		var sum Summary
+		x.c.cost(&sum)
+		x.x.decompressed += sum.Decompressed
+		x.x.restarts += sum.Restarts
+		x.c.close()
+		x.c = nil
 	}
 }
 
@@ -441,15 +453,15 @@ func (c *cursor) offset() int64 {
 	return c.base + int64(c.pos)
 }
 
-func (c *cursor) atEOF() bool { return c.base+int64(len(c.buf)) == c.x.info.Size }
+func (c *cursor) atEOF() bool { return c.base+int64(len(c.buf)) == c.x.info.DataEnd() }
 
 // fill appends the next piece of the file; false at its end.
 func (c *cursor) fill() bool {
-	n := int(min(int64(cap(c.buf)-len(c.buf)), c.x.info.Size-(c.base+int64(len(c.buf)))))
+	n := int(min(int64(cap(c.buf)-len(c.buf)), c.x.info.DataEnd()-(c.base+int64(len(c.buf)))))
 	if n <= 0 {
 		return false
 	}
-	got, err := c.x.f.ReadAt(c.buf[len(c.buf):len(c.buf)+n], c.base+int64(len(c.buf)))
+	got, err := c.x.c.src.ReadAt(c.buf[len(c.buf):len(c.buf)+n], c.base+int64(len(c.buf)))
 	c.buf = c.buf[:len(c.buf)+got]
 	return got > 0 && (err == nil || errors.Is(err, io.EOF))
 }

@@ -78,6 +78,10 @@ type Summary struct {
 	FewerHeaders []string
 	// Spills counts the sorted runs written to temporary files.
 	Spills int
+	// Decompressed counts the uncompressed bytes decoded to read packets
+	// of compressed captures, from Restarts restart points.
+	Decompressed int64
+	Restarts     int
 }
 
 // ErrChanged says a capture is not the file that was indexed.
@@ -90,40 +94,45 @@ func Lookup(store *index.Store, prefixes []netip.Prefix) (Result, error) {
 
 // recordReader reads single packet records of one file at stored offsets.
 type recordReader struct {
-	f      *os.File
+	store  *index.Store // for the restart points of compressed captures
+	c      *capture
 	info   *index.FileInfo
 	buf    []byte // the file's bytes from bufOff on
 	bufOff int64
+	sum    *Summary // counts what decompressing cost
 }
 
 func (r *recordReader) close() {
-	if r.f != nil {
-		r.f.Close()
-		r.f = nil
+	if r.c != nil {
+		if r.sum != nil {
+			r.c.cost(r.sum)
+		}
+		r.c.close()
+		r.c = nil
 	}
 }
 
 func (r *recordReader) open(info *index.FileInfo) error {
 	r.close()
-	f, err := format.Open(info.Path)
+	c, err := openCapture(r.store, info)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return errors.New("no longer exists")
 		}
 		return err
 	}
-	st, err := f.Stat()
+	st, err := c.f.Stat()
 	if err != nil {
-		f.Close()
+		c.close()
 		return err
 	}
 	if s := index.StateOf(info, index.IdentityOf(st)); s != index.StateOK && s != index.StateGrown {
 		// A grown capture (records appended, the start unchanged) still
 		// holds every indexed record where it was.
-		f.Close()
+		c.close()
 		return ErrChanged
 	}
-	r.f, r.info, r.buf = f, info, r.buf[:0]
+	r.c, r.info, r.buf = c, info, r.buf[:0]
 	return nil
 }
 
@@ -150,7 +159,7 @@ func (r *recordReader) record(off int64) (format.Record, error) {
 		}
 	}
 	for size := readWindow; ; {
-		n := int(min(int64(size), r.info.Size-off))
+		n := int(min(int64(size), r.info.DataEnd()-off))
 		if n <= 0 {
 			return format.Record{}, fmt.Errorf("offset %d is past the end of the file", off)
 		}
@@ -158,7 +167,7 @@ func (r *recordReader) record(off int64) (format.Record, error) {
 			r.buf = make([]byte, n)
 		}
 		r.buf = r.buf[:n]
-		got, err := r.f.ReadAt(r.buf, off)
+		got, err := r.c.src.ReadAt(r.buf, off)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return format.Record{}, err
 		}
@@ -167,7 +176,7 @@ func (r *recordReader) record(off int64) (format.Record, error) {
 		switch {
 		case st == format.Packet:
 			return rec, nil
-		case st == format.Short && size == readWindow && int64(n) < r.info.Size-off:
+		case st == format.Short && size == readWindow && int64(n) < r.info.DataEnd()-off:
 			// A record larger than the first read: read what it claims.
 			if need, ok := w.SizeAt(r.buf, 0); ok && need > size {
 				size = need

@@ -324,7 +324,7 @@ func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, e
 		c.counting(store)
 		defer func(t0 time.Time) { c.Total += time.Since(t0) }(time.Now())
 	}
-	s := &searcher{opt: opt, r: &recordReader{}, sum: &sum, fn: fn}
+	s := &searcher{opt: opt, r: &recordReader{store: store, sum: &sum}, sum: &sum, fn: fn}
 	defer s.r.close()
 	var (
 		file    *index.FileInfo // the capture being read
@@ -402,6 +402,7 @@ func SearchEach(store *index.Store, opt Options, fn func(Row) error) (Summary, e
 	if file != nil {
 		endFile()
 	}
+	s.r.close() // counts what decompressing cost into sum
 	sum.Problems = append(sum.Problems, invalid...)
 	sum.Files, sum.Spills = info.Files, info.Spills
 	if err != nil {

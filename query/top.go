@@ -283,7 +283,7 @@ func countInWindow(store *index.Store, addrs []netip.Addr, so Options) (map[neti
 	}
 	var probs []FileProblem
 	counts := map[netip.Addr]int{}
-	r := &recordReader{}
+	r := &recordReader{store: store}
 	defer r.close()
 	var (
 		file    *index.FileInfo

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/xffidx/xffidx/format/compressed"
 	"github.com/xffidx/xffidx/index"
 	"github.com/xffidx/xffidx/ingest"
 	"github.com/xffidx/xffidx/query"
@@ -23,11 +24,12 @@ const exitBusy = 3
 
 // buildFlags are the options build and prune share.
 type buildFlags struct {
-	workers int
-	noWait  bool
-	prune   bool
-	quiet   bool
-	rebuild bool
+	workers     int
+	noWait      bool
+	prune       bool
+	quiet       bool
+	rebuild     bool
+	seekSpacing int // KiB
 }
 
 func newBuild(g *globals) *cobra.Command {
@@ -85,6 +87,7 @@ written; 3 another build holds the index (--no-wait).`,
 	cmd.Flags().BoolVar(&f.prune, "prune", false, "also drop the hits of indexed files that no longer exist")
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print errors only: no progress, warnings or summary")
 	cmd.Flags().BoolVar(&f.rebuild, "rebuild", false, "move the database aside and index again every capture it lists (and PATH): for a corrupt index")
+	cmd.Flags().IntVar(&f.seekSpacing, "seek-spacing", int(compressed.DefaultSpacing>>10), "KiB of uncompressed data between the restart points stored inside one deflate stream of a gzip capture: smaller answers faster, at about 32 KiB (deflated) per point")
 	return cmd
 }
 
@@ -112,6 +115,9 @@ func runBuild(g *globals, f buildFlags, do func(*ingest.Builder, func(ingest.Fil
 		// across capture sizes, at a cost too small to measure.
 		debug.SetGCPercent(50)
 	}
+	if f.seekSpacing != 0 && f.seekSpacing < 64 { // 0: prune, which stores none
+		return &exitError{code: exitTrouble, err: fmt.Errorf("--seek-spacing %d: at least 64 (KiB)", f.seekSpacing)}
+	}
 	log := g.logger()
 	rep := &reporter{g: g, log: log, quiet: f.quiet}
 	if file, ok := g.stderr.(*os.File); ok && !f.quiet && g.logFormat != "json" && term.IsTerminal(int(file.Fd())) {
@@ -123,6 +129,7 @@ func runBuild(g *globals, f buildFlags, do func(*ingest.Builder, func(ingest.Fil
 	}
 	b := &ingest.Builder{Store: store, Opts: ingest.Options{
 		Workers: f.workers, Logger: log, NoWait: f.noWait, Prune: f.prune, Progress: rep.progress,
+		SeekSpacing: int64(f.seekSpacing) << 10,
 	}}
 	st, err := do(b, rep.file)
 	rep.clearBar()

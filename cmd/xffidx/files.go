@@ -29,6 +29,10 @@ type fileRow struct {
 	// whose open connections this one took up.
 	Gaps          int64  `json:"gaps"`
 	ContinuesFrom string `json:"continues_from,omitempty"`
+	// A compressed capture's container (gzip, zstd, lz4) and uncompressed
+	// size (size is the compressed file's).
+	Container string `json:"container,omitempty"`
+	DataSize  int64  `json:"data_size,omitempty"`
 }
 
 func newFiles(g *globals) *cobra.Command {
@@ -41,9 +45,12 @@ ok (as indexed), grown (records appended since: run build), changed (not the
 file that was indexed: run build), missing (gone: run prune).
 
 JSON is NDJSON: {"path","size","format","link_types","packets","hits",
-"first_ts","last_ts","state","gaps","continues_from"}: gaps counts holes in
-client streams the capture missed; continues_from names the previous capture
-of a rotation whose open connections this one took up (absent if none).`,
+"first_ts","last_ts","state","gaps","continues_from","container",
+"data_size"}: gaps counts holes in client streams the capture missed;
+continues_from names the previous capture of a rotation whose open
+connections this one took up (absent if none); container and data_size,
+for a compressed capture, name its container (gzip, zstd, lz4) and give its
+uncompressed size (size is the compressed file's).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			store, err := g.store()
@@ -62,14 +69,18 @@ of a rotation whose open connections this one took up (absent if none).`,
 				enc := json.NewEncoder(w)
 				enc.SetEscapeHTML(false)
 				for _, f := range files {
-					enc.Encode(fileRow{f.Path, f.Size, f.Format, f.LinkTypes, f.Packets, f.Hits, ts(f.FirstTS, &f), ts(f.LastTS, &f), string(index.State(&f)), f.Gaps, f.ContinuesFrom})
+					enc.Encode(fileRow{f.Path, f.Size, f.Format, f.LinkTypes, f.Packets, f.Hits, ts(f.FirstTS, &f), ts(f.LastTS, &f), string(index.State(&f)), f.Gaps, f.ContinuesFrom, f.Container, f.DataSize})
 				}
 			case "table", "":
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "STATE\tSIZE\tPACKETS\tHITS\tFIRST\tLAST\tFORMAT\tPATH")
 				for _, f := range files {
+					kind := f.Format
+					if f.Container != "" {
+						kind += "/" + f.Container
+					}
 					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", index.State(&f), f.Size, f.Packets, f.Hits,
-						ts(f.FirstTS, &f), ts(f.LastTS, &f), f.Format, query.Sanitize([]byte(f.Path), 512))
+						ts(f.FirstTS, &f), ts(f.LastTS, &f), kind, query.Sanitize([]byte(f.Path), 512))
 				}
 				tw.Flush()
 			default:

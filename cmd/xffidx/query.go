@@ -196,6 +196,9 @@ vanished or changed since it was indexed; its hits are reported, not decoded).`,
 				return &exitError{code: exitTrouble, err: err}
 			}
 			noteFewerHeaders(g, sum.FewerHeaders)
+			if sum.Restarts > 0 {
+				g.logger().Debug("compressed captures read", "decompressed_bytes", sum.Decompressed, "restart_points_used", sum.Restarts)
+			}
 			if sum.Undecided > 0 {
 				fmt.Fprintf(g.stderr, "xffidx: note: --client-only left out %d hits whose request's header list could not be read whole (header block continued beyond the capture's reach, or cut by the snap length)\n", sum.Undecided)
 			}
