@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -64,84 +63,36 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 		lastOff  int64 = -1
 		lastReqs []byte
 	)
-	ranges := hitRanges(prefixes)
-	p, resume, started := 0, []byte(nil), false
-	hold := s.scanHold()
-	for p < len(ranges) {
-		err := s.withDB(true, func(db *pebble.DB) error {
-			if !started {
-				started = true
-				if err := checkSchema(db); err != nil {
-					return err
-				}
-				last, err := lastID(db, tagFile)
-				if err != nil {
-					return err
-				}
-				if last == 0 {
-					p = len(ranges) // no file
-					return nil
-				}
-				cat.maxID = last
-			}
-			// One iterator over the ranges' span, seeking forwards from
-			// range to range: Pebble then steps on from where it is rather
-			// than searching from the top (when a list names thousands of
-			// addresses).
-			it, err := db.NewIter(&pebble.IterOptions{LowerBound: ranges[p].lo, UpperBound: ranges[len(ranges)-1].hi})
-			if err != nil {
-				return err
-			}
-			defer it.Close()
-			vit, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagValue}, UpperBound: []byte{tagValue + 1}})
-			if err != nil {
-				return err
-			}
-			defer vit.Close()
-			rit, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagRequest}, UpperBound: []byte{tagRequest + 1}})
-			if err != nil {
-				return err
-			}
-			defer rit.Close()
-			reqs := &requestCursor{it: rit}
-			deadline := time.Now().Add(hold)
-			n := 0
-			for ; p < len(ranges); p, resume = p+1, nil {
-				lo, hi := ranges[p].lo, ranges[p].hi
-				if resume != nil {
-					lo = append(resume, 0) // the first key after it
-				}
-				for it.SeekGE(lo); it.Valid() && bytes.Compare(it.Key(), hi) < 0; it.Next() {
-					hk, ok := decodeHitKey(it.Key())
-					if ok && headers.Has(hk.header) {
-						f, err := cat.get(db, hk.fid)
-						if err == nil && f != nil {
-							if rec, err = s.lookupRecord(rec[:0], hk, it.Value(), hk.fid, vit); err == nil && (hk.fid != lastFid || hk.off != lastOff) {
-								lastFid, lastOff = hk.fid, hk.off
-								lastReqs, err = reqs.append(lastReqs[:0], hk.fid, hk.off)
-							}
-							if err == nil {
-								err = sorter.Add(append(rec, lastReqs...))
-							}
-						}
-						if err != nil {
-							return err
-						}
-					}
-					if n++; n%256 == 0 && time.Now().After(deadline) {
-						resume = bytes.Clone(it.Key())
-						return nil
-					}
-				}
-				if err := it.Error(); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return info, err
+	var (
+		vit  *pebble.Iterator
+		reqs *requestCursor
+	)
+	session := func(db *pebble.DB) (func(), error) {
+		var err error
+		if vit, err = db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagValue}, UpperBound: []byte{tagValue + 1}}); err != nil {
+			return nil, err
 		}
+		rit, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagRequest}, UpperBound: []byte{tagRequest + 1}})
+		if err != nil {
+			vit.Close()
+			return nil, err
+		}
+		reqs = &requestCursor{it: rit}
+		return func() { rit.Close(); vit.Close() }, nil
+	}
+	err := s.walkHits(hitRanges(prefixes), headers, cat, session, func(_ *pebble.DB, hk hitKey, value []byte, _ *FileInfo) error {
+		var err error
+		if rec, err = s.lookupRecord(rec[:0], hk, value, hk.fid, vit); err == nil && (hk.fid != lastFid || hk.off != lastOff) {
+			lastFid, lastOff = hk.fid, hk.off
+			lastReqs, err = reqs.append(lastReqs[:0], hk.fid, hk.off)
+		}
+		if err == nil {
+			err = sorter.Add(append(rec, lastReqs...))
+		}
+		return err
+	})
+	if err != nil {
+		return info, err
 	}
 
 	info.Files = cat.files()
@@ -169,7 +120,6 @@ func (s *Store) LookupEach(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 		}
 		return fn(h)
 	}
-	var err error
 	if idOrder {
 		info.Spills = sorter.Spills()
 		err = sorter.Each(func(rec []byte) error { return emit(relabel(rec)) })

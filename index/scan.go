@@ -37,15 +37,34 @@ func (s *Store) ScanHitsIn(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 	if len(prefixes) > 0 {
 		ranges = hitRanges(prefixes)
 	}
-	var cat *catalogReader
-	var resume []byte
-	for p := 0; p < len(ranges); {
+	cat := newCatalogReader(s.Counts)
+	err := s.walkHits(ranges, headers, cat, nil, func(_ *pebble.DB, hk hitKey, _ []byte, f *FileInfo) error {
+		return fn(hk.addr, f, hk.off)
+	})
+	if err != nil {
+		return err
+	}
+	return cat.problems()
+}
+
+// walkHits calls visit with each hit key in ranges (in key order, disjoint)
+// whose header is in headers and whose file has a catalog entry, read
+// through cat, among the files indexed when the walk began. It lets go of
+// the database every ScanHold and resumes after the last key seen, so a
+// build can commit meanwhile. session, when not nil, runs each time the
+// database is taken, before the visits of that time, and returns what to
+// close when it is let go. visit returning an error stops the walk with it.
+func (s *Store) walkHits(ranges []keyRange, headers xff.HeaderSet, cat *catalogReader,
+	session func(db *pebble.DB) (func(), error), visit func(db *pebble.DB, hk hitKey, value []byte, f *FileInfo) error) error {
+	p, resume, started := 0, []byte(nil), false
+	hold := s.scanHold()
+	for p < len(ranges) {
 		err := s.withDB(true, func(db *pebble.DB) error {
-			if cat == nil {
+			if !started {
+				started = true
 				if err := checkSchema(db); err != nil {
 					return err
 				}
-				cat = newCatalogReader(s.Counts)
 				last, err := lastID(db, tagFile)
 				if err != nil {
 					return err
@@ -56,26 +75,35 @@ func (s *Store) ScanHitsIn(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 				}
 				cat.maxID = last
 			}
-			// As in LookupEach: one iterator, seeking forwards.
+			// One iterator over the ranges' span, seeking forwards from
+			// range to range: Pebble then steps on from where it is rather
+			// than searching from the top (when a list names thousands of
+			// addresses).
 			it, err := db.NewIter(&pebble.IterOptions{LowerBound: ranges[p].lo, UpperBound: ranges[len(ranges)-1].hi})
 			if err != nil {
 				return err
 			}
 			defer it.Close()
-			deadline := time.Now().Add(s.scanHold())
+			if session != nil {
+				done, err := session(db)
+				if err != nil {
+					return err
+				}
+				defer done()
+			}
+			deadline := time.Now().Add(hold)
 			n := 0
 			for ; p < len(ranges); p, resume = p+1, nil {
-				lo := ranges[p].lo
+				lo, hi := ranges[p].lo, ranges[p].hi
 				if resume != nil {
 					lo = append(resume, 0) // the first key after it
 				}
-				hi := ranges[p].hi
 				for it.SeekGE(lo); it.Valid() && bytes.Compare(it.Key(), hi) < 0; it.Next() {
 					hk, ok := decodeHitKey(it.Key())
 					if ok && headers.Has(hk.header) {
 						f, err := cat.get(db, hk.fid)
 						if err == nil && f != nil {
-							err = fn(hk.addr, f, hk.off)
+							err = visit(db, hk, it.Value(), f)
 						}
 						if err != nil {
 							return err
@@ -96,8 +124,5 @@ func (s *Store) ScanHitsIn(prefixes []netip.Prefix, headers xff.HeaderSet, fn fu
 			return err
 		}
 	}
-	if cat == nil {
-		return nil
-	}
-	return cat.problems()
+	return nil
 }
