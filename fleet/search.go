@@ -1,12 +1,10 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/xffidx/xffidx/format/xff"
+	"github.com/xffidx/xffidx/index"
 	"github.com/xffidx/xffidx/query"
 )
 
@@ -190,21 +189,9 @@ func hitConditions(opt Options, alias string, args []any) (string, []any) {
 // addrRanges are the addr ranges of the prefixes, sorted, with overlapping
 // and adjacent ones merged: each row lies in at most one.
 func addrRanges(ps []netip.Prefix) (los, his [][]byte) {
-	type span struct{ lo, hi []byte }
-	spans := make([]span, 0, len(ps))
-	for _, p := range ps {
-		lo, hi := PrefixRange(p)
-		spans = append(spans, span{lo, hi})
-	}
-	slices.SortFunc(spans, func(a, b span) int { return bytes.Compare(a.lo, b.lo) })
-	for _, s := range spans {
-		if n := len(los); n > 0 && bytes.Compare(s.lo, his[n-1]) <= 0 {
-			if bytes.Compare(s.hi, his[n-1]) > 0 {
-				his[n-1] = s.hi
-			}
-			continue
-		}
-		los, his = append(los, s.lo), append(his, s.hi)
+	los, his = index.MergedPrefixRanges(ps)
+	for i := range los {
+		los[i], his[i] = los[i][1:], his[i][1:] // the addr column has no table tag
 	}
 	return los, his
 }

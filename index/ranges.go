@@ -32,3 +32,13 @@ func hitRanges(prefixes []netip.Prefix) []keyRange {
 	}
 	return out
 }
+
+// MergedPrefixRanges returns the hit-key ranges [los[i], his[i]) of
+// prefixes as one forward pass reads them: in key order, overlapping and
+// adjacent ones merged (hitRanges).
+func MergedPrefixRanges(prefixes []netip.Prefix) (los, his [][]byte) {
+	for _, r := range hitRanges(prefixes) {
+		los, his = append(los, r.lo), append(his, r.hi)
+	}
+	return los, his
+}
