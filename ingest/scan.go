@@ -202,8 +202,11 @@ const (
 	scannerMem = history + slideEvery + 2*syncLookahead + 1<<20
 )
 
+// newChunkScanner returns a scanner whose buffer is allocated by its
+// first read: a re-walk from the end of a file (whose last chunk the one
+// before it read in its overhang) reads nothing.
 func newChunkScanner() *chunkScanner {
-	return &chunkScanner{mem: make([]byte, scannerMem)}
+	return &chunkScanner{}
 }
 
 // start prepares the window [from, to) of f, cut to the file's size.
@@ -223,7 +226,13 @@ func (s *chunkScanner) allRead() bool {
 func (s *chunkScanner) more() bool {
 	have := len(s.buf)
 	next := s.base + int64(have)
-	if next >= s.limit || have == len(s.mem) || s.readErr != nil {
+	if next >= s.limit || s.readErr != nil {
+		return false
+	}
+	if s.mem == nil {
+		s.mem = make([]byte, scannerMem)
+	}
+	if have == len(s.mem) {
 		return false
 	}
 	want := int(min(int64(pieceSize), s.limit-next, int64(len(s.mem)-have)))

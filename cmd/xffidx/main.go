@@ -70,6 +70,7 @@ func runWithInput(stdin io.Reader, args []string, stdout, stderr io.Writer) int 
 type globals struct {
 	indexDir   string
 	cpuProfile string
+	memProfile string
 	logFormat  string
 	verbose    bool
 	timings    bool
@@ -151,6 +152,8 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log more")
 	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file")
 	root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentFlags().StringVar(&g.memProfile, "memprofile", "", "write an allocation profile (pprof) to this file at the end")
+	root.PersistentFlags().MarkHidden("memprofile")
 	root.PersistentFlags().BoolVar(&g.timings, "timings", false, "print where a query's time went on stderr (bench/run.sh)")
 	root.PersistentFlags().MarkHidden("timings")
 	var profile *os.File
@@ -169,6 +172,12 @@ The index lives in --index DIR, else $XFFIDX_INDEX, else $XDG_DATA_HOME/xffidx
 		if profile != nil {
 			pprof.StopCPUProfile()
 			profile.Close()
+		}
+		if g.memProfile != "" {
+			if f, err := os.Create(g.memProfile); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
 		}
 	}
 	root.AddCommand(newBuild(g), newQuery(g), newPublish(g), newFiles(g), newPrune(g), newStats(g), newCompact(g), newTop(g), newVersion(g))

@@ -213,10 +213,10 @@ func (r *request) addList(h xff.Header, v []byte) {
 // longer than its timeout at ts is dropped first: what it held is finished
 // as cut off.
 func (t *Tracker) lookup(key connKey, ts int64) *conn {
-	return t.lookupHashed(key, key.hash(), ts)
+	return t.lookupHashed(&key, key.hash(), ts)
 }
 
-func (t *Tracker) lookupHashed(key connKey, h uint64, ts int64) *conn {
+func (t *Tracker) lookupHashed(key *connKey, h uint64, ts int64) *conn {
 	sl := t.conns.find(key, h)
 	if sl == nil || sl.c == nil {
 		return nil
@@ -252,7 +252,7 @@ func (t *Tracker) drop(c *conn, evict bool) {
 	t.release(c)
 	if t.opt.Log {
 		// The key keeps its id: its later segments are logged under it.
-		if sl := t.conns.find(c.key, c.key.hash()); sl != nil {
+		if sl := t.conns.find(&c.key, c.key.hash()); sl != nil {
 			sl.c, sl.client = nil, -1
 		}
 		if c.anchor.set {
@@ -261,7 +261,7 @@ func (t *Tracker) drop(c *conn, evict bool) {
 		t.live--
 		return
 	}
-	t.conns.remove(c.key, c.key.hash())
+	t.conns.remove(&c.key, c.key.hash())
 	t.live--
 }
 
@@ -272,29 +272,27 @@ func (t *Tracker) release(c *conn) {
 }
 
 // add creates the state of key.
-func (t *Tracker) add(key connKey) *conn {
+func (t *Tracker) add(key *connKey) *conn {
 	if t.live >= t.sweepAt {
 		t.sweep()
 	}
 	t.serials++
-	c := &conn{key: key, client: -1, hitRec: -1, serial: t.serials}
-	sl := t.slot(key)
+	c := &conn{key: *key, client: -1, hitRec: -1, serial: t.serials}
+	sl := t.slotHashed(key, key.hash())
 	c.id = sl.id
 	sl.c = c
 	t.live++
 	return c
 }
 
-// slot returns key's slot, adding it (with a new id, for a logging
-// tracker) if needed.
-func (t *Tracker) slot(key connKey) *slot { return t.slotHashed(key, key.hash()) }
-
-func (t *Tracker) slotHashed(key connKey, h uint64) *slot {
+// slotHashed returns the slot of key (whose hash is h), adding it (with a
+// new id, for a logging tracker) if needed.
+func (t *Tracker) slotHashed(key *connKey, h uint64) *slot {
 	sl := t.conns.find(key, h)
 	if sl == nil {
 		if t.opt.Log {
 			id := uint32(len(t.log.keys))
-			t.log.keys = append(t.log.keys, key)
+			t.log.keys = append(t.log.keys, *key)
 			t.log.counts = append(t.log.counts, Counts{})
 			sl = t.conns.insert(key, h)
 			sl.id = id

@@ -99,8 +99,10 @@ func (t *Tracker) TakeChunk(spare *Chunk) *Chunk {
 	for i := range ch.log.counts {
 		ch.out.Counts.add(ch.log.counts[i])
 	}
+	free := t.freeParsers // idle parsers: no connection refers to them
 	*t = *New(t.opt)
 	t.cnt = &t.out.Counts
+	t.freeParsers = free
 	if spare != nil {
 		clear(spare.conns.slots)
 		t.conns.slots = spare.conns.slots
@@ -289,7 +291,7 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 			continue
 		}
 		var c *conn
-		if sl := ch.conns.find(k, k.hash()); sl != nil {
+		if sl := ch.conns.find(&k, k.hash()); sl != nil {
 			c = sl.c
 		}
 		if c == nil {
@@ -424,7 +426,7 @@ func cleanAsIs(c *conn, a *anchorInfo, expired bool) (clean, certain bool) {
 
 // get returns the state of k (expired or not), nil if none.
 func (t *Tracker) get(k connKey) *conn {
-	if sl := t.conns.find(k, k.hash()); sl != nil {
+	if sl := t.conns.find(&k, k.hash()); sl != nil {
 		return sl.c
 	}
 	return nil
@@ -433,7 +435,7 @@ func (t *Tracker) get(k connKey) *conn {
 // put installs c as the state of its key (of a tracker that does not log),
 // in place of any it had.
 func (t *Tracker) put(c *conn) {
-	sl := t.conns.insert(c.key, c.key.hash())
+	sl := t.conns.insert(&c.key, c.key.hash())
 	if old := sl.c; old != nil {
 		t.held -= old.heldSize
 	} else {
@@ -448,7 +450,7 @@ func (t *Tracker) del(k connKey) {
 	if c := t.get(k); c != nil {
 		t.held -= c.heldSize
 		t.live--
-		t.conns.remove(k, k.hash())
+		t.conns.remove(&k, k.hash())
 	}
 }
 

@@ -13,7 +13,7 @@ func seqLE(a, b uint32) bool { return int32(a-b) <= 0 }
 // serverSide settles a segment that is the server's side of a followed
 // connection, and carries no SYN, FIN or RST: it changes nothing (not even
 // the connection's clock, which only its client side moves).
-func (t *Tracker) serverSide(key connKey, h uint64, dir, flags uint8, ts int64) bool {
+func (t *Tracker) serverSide(key *connKey, h uint64, dir, flags uint8, ts int64) bool {
 	if flags&(flagSYN|flagFIN|flagRST) != 0 || t.conns.n == 0 {
 		return false
 	}
@@ -27,7 +27,7 @@ func (t *Tracker) serverSide(key connKey, h uint64, dir, flags uint8, ts int64) 
 
 // setClient records c's client side in its slot.
 func (t *Tracker) setClient(c *conn) {
-	if sl := t.conns.find(c.key, c.key.hash()); sl != nil {
+	if sl := t.conns.find(&c.key, c.key.hash()); sl != nil {
 		sl.client = c.client
 	}
 }
@@ -38,14 +38,14 @@ func (t *Tracker) setClient(c *conn) {
 // side), and what each connection's segments added to the counts.
 func (t *Tracker) handle(key connKey, s *segment) {
 	h := key.hash()
-	if t.serverSide(key, h, s.dir, s.flags, s.ts) {
+	if t.serverSide(&key, h, s.dir, s.flags, s.ts) {
 		return
 	}
-	t.handleChecked(key, h, s)
+	t.handleChecked(&key, h, s)
 }
 
 // handleChecked is handle for a segment serverSide has ruled on.
-func (t *Tracker) handleChecked(key connKey, h uint64, s *segment) {
+func (t *Tracker) handleChecked(key *connKey, h uint64, s *segment) {
 	if !t.opt.Log {
 		t.follow(key, h, s)
 		return
@@ -60,7 +60,7 @@ func (t *Tracker) handleChecked(key connKey, h uint64, s *segment) {
 }
 
 // follow is handle for a segment that may change the connection's state.
-func (t *Tracker) follow(key connKey, h uint64, s *segment) {
+func (t *Tracker) follow(key *connKey, h uint64, s *segment) {
 	if s.ts > t.maxTS {
 		t.maxTS = s.ts
 	}

@@ -224,7 +224,7 @@ func (t *Tracker) Record(rec *format.Record, dataPos int64) {
 		return // not TCP, or a pure ACK: it changes nothing
 	}
 	h := d.key.hash()
-	if t.serverSide(d.key, h, d.dir, d.flags, rec.TS) {
+	if t.serverSide(&d.key, h, d.dir, d.flags, rec.TS) {
 		return
 	}
 	s := &t.seg
@@ -239,7 +239,7 @@ func (t *Tracker) Record(rec *format.Record, dataPos int64) {
 		dir:   d.dir,
 		data:  d.payload,
 	}
-	t.handleChecked(d.key, h, s)
+	t.handleChecked(&d.key, h, s)
 }
 
 // segment is one TCP segment as the tracker uses it. data is its captured

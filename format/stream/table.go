@@ -20,7 +20,7 @@ func (k *connKey) eq(o *connKey) bool {
 	return k.a[1] == o.a[1] && k.b[1] == o.b[1] && k.ports == o.ports && k.a[0] == o.a[0] && k.b[0] == o.b[0]
 }
 
-func (k connKey) hash() uint64 {
+func (k *connKey) hash() uint64 {
 	const m1, m2, m3 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9, 0x94d049bb133111eb
 	h := (k.a[0] ^ bits.RotateLeft64(k.b[0], 17)) * m1
 	h ^= (k.a[1] ^ bits.RotateLeft64(k.b[1], 31)) * m2
@@ -70,14 +70,14 @@ func (t *table) init(size int) {
 }
 
 // find returns the slot of key, or nil.
-func (t *table) find(k connKey, h uint64) *slot {
+func (t *table) find(k *connKey, h uint64) *slot {
 	if i := t.index(k, h); i >= 0 {
 		return &t.slots[i]
 	}
 	return nil
 }
 
-func (t *table) index(k connKey, h uint64) int {
+func (t *table) index(k *connKey, h uint64) int {
 	if len(t.slots) == 0 {
 		return -1
 	}
@@ -87,7 +87,7 @@ func (t *table) index(k connKey, h uint64) int {
 		if s.h == 0 {
 			return -1
 		}
-		if s.h == h && s.key.eq(&k) {
+		if s.h == h && s.key.eq(k) {
 			return int(i)
 		}
 	}
@@ -95,7 +95,7 @@ func (t *table) index(k connKey, h uint64) int {
 
 // insert returns the slot of key, adding an empty one if needed (the
 // caller sets its connection or id before the table changes again).
-func (t *table) insert(k connKey, h uint64) *slot {
+func (t *table) insert(k *connKey, h uint64) *slot {
 	if s := t.find(k, h); s != nil {
 		return s
 	}
@@ -107,7 +107,7 @@ func (t *table) insert(k connKey, h uint64) *slot {
 	for t.slots[i].h != 0 {
 		i = (i + 1) & mask
 	}
-	t.slots[i] = slot{h: h, key: k, client: -1}
+	t.slots[i] = slot{h: h, key: *k, client: -1}
 	t.n++
 	return &t.slots[i]
 }
@@ -130,7 +130,7 @@ func (t *table) grow() {
 }
 
 // remove deletes the slot of key, shifting back the slots that probed past it.
-func (t *table) remove(k connKey, h uint64) {
+func (t *table) remove(k *connKey, h uint64) {
 	at := t.index(k, h)
 	if at < 0 {
 		return
