@@ -101,6 +101,11 @@ func (t *TableBuilder) AddHit(addr netip.Addr, off int64, h xff.Header, pos int,
 	for i := range e.w {
 		e.w[i] = binary.BigEndian.Uint64(b[8*i:])
 	}
+	if len(t.hits) == cap(t.hits) {
+		// Doubling, where append grows a large slice by a quarter: the
+		// buffer reaches spillEntries in a few copies, not dozens.
+		t.hits = slices.Grow(t.hits, min(max(cap(t.hits), 1024), t.spillEntries))
+	}
 	t.hits = append(t.hits, e)
 	t.Entries++
 	if len(t.hits) >= t.spillEntries {

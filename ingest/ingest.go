@@ -496,6 +496,7 @@ func (fs *fileScan) absorb(r *chunkResult) error {
 // drain moves what the true tracker found into the table and the totals.
 func (fs *fileScan) drain() error {
 	out := fs.truth.Drain()
+	defer fs.truth.Reuse(out)
 	for _, h := range out.Hits {
 		if err := fs.table.AddHit(h.Addr, h.Off, h.Header, h.Pos, h.ConnStart, h.ConnSYN); err != nil {
 			return fmt.Errorf("%s: %w", fs.path, err)

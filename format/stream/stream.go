@@ -205,6 +205,19 @@ func (t *Tracker) Drain() Output {
 	return o
 }
 
+// Reuse gives the tracker back the memory of an output Drain returned,
+// once the caller is done with it: a tracker drained after every chunk
+// would otherwise grow its lists from nothing each time.
+func (t *Tracker) Reuse(o Output) {
+	if len(t.out.Hits) == 0 && cap(o.Hits) > cap(t.out.Hits) {
+		t.out.Hits = o.Hits[:0]
+	}
+	if len(t.out.Requests) == 0 && cap(o.Requests) > cap(t.out.Requests) {
+		clear(o.Requests) // their bytes are not kept alive
+		t.out.Requests = o.Requests[:0]
+	}
+}
+
 // Conns returns the number of connections the tracker holds state for.
 func (t *Tracker) Conns() int { return t.live }
 
