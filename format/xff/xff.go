@@ -362,8 +362,16 @@ var tchar = func() (t [256]bool) {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
+// trimValue drops spaces, tabs and CRs around a value (bytes.Trim would
+// build its byte set on every call, on every header line).
 func trimValue(v []byte) []byte {
-	return bytes.Trim(v, " \t\r")
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t' || v[0] == '\r') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t' || v[len(v)-1] == '\r') {
+		v = v[:len(v)-1]
+	}
+	return v
 }
 
 // equalFold compares ASCII case-insensitively; want must be lower case.
