@@ -64,10 +64,9 @@ type chunkResult struct {
 //
 // The chunk's window of the file, [from, limit), is read piece by piece into
 // a small buffer that slides: buf holds the file bytes [base, base+len(buf)),
-// the bytes already walked are dropped but for the last `history` (for
-// a resync), and each piece is scanned right after it is read, while it is
-// still in the CPU cache. That keeps the pass at memory-copy speed and its
-// memory independent of the chunk size.
+// the bytes already walked are dropped, and each piece is scanned right
+// after it is read, while it is still in the CPU cache. That keeps the pass
+// at memory-copy speed and its memory independent of the chunk size.
 type chunkScanner struct {
 	f       io.ReaderAt
 	mem     []byte // backing array of buf, of fixed capacity
@@ -109,7 +108,7 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 	for {
 		// Slide when little read data is left to walk (the copy is then
 		// small), or when the buffer is short of room for another piece.
-		if pos >= history+slideEvery && (len(s.buf)-pos < 16<<10 || len(s.mem)-len(s.buf) < pieceSize) {
+		if pos >= slideEvery && (len(s.buf)-pos < 16<<10 || len(s.mem)-len(s.buf) < pieceSize) {
 			pos = s.slide(pos)
 		}
 		off := s.base + int64(pos)
@@ -192,14 +191,13 @@ const (
 	// pieceSize is how much one read brings in: small enough to stay in the
 	// CPU's cache until scanned, large enough that syscalls are few.
 	pieceSize = 256 << 10
-	// history is how much walked data a slide keeps.
-	history = 64 << 10
-	// slideEvery: the buffer slides once this much has been walked past
-	// the history.
+	// slideEvery: the buffer slides once this much has been walked. Walked
+	// bytes are not kept: nothing reads behind the record being walked (a
+	// resync searches forwards, and the tracker copies what it keeps).
 	slideEvery = 768 << 10
-	// scannerMem holds history, the slide distance, and the largest record
+	// scannerMem holds the slide distance and the largest record
 	// or resync look-ahead with room to spare.
-	scannerMem = history + slideEvery + 2*syncLookahead + 1<<20
+	scannerMem = slideEvery + 2*syncLookahead + 1<<20
 )
 
 // newChunkScanner returns a scanner whose buffer is allocated by its
@@ -253,17 +251,16 @@ func (s *chunkScanner) more() bool {
 	return got > 0
 }
 
-// slide drops the bytes before pos-history and returns pos in the moved
+// slide drops the bytes before pos and returns pos in the moved
 // buffer. Record data from before a slide must not be used after it.
 func (s *chunkScanner) slide(pos int) int {
-	shift := pos - history
-	if shift <= 0 {
+	if pos <= 0 {
 		return pos
 	}
-	n := copy(s.mem, s.buf[shift:])
+	n := copy(s.mem, s.buf[pos:])
 	s.buf = s.mem[:n]
-	s.base += int64(shift)
-	return pos - shift
+	s.base += int64(pos)
+	return 0
 }
 
 // record reads the record at pos, reading more of the window if it does not
