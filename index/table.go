@@ -95,8 +95,8 @@ func (s *Store) NewTable(fid uint32) (*TableBuilder, error) {
 // the packet record at off, in a connection that starts at the record at
 // connStart (its SYN if syn; -1: not known).
 func (t *TableBuilder) AddHit(addr netip.Addr, off int64, h xff.Header, pos int, connStart int64, syn bool) error {
-	var b [32]byte
-	t.key = HitKey(b[:0], addr, t.fid, off, h)
+	var b [32]byte // zero past the key; stays on the stack
+	HitKey(b[:0], addr, t.fid, off, h)
 	e := hitEntry{pos: uint32(min(pos, 1<<31)), conn: encodeConn(off, connStart, syn)}
 	for i := range e.w {
 		e.w[i] = binary.BigEndian.Uint64(b[8*i:])
@@ -315,11 +315,13 @@ func (t *TableBuilder) Discard() error {
 // the position and the connection start, big-endian.
 var hitCodec = runCodec[hitEntry]{
 	compare: compareEntries,
+	// Both work in the buffer's own memory: a record array of their own
+	// would escape to the heap, one allocation per hit.
 	read: func(r *bufio.Reader) (hitEntry, error) {
-		var rec [hitEntrySize]byte
 		var e hitEntry
-		if _, err := io.ReadFull(r, rec[:]); err != nil {
-			if err == io.ErrUnexpectedEOF {
+		rec, err := r.Peek(hitEntrySize)
+		if len(rec) < hitEntrySize {
+			if len(rec) > 0 && err == io.EOF {
 				return e, errors.New("run file cut short")
 			}
 			return e, err
@@ -329,16 +331,17 @@ var hitCodec = runCodec[hitEntry]{
 		}
 		e.pos = binary.BigEndian.Uint32(rec[32:])
 		e.conn = binary.BigEndian.Uint32(rec[36:])
+		r.Discard(hitEntrySize)
 		return e, nil
 	},
 	write: func(w *bufio.Writer, e hitEntry) {
-		var rec [hitEntrySize]byte
-		for i, x := range e.w {
-			binary.BigEndian.PutUint64(rec[8*i:], x)
+		rec := w.AvailableBuffer()
+		for _, x := range e.w {
+			rec = binary.BigEndian.AppendUint64(rec, x)
 		}
-		binary.BigEndian.PutUint32(rec[32:], e.pos)
-		binary.BigEndian.PutUint32(rec[36:], e.conn)
-		w.Write(rec[:])
+		rec = binary.BigEndian.AppendUint32(rec, e.pos)
+		rec = binary.BigEndian.AppendUint32(rec, e.conn)
+		w.Write(rec)
 	},
 }
 

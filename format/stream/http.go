@@ -497,12 +497,25 @@ func (t *Tracker) info(r *request, rec int64, complete bool, arena *[]byte) Requ
 }
 
 // cloneInfo copies a request record out of the arena.
+// All its byte strings share one new allocation; each keeps its own
+// capacity, so that appending to one never writes into the next.
 func cloneInfo(ri RequestInfo) RequestInfo {
-	ri.Method, ri.Target, ri.Host = bytes.Clone(ri.Method), bytes.Clone(ri.Target), bytes.Clone(ri.Host)
-	for h := range ri.Lists {
-		if ri.Lists[h] != nil {
-			ri.Lists[h] = bytes.Clone(ri.Lists[h])
+	n := len(ri.Method) + len(ri.Target) + len(ri.Host)
+	for _, l := range ri.Lists {
+		n += len(l)
+	}
+	buf := make([]byte, 0, n)
+	clone := func(b []byte) []byte {
+		if b == nil {
+			return nil
 		}
+		at := len(buf)
+		buf = append(buf, b...)
+		return buf[at:len(buf):len(buf)]
+	}
+	ri.Method, ri.Target, ri.Host = clone(ri.Method), clone(ri.Target), clone(ri.Host)
+	for h := range ri.Lists {
+		ri.Lists[h] = clone(ri.Lists[h])
 	}
 	return ri
 }
