@@ -125,12 +125,16 @@ func (fs *fileScan) readHead() error {
 		}
 		return nil
 	}
-	head := make([]byte, min(fs.size, overhang))
-	n, err := fs.src.ReadAt(head, 0)
-	if err != nil && !errors.Is(err, io.EOF) && (n == 0 || fs.codec == compressed.None) {
-		return fmt.Errorf("%s: %w", fs.path, err)
+	// Most files' header blocks and first packet fit in 64 KiB; only when
+	// they do not is the head read again up to the largest block. (Fresh
+	// memory costs a page fault per 4 KiB, and they are dear on a VM.)
+	head, err := fs.readStart(min(fs.size, 64<<10))
+	if err == nil && !headFits(head) && int64(len(head)) < min(fs.size, overhang) {
+		head, err = fs.readStart(min(fs.size, overhang))
 	}
-	head = head[:n]
+	if err != nil {
+		return err
+	}
 	kind := format.Detect(head)
 	fs.info.Format = kind.String()
 	switch kind {
@@ -166,6 +170,41 @@ func (fs *fileScan) readHead() error {
 	fs.next, fs.nextKind = fs.dataStart, endBoundary
 	fs.continueRotation(head)
 	return nil
+}
+
+// readStart reads the first n bytes of the file (fewer at its end).
+func (fs *fileScan) readStart(n int64) ([]byte, error) {
+	head := make([]byte, n)
+	got, err := fs.src.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) && (got == 0 || fs.codec == compressed.None) {
+		return nil, fmt.Errorf("%s: %w", fs.path, err)
+	}
+	return head[:got], nil
+}
+
+// headFits reports whether head holds the file's leading header blocks and
+// the record after them whole, or shows that reading more would not help.
+func headFits(head []byte) bool {
+	w := format.Walker{Kind: format.Detect(head)}
+	pos := 0
+	switch w.Kind {
+	case format.KindPcap:
+		sec, err := format.ParsePcapHeader(head)
+		if err != nil {
+			return true
+		}
+		w.Sec, pos = sec, 24
+	case format.KindPcapNG:
+	default:
+		return true
+	}
+	for {
+		_, n, st := w.Next(head, 0, pos)
+		if st != format.Header {
+			return st != format.Short
+		}
+		pos += n
+	}
 }
 
 // continueRotation takes up the connections the previous capture of a
@@ -409,7 +448,7 @@ func (fs *fileScan) accept(r *chunkResult) error {
 // header blocks of a busy link that go on into a chunk): they are read a
 // block at a time.
 func (fs *fileScan) fetch(pos int64, n int, buf []byte) ([]byte, error) {
-	const block = 1 << 20
+	const block = 256 << 10
 	if b := &fs.fetchBlock; n <= block/4 {
 		if pos < b.at || pos+int64(n) > b.at+int64(len(b.data)) {
 			at := pos &^ (block - 1)

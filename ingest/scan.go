@@ -194,7 +194,7 @@ const (
 	// slideEvery: the buffer slides once this much has been walked. Walked
 	// bytes are not kept: nothing reads behind the record being walked (a
 	// resync searches forwards, and the tracker copies what it keeps).
-	slideEvery = 768 << 10
+	slideEvery = 256 << 10
 	// scannerMem holds the slide distance and the largest record
 	// or resync look-ahead with room to spare.
 	scannerMem = slideEvery + 2*syncLookahead + 1<<20

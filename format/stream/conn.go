@@ -32,17 +32,21 @@ const (
 )
 
 // conn is one connection's state.
+//
+// The small fields are grouped, so that the struct packs into a smaller
+// allocation size class: one is allocated per connection.
 type conn struct {
 	key    connKey
 	id     uint32 // logging trackers: index of key in the chunk's key list
 	client int8   // direction of requests, -1 before it is known
 	mode   uint8
 	closed bool // FIN or RST seen: remembered only briefly
-	next   uint32
-	lastTS int64
-	start  int64 // record of the SYN, or of the request line the connection was taken up at
 	// startSYN: start is the SYN.
 	startSYN bool
+	next     uint32
+	skipCRLF uint8 // chunk-end bytes still to skip
+	lastTS   int64
+	start    int64 // record of the SYN, or of the request line the connection was taken up at
 
 	held     []heldSeg
 	heldSize int
@@ -52,7 +56,6 @@ type conn struct {
 	// requests and when not followed, so that idle connections stay small).
 	p         *parser
 	remaining int64 // body or chunk bytes still to come
-	skipCRLF  uint8 // chunk-end bytes still to skip
 
 	// Hits of the record being handled, for the one-hit-per-address rule.
 	hitRec int64

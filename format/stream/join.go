@@ -43,9 +43,9 @@ const maxLogEntries = 1 << 18
 // anchorInfo is where a logging tracker took a connection up.
 type anchorInfo struct {
 	set    bool
-	serial uint32 // the connection's serial number in the chunk
 	syn    bool
 	dir    uint8
+	serial uint32 // the connection's serial number in the chunk
 	seq    uint32
 	wire   uint32
 	ts     int64
