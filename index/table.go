@@ -52,7 +52,17 @@ func compareEntries(a, b hitEntry) int {
 	// The position breaks ties so that a duplicate keeps its first
 	// position; the connection start then, so that which duplicate is kept
 	// does not depend on how the entries were spilled and merged.
-	return cmp.Or(cmp.Compare(a.w[0], b.w[0]), cmp.Compare(a.w[1], b.w[1]), cmp.Compare(a.w[2], b.w[2]), cmp.Compare(a.w[3], b.w[3]), cmp.Compare(a.pos, b.pos), cmp.Compare(a.conn, b.conn))
+	// (Word by word, stopping at the first difference: cmp.Or would have
+	// all six comparisons made first.)
+	for i := range a.w {
+		if a.w[i] != b.w[i] {
+			return cmp.Compare(a.w[i], b.w[i])
+		}
+	}
+	if a.pos != b.pos {
+		return cmp.Compare(a.pos, b.pos)
+	}
+	return cmp.Compare(a.conn, b.conn)
 }
 
 // TableBuilder collects the keys of one capture file in any order and writes
