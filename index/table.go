@@ -112,9 +112,14 @@ func (t *TableBuilder) AddHit(addr netip.Addr, off int64, h xff.Header, pos int,
 		e.w[i] = binary.BigEndian.Uint64(b[8*i:])
 	}
 	if len(t.hits) == cap(t.hits) {
-		// Doubling, where append grows a large slice by a quarter: the
-		// buffer reaches spillEntries in a few copies, not dozens.
-		t.hits = slices.Grow(t.hits, min(max(cap(t.hits), 1024), t.spillEntries))
+		// 1024 entries, then at once all a spill holds: append would grow
+		// a large slice by a quarter at a time, each step fresh memory
+		// (page faults) and a copy.
+		n := 1024
+		if cap(t.hits) > 0 {
+			n = t.spillEntries - len(t.hits)
+		}
+		t.hits = slices.Grow(t.hits, max(n, 1))
 	}
 	t.hits = append(t.hits, e)
 	t.Entries++

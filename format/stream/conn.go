@@ -277,6 +277,38 @@ func (t *Tracker) drop(c *conn, evict bool) {
 	}
 	t.conns.remove(&c.key, c.key.hash())
 	t.live--
+	t.recycle(c)
+}
+
+// maxFreeConns bounds a tracker's list of unused connection states.
+const maxFreeConns = 1 << 14
+
+// recycle keeps c, which nothing refers to any more, for a later
+// connection. Only a tracker that does not log recycles: a logging one's
+// states go to Join with its chunk.
+func (t *Tracker) recycle(c *conn) {
+	if t.opt.Log {
+		return
+	}
+	if t.seen.c == c {
+		t.seen.c = nil
+	}
+	if len(t.freeConns) < maxFreeConns {
+		*c = conn{seen: c.seen[:0]}
+		t.freeConns = append(t.freeConns, c)
+	}
+}
+
+// newConn returns an empty connection state, a recycled one if there is
+// one.
+func (t *Tracker) newConn() *conn {
+	if n := len(t.freeConns); n > 0 {
+		c := t.freeConns[n-1]
+		t.freeConns[n-1] = nil
+		t.freeConns = t.freeConns[:n-1]
+		return c
+	}
+	return &conn{}
 }
 
 // release gives back a connection's held bytes.
@@ -291,7 +323,8 @@ func (t *Tracker) add(key *connKey) *conn {
 		t.sweep()
 	}
 	t.serials++
-	c := &conn{key: *key, client: -1, hitRec: -1, serial: t.serials}
+	c := t.newConn()
+	c.key, c.client, c.hitRec, c.serial = *key, -1, -1, t.serials
 	sl := t.slotHashed(key, key.hash())
 	c.id = sl.id
 	sl.c = c

@@ -85,6 +85,9 @@ func (l *chunkLog) add(id uint32, s *segment) int {
 // Chunk is a logging tracker's result for Join.
 type Chunk struct {
 	conns   table
+	// freeConns: unused connection states for the next tracker that takes
+	// this chunk as its spare.
+	freeConns []*conn
 	retired []*conn
 	log     chunkLog
 	out     Output
@@ -100,15 +103,19 @@ func (t *Tracker) TakeChunk(spare *Chunk) *Chunk {
 		ch.out.Counts.add(ch.log.counts[i])
 	}
 	free := t.freeParsers // idle parsers: no connection refers to them
+	freeConns := t.freeConns
 	*t = *New(t.opt)
 	t.cnt = &t.out.Counts
-	t.freeParsers = free
+	t.freeParsers, t.freeConns = free, freeConns
 	if spare != nil {
 		clear(spare.conns.slots)
 		t.conns.slots = spare.conns.slots
 		t.log = chunkLog{entries: spare.log.entries[:0], keys: spare.log.keys[:0], counts: spare.log.counts[:0]}
 		clear(spare.retired)
 		t.retired = spare.retired[:0]
+		t.freeConns = append(t.freeConns, spare.freeConns...)
+		clear(spare.freeConns)
+		spare.freeConns = spare.freeConns[:0]
 		clear(spare.out.Requests)
 		t.out = Output{Hits: spare.out.Hits[:0], Requests: spare.out.Requests[:0]}
 	}
@@ -305,7 +312,17 @@ func (t *Tracker) Join(ch *Chunk, fetch func(pos int64, n int, buf []byte) ([]by
 	if t.live >= t.sweepAt {
 		t.sweep()
 	}
+	t.giveConns(ch)
 	return true, nil
+}
+
+// giveConns passes some of t's unused connection states to ch, whose
+// tracker will need new ones (ch's own states are t's now, or dropped).
+func (t *Tracker) giveConns(ch *Chunk) {
+	n := min(len(t.freeConns), 1024)
+	ch.freeConns = append(ch.freeConns[:0], t.freeConns[len(t.freeConns)-n:]...)
+	clear(t.freeConns[len(t.freeConns)-n:])
+	t.freeConns = t.freeConns[:len(t.freeConns)-n]
 }
 
 // redoable reports whether the connection id of the chunk can be redone
@@ -438,6 +455,9 @@ func (t *Tracker) put(c *conn) {
 	sl := t.conns.insert(&c.key, c.key.hash())
 	if old := sl.c; old != nil {
 		t.held -= old.heldSize
+		if old != c {
+			t.recycle(old)
+		}
 	} else {
 		t.live++
 	}
@@ -451,6 +471,7 @@ func (t *Tracker) del(k connKey) {
 		t.held -= c.heldSize
 		t.live--
 		t.conns.remove(&k, k.hash())
+		t.recycle(c)
 	}
 }
 

@@ -174,6 +174,12 @@ type Tracker struct {
 	// requests that ended in it (whether they are recorded depends on how
 	// the record ends), and whether a header block ended.
 	freeParsers []*parser
+	// freeConns are connection states no longer in use. The true tracker
+	// collects those it forgets, and Join hands them to the chunks'
+	// trackers (through the chunk they get back as a spare): one state is
+	// made per connection, and fresh memory is dear (page faults, cache
+	// misses), reused memory is not.
+	freeConns []*conn
 	join        joinState // Join's memory, on the true tracker
 
 	seen seenIndex // a record's addresses, once it has many
