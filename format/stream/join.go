@@ -84,14 +84,14 @@ func (l *chunkLog) add(id uint32, s *segment) int {
 
 // Chunk is a logging tracker's result for Join.
 type Chunk struct {
-	conns   table
+	conns table
 	// freeConns: unused connection states for the next tracker that takes
 	// this chunk as its spare.
 	freeConns []*conn
-	retired []*conn
-	log     chunkLog
-	out     Output
-	maxTS   int64
+	retired   []*conn
+	log       chunkLog
+	out       Output
+	maxTS     int64
 }
 
 // TakeChunk hands over what a logging tracker found in its chunk and

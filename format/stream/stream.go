@@ -180,7 +180,7 @@ type Tracker struct {
 	// made per connection, and fresh memory is dear (page faults, cache
 	// misses), reused memory is not.
 	freeConns []*conn
-	join        joinState // Join's memory, on the true tracker
+	join      joinState // Join's memory, on the true tracker
 
 	seen seenIndex // a record's addresses, once it has many
 
