@@ -56,15 +56,35 @@ type Walker struct {
 // bytes from offset base on. It returns the record and its size for Packet,
 // the consumed size for Header, and 0 for Short and Bad.
 func (w *Walker) Next(buf []byte, base int64, pos int) (Record, int, Status) {
+	var rec Record
+	n, st := w.Read(&rec, buf, base, pos)
+	return rec, n, st
+}
+
+// Read is Next for a loop over many records: it fills *rec, which the
+// loop keeps, and leaves it as it was unless the status is Packet.
+// (Returning the record by value costs more, in copies of its 72 bytes,
+// than reading a pcap record header.)
+func (w *Walker) Read(rec *Record, buf []byte, base int64, pos int) (int, Status) {
 	if w.Kind == KindPcap {
-		return w.nextPcap(buf, base, pos)
+		return w.readPcap(rec, buf, base, pos)
 	}
-	return w.nextPcapNG(buf, base, pos, true, false)
+	r, n, st := w.nextPcapNG(buf, base, pos, true, false)
+	if st == Packet {
+		*rec = r
+	}
+	return n, st
 }
 
 func (w *Walker) nextPcap(buf []byte, base int64, pos int) (Record, int, Status) {
+	var rec Record
+	n, st := w.readPcap(&rec, buf, base, pos)
+	return rec, n, st
+}
+
+func (w *Walker) readPcap(rec *Record, buf []byte, base int64, pos int) (int, Status) {
 	if len(buf)-pos < pcapRecordHdrLen {
-		return Record{}, 0, Short
+		return 0, Short
 	}
 	h := buf[pos : pos+pcapRecordHdrLen]
 	iface := &w.Sec.Ifaces[0]
@@ -79,22 +99,16 @@ func (w *Walker) nextPcap(buf []byte, base int64, pos int) (Record, int, Status)
 	// length or the fraction of a second say: so does a walk. Those fields
 	// are only checked where a resync must tell a record from other bytes.
 	if capLen > MaxCapLen {
-		return Record{}, 0, Bad
+		return 0, Bad
 	}
 	size := pcapRecordHdrLen + int(capLen)
 	if len(buf)-pos < size {
-		return Record{}, 0, Short
+		return 0, Short
 	}
-	return Record{
-		Offset:   base + int64(pos),
-		Size:     size,
-		LinkType: iface.LinkType,
-		TS:       pcapNanos(iface, sec, frac),
-		CapLen:   capLen,
-		OrigLen:  origLen,
-		DataOff:  pcapRecordHdrLen,
-		Data:     buf[pos+pcapRecordHdrLen : pos+size : pos+size],
-	}, size, Packet
+	rec.Offset, rec.Size, rec.Iface, rec.LinkType = base+int64(pos), size, 0, iface.LinkType
+	rec.TS, rec.CapLen, rec.OrigLen = pcapNanos(iface, sec, frac), capLen, origLen
+	rec.DataOff, rec.Data = pcapRecordHdrLen, buf[pos+pcapRecordHdrLen:pos+size:pos+size]
+	return size, Packet
 }
 
 // pcapNanos converts a pcap record's timestamp to Unix nanoseconds. A

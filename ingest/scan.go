@@ -105,6 +105,7 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 		}
 		pos = p
 	}
+	var rec format.Record // filled by Read: kept out of the loop
 	for {
 		// Slide when little read data is left to walk (the copy is then
 		// small), or when the buffer is short of room for another piece.
@@ -121,12 +122,11 @@ func (s *chunkScanner) walk(from int, trusted bool, start, end int64) {
 			return
 		}
 		owned := off >= start
-		var rec format.Record
 		var n int
 		var st format.Status
 		if owned {
 			// The fast path: the record is already in the buffer.
-			rec, n, st = s.w.Next(s.buf, s.base, pos)
+			n, st = s.w.Read(&rec, s.buf, s.base, pos)
 		}
 		if !owned || st == format.Short {
 			rec, n, st = s.record(pos, owned)
