@@ -3,8 +3,11 @@ package index
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -59,5 +62,70 @@ func TestHitCodecRoundTrip(t *testing.T) {
 				t.Fatalf("cut %d: entry %d reads back as %+v, want %+v", cut, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+// TestSplitHitsKeepsKeysTogether: the two parts Finish writes at once hold
+// every entry once, all of the first part's keys before the second's, and
+// the entries of one key (many, around the cut) in one part.
+func TestSplitHitsKeepsKeysTogether(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	entry := func() hitEntry {
+		// Few distinct keys: long runs of equal keys, across every cut.
+		return hitEntry{w: [4]uint64{uint64(rng.IntN(3)), uint64(rng.IntN(40))}, pos: rng.Uint32(), conn: rng.Uint32()}
+	}
+	dir := t.TempDir()
+	var runs []run
+	var all []hitEntry
+	for i := range 7 {
+		es := make([]hitEntry, 1000+rng.IntN(3000))
+		for j := range es {
+			es[j] = entry()
+		}
+		slices.SortFunc(es, compareEntries)
+		all = append(all, es...)
+		r, err := writeRun(hitCodec, filepath.Join(dir, fmt.Sprint("run", i)), func(emit func(hitEntry) error) error {
+			for _, e := range es {
+				emit(e)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, r)
+	}
+	mem := make([]hitEntry, 500)
+	for j := range mem {
+		mem[j] = entry()
+	}
+	slices.SortFunc(mem, compareEntries)
+	all = append(all, mem...)
+
+	parts, err := splitHits(runs, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [2][]hitEntry
+	for i, p := range parts {
+		if err := mergeFiles(hitCodec, p.runs, p.mem, func(e hitEntry) error {
+			got[i] = append(got[i], e)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.IsSortedFunc(got[i], compareEntries) {
+			t.Errorf("part %d is not sorted", i)
+		}
+	}
+	if len(got[0]) == 0 || len(got[1]) == 0 {
+		t.Fatalf("parts of %d and %d entries: the cut is at an end", len(got[0]), len(got[1]))
+	}
+	if last, first := got[0][len(got[0])-1], got[1][0]; compareKeys(last, first) >= 0 {
+		t.Errorf("the first part ends with key %v, the second begins with %v", last.w, first.w)
+	}
+	slices.SortFunc(all, compareEntries)
+	if union := append(got[0], got[1]...); !slices.Equal(union, all) {
+		t.Errorf("the parts hold %d entries, not the %d given (or other ones)", len(union), len(all))
 	}
 }

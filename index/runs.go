@@ -47,10 +47,12 @@ func (m *sliceSource[T]) next() (T, error) {
 	return m.s[m.i-1], nil
 }
 
-// run is a sorted run file and the entries it holds.
+// run is a sorted run file and the entries it holds; a run with to > 0 is
+// the part of the file's bytes in [from, to).
 type run struct {
-	name    string
-	entries int64
+	name     string
+	entries  int64
+	from, to int64
 }
 
 // runFile yields the entries of a run file, and closes it at its end.
@@ -60,12 +62,16 @@ type runFile[T any] struct {
 	read func(*bufio.Reader) (T, error)
 }
 
-func openRun[T any](c runCodec[T], name string) (*runFile[T], error) {
-	f, err := os.Open(name)
+func openRun[T any](c runCodec[T], r run) (*runFile[T], error) {
+	f, err := os.Open(r.name)
 	if err != nil {
 		return nil, err
 	}
-	return &runFile[T]{f: f, r: bufio.NewReaderSize(f, runReadBuffer), read: c.read}, nil
+	var src io.Reader = f
+	if r.to > 0 {
+		src = io.NewSectionReader(f, r.from, r.to-r.from)
+	}
+	return &runFile[T]{f: f, r: bufio.NewReaderSize(src, runReadBuffer), read: c.read}, nil
 }
 
 func (r *runFile[T]) next() (T, error) {
@@ -106,7 +112,7 @@ func writeRun[T any](c runCodec[T], name string, each func(emit func(T) error) e
 		os.Remove(name)
 		return run{}, fmt.Errorf("writing run %s: %w", name, err)
 	}
-	return run{name, n}, nil
+	return run{name: name, entries: n}, nil
 }
 
 // mergeSources calls emit for every entry of srcs, in order; of equal
@@ -174,6 +180,16 @@ func (h *mergeHeap[T]) Pop() any {
 // come in an order that depends on the runs alone. The runs are removed as
 // they are merged.
 func mergeRuns[T any](c runCodec[T], dir, prefix string, runs []run, mem []T, emit func(T) error) error {
+	runs, err := reduceRuns(c, dir, prefix, runs)
+	if err != nil {
+		return err
+	}
+	return mergeFiles(c, runs, mem, emit)
+}
+
+// reduceRuns merges the smallest of runs until at most mergeFanIn are
+// left, and returns those.
+func reduceRuns[T any](c runCodec[T], dir, prefix string, runs []run) ([]run, error) {
 	runs = slices.Clone(runs)
 	for seq := 0; len(runs) > mergeFanIn; seq++ {
 		// Merging k runs into one removes k-1; merge just enough of the
@@ -195,7 +211,7 @@ func mergeRuns[T any](c runCodec[T], dir, prefix string, runs []run, mem []T, em
 			return mergeFiles(c, group, nil, emit)
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, r := range group {
 			os.Remove(r.name)
@@ -205,7 +221,7 @@ func mergeRuns[T any](c runCodec[T], dir, prefix string, runs []run, mem []T, em
 			runs = slices.Delete(runs, i, i+1)
 		}
 	}
-	return mergeFiles(c, runs, mem, emit)
+	return runs, nil
 }
 
 // mergeFiles merges run files and mem, all open at once.
@@ -218,7 +234,7 @@ func mergeFiles[T any](c runCodec[T], runs []run, mem []T, emit func(T) error) e
 		}
 	}()
 	for _, r := range runs {
-		f, err := openRun(c, r.name)
+		f, err := openRun(c, r)
 		if err != nil {
 			return err
 		}

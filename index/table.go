@@ -204,30 +204,26 @@ func (t *TableBuilder) spill() error {
 
 // Finish writes the file's SSTables, catalog entry included, and returns
 // their paths, in key order and with disjoint key ranges, for one Ingest.
-// Without spilled runs the sorted hits are cut in two and both tables are
-// written at once. The tables also remove the files replaces names (an
-// older entry of a changed file), as Delete does, so that the one Ingest
-// swaps them: there is never a moment with two entries for one path.
+// The sorted hits are cut in two between two keys (with spilled runs: at
+// the middle key of the largest run, found in each run by binary search)
+// and both tables are written at once, each from its own merge. The tables
+// also remove the files replaces names (an older entry of a changed file),
+// as Delete does, so that the one Ingest swaps them: there is never a
+// moment with two entries for one path.
 func (t *TableBuilder) Finish(info FileInfo, replaces ...FileInfo) ([]string, error) {
 	info.ID = t.fid
 	cat := appendFileInfo(nil, &info)
 	t.replaces = sortedByID(slices.DeleteFunc(slices.Clone(replaces), func(f FileInfo) bool { return f.ID == t.fid }))
 	t.sortHits()
-	if len(t.runs) > 0 {
-		path := filepath.Join(t.dir, "table.sst")
-		err := t.writeTable(path, cat, true, func(emit func(hitEntry) error) error {
-			return mergeRuns(hitCodec, t.dir, "run", t.runs, t.hits, emit)
-		})
-		return []string{path}, err
+	runs, err := reduceRuns(hitCodec, t.dir, "run", t.runs)
+	if err != nil {
+		return nil, err
 	}
-	parts := [][]hitEntry{t.hits}
-	if n := len(t.hits); n >= 1<<14 {
-		// Cut between two different keys; duplicates are adjacent.
-		mid := n / 2
-		for mid < n && t.hits[mid].w == t.hits[mid-1].w {
-			mid++
+	parts := []hitPart{{runs: runs, mem: t.hits}}
+	if n := int64(len(t.hits)) + entriesIn(runs); n >= 1<<14 {
+		if parts, err = splitHits(runs, t.hits); err != nil {
+			return nil, err
 		}
-		parts = [][]hitEntry{t.hits[:mid], t.hits[mid:]}
 	}
 	paths := make([]string, len(parts))
 	errs := make([]error, len(parts))
@@ -240,7 +236,10 @@ func (t *TableBuilder) Finish(info FileInfo, replaces ...FileInfo) ([]string, er
 		}
 		wg.Go(func() {
 			errs[i] = t.writeTable(paths[i], c, last, func(emit func(hitEntry) error) error {
-				for _, e := range part {
+				if len(part.runs) > 0 {
+					return mergeFiles(hitCodec, part.runs, part.mem, emit)
+				}
+				for _, e := range part.mem {
 					if err := emit(e); err != nil {
 						return err
 					}
@@ -256,6 +255,101 @@ func (t *TableBuilder) Finish(info FileInfo, replaces ...FileInfo) ([]string, er
 		}
 	}
 	return paths, nil
+}
+
+// hitPart is a key range of the hits: its share of each sorted run file,
+// and of the sorted hits in memory.
+type hitPart struct {
+	runs []run
+	mem  []hitEntry
+}
+
+func entriesIn(runs []run) int64 {
+	var n int64
+	for _, r := range runs {
+		n += r.entries
+	}
+	return n
+}
+
+// splitHits cuts the hits of runs (whole files) and mem in two parts at a
+// key: every entry with that key or a greater one goes to the second, so
+// that the duplicates of a key, adjacent once merged, stay together. The
+// key is the middle one of the largest source.
+func splitHits(runs []run, mem []hitEntry) ([]hitPart, error) {
+	var pivot hitEntry
+	largest := int64(len(mem))
+	if largest > 0 {
+		pivot = mem[len(mem)/2]
+	}
+	files := make([]*os.File, len(runs))
+	defer func() {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}()
+	for i, r := range runs {
+		f, err := os.Open(r.name)
+		if err != nil {
+			return nil, err
+		}
+		files[i] = f
+		if r.entries > largest {
+			if pivot, err = hitAt(f, r.entries/2); err != nil {
+				return nil, fmt.Errorf("%s: %w", r.name, err)
+			}
+			largest = r.entries
+		}
+	}
+	before := func(e hitEntry) bool { return compareKeys(e, pivot) < 0 }
+	parts := []hitPart{{}, {}}
+	for i, r := range runs {
+		// The first entry not before the pivot, by binary search.
+		lo, hi := int64(0), r.entries
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			e, err := hitAt(files[i], mid)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", r.name, err)
+			}
+			if before(e) {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		cut := lo * hitEntrySize
+		if lo > 0 {
+			parts[0].runs = append(parts[0].runs, run{name: r.name, entries: lo, from: 0, to: cut})
+		}
+		if lo < r.entries {
+			parts[1].runs = append(parts[1].runs, run{name: r.name, entries: r.entries - lo, from: cut, to: r.entries * hitEntrySize})
+		}
+	}
+	m, _ := slices.BinarySearchFunc(mem, pivot, compareKeys)
+	parts[0].mem, parts[1].mem = mem[:m], mem[m:]
+	return parts, nil
+}
+
+// compareKeys orders hit entries by key alone.
+func compareKeys(a, b hitEntry) int {
+	for i := range a.w {
+		if a.w[i] != b.w[i] {
+			return cmp.Compare(a.w[i], b.w[i])
+		}
+	}
+	return 0
+}
+
+// hitAt reads entry i of a run file.
+func hitAt(f *os.File, i int64) (hitEntry, error) {
+	var rec [hitEntrySize]byte
+	if _, err := f.ReadAt(rec[:], i*hitEntrySize); err != nil {
+		return hitEntry{}, err
+	}
+	return decodeHit(rec[:]), nil
 }
 
 // writeTable writes one SSTable: the removal of the replaced files and the
@@ -341,11 +435,7 @@ var hitCodec = runCodec[hitEntry]{
 			}
 			return e, err
 		}
-		for i := range e.w {
-			e.w[i] = binary.BigEndian.Uint64(rec[8*i:])
-		}
-		e.pos = binary.BigEndian.Uint32(rec[32:])
-		e.conn = binary.BigEndian.Uint32(rec[36:])
+		e = decodeHit(rec)
 		r.Discard(hitEntrySize)
 		return e, nil
 	},
@@ -358,6 +448,17 @@ var hitCodec = runCodec[hitEntry]{
 		rec = binary.BigEndian.AppendUint32(rec, e.conn)
 		w.Write(rec)
 	},
+}
+
+// decodeHit reads a hit entry as the run codec writes it.
+func decodeHit(rec []byte) hitEntry {
+	var e hitEntry
+	for i := range e.w {
+		e.w[i] = binary.BigEndian.Uint64(rec[8*i:])
+	}
+	e.pos = binary.BigEndian.Uint32(rec[32:])
+	e.conn = binary.BigEndian.Uint32(rec[36:])
+	return e
 }
 
 // encodeConn packs where a hit's connection starts, relative to the hit's
