@@ -52,12 +52,10 @@ func compareEntries(a, b hitEntry) int {
 	// The position breaks ties so that a duplicate keeps its first
 	// position; the connection start then, so that which duplicate is kept
 	// does not depend on how the entries were spilled and merged.
-	// (Word by word, stopping at the first difference: cmp.Or would have
-	// all six comparisons made first.)
-	for i := range a.w {
-		if a.w[i] != b.w[i] {
-			return cmp.Compare(a.w[i], b.w[i])
-		}
+	// (Stopping at the first difference: cmp.Or would have all six
+	// comparisons made first.)
+	if c := compareKeys(a, b); c != 0 {
+		return c
 	}
 	if a.pos != b.pos {
 		return cmp.Compare(a.pos, b.pos)
