@@ -91,16 +91,22 @@ func (fs *fileScan) openContainer(size int64) error {
 		seek = fs.b.Store.SeekFunc(fs.resume.ID)
 	}
 	fs.cfile = compressed.NewFile(fs.f, size, fs.codec, seek, compressed.Options{Spacing: fs.b.Opts.SeekSpacing, ReadAhead: true, OnPoint: func(p compressed.Point) {
-		if fs.pointErr != nil {
-			return
-		}
-		v := compressed.AppendPoint(nil, p)
-		fs.points++
-		fs.pointBytes += int64(len(v)) + 13
-		fs.pointErr = fs.table.AddSeekPoint(p.Out, v)
+		fs.addPoint(p)
 	}})
 	fs.src = fs.cfile
 	return nil
+}
+
+// addPoint stores a restart point in the file's table (which copies it:
+// the encoding buffer is used again).
+func (fs *fileScan) addPoint(p compressed.Point) {
+	if fs.pointErr != nil {
+		return
+	}
+	fs.pointBuf = compressed.AppendPoint(fs.pointBuf[:0], p)
+	fs.points++
+	fs.pointBytes += int64(len(fs.pointBuf)) + 13
+	fs.pointErr = fs.table.AddSeekPoint(p.Out, fs.pointBuf)
 }
 
 // containerOf names the compressed container of the file at path ("" for

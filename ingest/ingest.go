@@ -48,6 +48,7 @@ type fileScan struct {
 	trailingErr, pointErr error
 	points                int   // restart points stored
 	pointBytes            int64 // their keys' and values' bytes
+	pointBuf              []byte
 	table                 *index.TableBuilder
 	info                  *index.FileInfo
 	warnings              []string

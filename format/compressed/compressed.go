@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Codec is a compressed container format.
@@ -124,7 +125,7 @@ type Point struct {
 const pointVersion = 1
 
 // AppendPoint encodes p (but Out, which the index keys it by) after b; the
-// window is stored deflated.
+// window is stored deflated. Safe for concurrent use.
 func AppendPoint(b []byte, p Point) []byte {
 	b = append(b, pointVersion)
 	flags := byte(0)
@@ -136,13 +137,39 @@ func AppendPoint(b []byte, p Point) []byte {
 	if len(p.Window) == 0 {
 		return b
 	}
-	var z bytes.Buffer
-	w, _ := flate.NewWriter(&z, flate.BestSpeed)
-	w.Write(p.Window)
-	w.Close()
 	b = binary.AppendUvarint(b, uint64(len(p.Window)))
-	return append(b, z.Bytes()...)
+	// A deflate writer costs about a megabyte to set up: one per point (a
+	// thousand per GB of a deflate stream) kept the garbage collector
+	// busy beside the decoder. They are used again.
+	e := pointEncoders.Get().(*pointEncoder)
+	defer pointEncoders.Put(e)
+	e.out.b = b
+	e.w.Reset(&e.out)
+	e.w.Write(p.Window)
+	e.w.Close()
+	b = e.out.b
+	e.out.b = nil
+	return b
 }
+
+// pointEncoder deflates restart point windows.
+type pointEncoder struct {
+	w   *flate.Writer
+	out appender
+}
+
+// appender is an io.Writer appending to b.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
+}
+
+var pointEncoders = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(io.Discard, flate.BestSpeed)
+	return &pointEncoder{w: w}
+}}
 
 // DecodePoint decodes a Point encoded by AppendPoint, restart point out of
 // the uncompressed stream. Index contents are hostile: lengths are bounded.
