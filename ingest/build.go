@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/xffidx/xffidx/format"
@@ -143,6 +145,14 @@ type Builder struct {
 	Opts  Options
 }
 
+// fileWorkers is how many compressed captures a build walks at once.
+func (b *Builder) fileWorkers() int {
+	if b.Opts.Workers > 0 {
+		return b.Opts.Workers
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
 func (b *Builder) logger() *slog.Logger {
 	if b.Opts.Logger != nil {
 		return b.Opts.Logger
@@ -167,6 +177,14 @@ type session struct {
 	// refreshed holds unchanged files' entries with their status change
 	// time updated, written once at the end.
 	refreshed []index.FileInfo
+
+	// A build walking several captures at once (files.go): mu guards the
+	// session and the Store; turn is the capture holding mu, turns all of
+	// them in build order. pmu guards the progress count.
+	mu    sync.Mutex
+	turn  *fileTurn
+	turns []*fileTurn
+	pmu   sync.Mutex
 }
 
 // Build indexes every capture among paths: files, and directories walked
@@ -290,6 +308,10 @@ func (b *Builder) Rebuild(paths []string, report func(FileResult)) (st Stats, as
 // too.
 func (s *session) indexAll(captures []string, done func(FileResult)) {
 	s.plan(captures)
+	if par := s.b.fileWorkers(); par > 1 && len(captures) > 1 {
+		s.indexAtOnce(captures, par, done)
+		return
+	}
 	for _, c := range captures {
 		r := s.indexFile(c)
 		if s.halted(r) {
@@ -612,7 +634,7 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 		return r
 	}
 	t0 := time.Now()
-	if err := fsc.run(); err != nil {
+	if err := s.walkUnlocked(fsc); err != nil {
 		r.Err = err
 		return r
 	}
@@ -676,6 +698,8 @@ func (s *session) scan(path string, id index.Identity, entry *index.FileInfo, fr
 // progress reports a file's progress; fileDone bytes of fileBytes, of which
 // delta are new since the last call.
 func (s *session) progress(file string, fileDone, fileBytes, delta int64) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
 	s.done += delta
 	if s.b.Opts.Progress != nil {
 		s.b.Opts.Progress(Progress{File: file, FileDone: fileDone, FileBytes: fileBytes, TotalDone: s.done, TotalSize: s.total, Started: s.started})

@@ -32,8 +32,11 @@ import (
 
 // fileScan is the pass over one file.
 type fileScan struct {
-	b      *Builder
-	s      *session
+	b *Builder
+	s *session
+	// turn is set when the file is walked without the session's lock,
+	// beside other captures (files.go).
+	turn   *fileTurn
 	resume *index.FileInfo // set: index only what follows resume.ResumeAt
 	f      *os.File
 	// src is what records are read from: f, or for a compressed capture
@@ -231,12 +234,24 @@ func (fs *fileScan) continueRotation(head []byte) {
 		}
 		pos += n
 	}
-	prev := fs.s.previous(fs.path, first)
-	if prev == nil {
-		return
+	var prev *index.FileInfo
+	var state []byte
+	var err error
+	if t := fs.turn; t != nil {
+		// Walked beside other captures: the one it continues may be
+		// one of them.
+		fs.s.waitPredecessors(t, first)
+		fs.s.mu.Lock()
+		prev = fs.s.previous(fs.path, first)
+		if prev != nil {
+			state, err = fs.b.Store.State(prev.ID)
+			prev = new(*prev)
+		}
+		fs.s.mu.Unlock()
+	} else if prev = fs.s.previous(fs.path, first); prev != nil {
+		state, err = fs.b.Store.State(prev.ID)
 	}
-	state, err := fs.b.Store.State(prev.ID)
-	if err != nil || state == nil {
+	if prev == nil || err != nil || state == nil {
 		return
 	}
 	if _, err := fs.truth.Resume(state, false); err != nil {
@@ -601,10 +616,10 @@ func (fs *fileScan) reportProgress(at int64) {
 	if fs.s == nil || at <= fs.reported {
 		return
 	}
+	delta := at - fs.reported
 	if fs.reported == 0 {
-		fs.reported = fs.dataStart
-		fs.s.done += fs.dataStart // bytes indexed before: not read again
+		delta = at // bytes indexed before count too: not read again
 	}
-	fs.s.progress(fs.path, at, fs.size, at-fs.reported)
+	fs.s.progress(fs.path, at, fs.size, delta)
 	fs.reported = at
 }

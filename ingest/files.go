@@ -1,0 +1,159 @@
+package ingest
+
+import (
+	"path/filepath"
+	"sync"
+
+	"github.com/xffidx/xffidx/format/compressed"
+)
+
+// Several compressed captures at once.
+//
+// A deflate stream decodes on one core, so a build of several compressed
+// captures walks up to Options.Workers of them at once, each on a goroutine
+// of its own. Everything but the walk runs under the session's lock and in
+// build order: the decision what to do with a file (its catalog entry, its
+// file id), and its commit, which waits until every file before it is done.
+// So the index, the file ids and the reports are those of a build that
+// indexes the files one after the other. A capture that may continue the
+// connections of the previous file of its directory (a rotation, see
+// session.previous) waits for the files before it in that directory that
+// may be that one, before it takes their state up. Uncompressed captures
+// (walked by all the workers already) and a path met twice wait for every
+// file before them. The Store is only used under the lock.
+
+// fileTurn is one capture of a build that walks several at once.
+type fileTurn struct {
+	k    int
+	path string
+	dir  string
+	// started is closed when the capture's decisions are made (its walk
+	// begins, or it needs none): the next capture may then decide.
+	started   chan struct{}
+	startOnce sync.Once
+	// headKnown is closed once first is set: the capture's first packet
+	// time (0: none, or unknown).
+	headKnown chan struct{}
+	headOnce  sync.Once
+	first     int64
+	// done is closed when the capture is committed (or failed) and every
+	// capture before it is done.
+	done    chan struct{}
+	result  FileResult
+	stopped bool // the index failed as a whole at or before this capture
+}
+
+func (t *fileTurn) start() { t.startOnce.Do(func() { close(t.started) }) }
+
+func (t *fileTurn) setFirst(first int64) {
+	t.headOnce.Do(func() {
+		t.first = first
+		close(t.headKnown)
+	})
+}
+
+// indexAtOnce indexes captures as indexAll does, walking up to par
+// compressed ones at once.
+func (s *session) indexAtOnce(captures []string, par int, done func(FileResult)) {
+	turns := make([]*fileTurn, len(captures))
+	for k, c := range captures {
+		turns[k] = &fileTurn{k: k, path: c, dir: filepath.Dir(c), started: make(chan struct{}), headKnown: make(chan struct{}), done: make(chan struct{})}
+	}
+	s.turns = turns
+	defer func() { s.turns = nil }()
+
+	// Reports go out in build order as the captures are done.
+	launched := make(chan *fileTurn, len(turns))
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		stop := false
+		for t := range launched {
+			<-t.done
+			if stop = stop || t.stopped; !stop {
+				done(t.result)
+			}
+		}
+	}()
+
+	slots := make(chan struct{}, par)
+	for k, t := range turns {
+		slots <- struct{}{}
+		s.mu.Lock()
+		stopped := s.stop != nil
+		s.mu.Unlock()
+		if stopped {
+			break
+		}
+		alone := containerOf(t.path) == ""
+		for _, e := range turns[:k] {
+			alone = alone || e.path == t.path
+		}
+		if alone && k > 0 {
+			<-turns[k-1].done // and so every capture before it
+		}
+		launched <- t
+		go func() {
+			defer func() { <-slots }()
+			s.mu.Lock()
+			s.turn = t
+			r := s.indexFile(t.path)
+			s.turn = nil
+			s.mu.Unlock()
+			t.start()
+			t.setFirst(0)
+			if k > 0 {
+				<-turns[k-1].done
+			}
+			s.mu.Lock()
+			t.result, t.stopped = r, s.halted(r)
+			s.mu.Unlock()
+			close(t.done)
+		}()
+		<-t.started
+	}
+	close(launched)
+	<-reported
+}
+
+// walkUnlocked runs fs's walk without the session's lock when the build
+// walks several captures at once and fs is a compressed one read from its
+// start, then waits for the captures before it to be done and takes the
+// lock again. Called with the lock held.
+func (s *session) walkUnlocked(fs *fileScan) error {
+	t := s.turn
+	if t == nil || fs.codec == compressed.None || fs.resume != nil {
+		return fs.run()
+	}
+	fs.turn = t
+	s.turn = nil
+	s.mu.Unlock()
+	t.start()
+	err := fs.run()
+	if t.k > 0 {
+		<-s.turns[t.k-1].done
+	}
+	s.mu.Lock()
+	s.turn = t
+	if err == nil && s.stop != nil {
+		err = s.stop // the index failed meanwhile: nothing more is written
+	}
+	return err
+}
+
+// waitPredecessors waits, for a capture walked without the session's lock
+// whose first packet is at first (Unix ns), for the captures before it in
+// its directory that may be the one it continues (see session.previous):
+// those whose first packet is not later than its own.
+func (s *session) waitPredecessors(t *fileTurn, first int64) {
+	t.setFirst(first)
+	for _, e := range s.turns[:t.k] {
+		if e.dir != t.dir {
+			continue
+		}
+		<-e.headKnown
+		if e.first == 0 || first == 0 || e.first <= first {
+			<-e.done
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package ingest
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/xffidx/xffidx/format"
+	"github.com/xffidx/xffidx/format/capgen"
+	"github.com/xffidx/xffidx/format/compressed/compresstest"
+	"github.com/xffidx/xffidx/index"
+)
+
+// rotationPair cuts a busy-link capture in two at the first record boundary
+// past the middle, as tcpdump -G rotates: the second file goes on with
+// connections the first left open.
+func rotationPair(t *testing.T, seed int64) (a, b []byte) {
+	t.Helper()
+	path, _ := busyCapture(t, capgen.BusyConfig{Seed: seed, TargetBytes: 4 << 20, Conns: 1500, GapRate: -1})
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := format.ParsePcapHeader(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := format.Walker{Kind: format.KindPcap, Sec: sec}
+	split := 24
+	for split < len(whole)/2 {
+		_, n, st := w.Next(whole, 0, split)
+		if st != format.Packet {
+			t.Fatalf("record at %d: %d", split, st)
+		}
+		split += n
+	}
+	return whole[:split], append(slices.Clone(whole[:24]), whole[split:]...)
+}
+
+// TestFilesAtOnceEqualOneByOne: a build that walks several compressed
+// captures at once (gzip, multi-member gzip, zstd frames, lz4, an
+// uncompressed one among them, a path named twice, and two rotation chains
+// whose second file continues the connections of the first) gives the
+// index, the catalog, the file ids and the reports of a build that indexes
+// them one after the other.
+func TestFilesAtOnceEqualOneByOne(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	variants := map[string]compresstest.Variant{}
+	for _, v := range compresstest.Variants() {
+		variants[v.Name] = v
+	}
+	gz, zst, lz4 := variants["gzip"], variants["zstd-frames"], variants["lz4-go"]
+	for _, v := range []compresstest.Variant{gz, zst, lz4} {
+		if v.Name == "" {
+			t.Fatal("a variant is missing")
+		}
+	}
+	a, b := rotationPair(t, 21)
+	c, d := rotationPair(t, 23)
+	paths := []string{
+		write("rot/cap-0001.pcap.gz", gz.Compress(t, a)),
+		write("rot/cap-0002.pcap.gz", gz.Compress(t, b)),
+		write("one/gen2.pcap.zst", zst.Compress(t, genCapture(t, 2, 3<<20))),
+		write("two/gen3.pcap", genCapture(t, 3, 2<<20)),
+		write("two/gen4.pcap.gz", compresstest.GzipMembers(genCapture(t, 4, 2<<20), 300<<10, nil)),
+		write("three/gen5.pcap.lz4", lz4.Compress(t, genCapture(t, 5, 2<<20))),
+		write("zrot/cap-0001.pcap.zst", zst.Compress(t, c)),
+		write("zrot/cap-0002.pcap.zst", zst.Compress(t, d)),
+	}
+	paths = append(paths, paths[2]) // named twice: the second time unchanged
+	build := func(workers int) (*index.Store, []string) {
+		store := &index.Store{Dir: t.TempDir(), LockWait: time.Second}
+		var reports []string
+		if _, err := (&Builder{Store: store, Opts: Options{Workers: workers, ChunkSize: 512 << 10}}).Build(paths, func(r FileResult) {
+			if r.Err != nil {
+				t.Errorf("%s: %v", r.Path, r.Err)
+			}
+			reports = append(reports, filepath.Base(r.Path)+" "+string(r.Action)+" "+r.Info.ContinuesFrom)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return store, reports
+	}
+	oneStore, oneReports := build(1)
+	for range 2 {
+		store, reports := build(2)
+		if !slices.Equal(reports, oneReports) {
+			t.Fatalf("reports at once %q, one by one %q", reports, oneReports)
+		}
+		got, want := answers(t, store), answers(t, oneStore)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%d answers at once, %d one by one; first difference:\n%s", len(got), len(want), firstDiff(got, want))
+		}
+		ids := func(s *index.Store) map[string]uint32 {
+			files, err := s.Catalog()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]uint32{}
+			for _, f := range files {
+				m[f.Path] = f.ID
+			}
+			return m
+		}
+		if g, w := ids(store), ids(oneStore); !equalMaps(g, w) {
+			t.Fatalf("file ids at once %v, one by one %v", g, w)
+		}
+	}
+	for _, want := range []string{"cap-0002.pcap.gz new " + paths[0], "cap-0002.pcap.zst new " + paths[6]} {
+		if !slices.Contains(oneReports, want) {
+			t.Fatalf("reports %q: no %q (the rotation is not continued)", oneReports, want)
+		}
+	}
+}
+
+func equalMaps[K comparable, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
