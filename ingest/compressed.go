@@ -90,7 +90,7 @@ func (fs *fileScan) openContainer(size int64) error {
 	if fs.resume != nil {
 		seek = fs.b.Store.SeekFunc(fs.resume.ID)
 	}
-	fs.cfile = compressed.NewFile(fs.f, size, fs.codec, seek, compressed.Options{Spacing: fs.b.Opts.SeekSpacing, ReadAhead: true, OnPoint: func(p compressed.Point) {
+	fs.cfile = compressed.NewFile(fs.f, size, fs.codec, seek, compressed.Options{Spacing: fs.b.Opts.SeekSpacing, ReadAhead: true, Frames: fs.workers(), OnPoint: func(p compressed.Point) {
 		fs.addPoint(p)
 	}})
 	fs.src = fs.cfile
@@ -189,7 +189,7 @@ func (s *session) recompressed(path string, id index.Identity, entry *index.File
 	size := id.Size
 	if codec != compressed.None {
 		var pointErr error
-		cf := compressed.NewFile(f, id.Size, codec, nil, compressed.Options{Spacing: s.b.Opts.SeekSpacing, ReadAhead: true, OnPoint: func(p compressed.Point) {
+		cf := compressed.NewFile(f, id.Size, codec, nil, compressed.Options{Spacing: s.b.Opts.SeekSpacing, ReadAhead: true, Frames: s.b.fileWorkers(), OnPoint: func(p compressed.Point) {
 			if pointErr == nil {
 				pointErr = table.AddSeekPoint(p.Out, compressed.AppendPoint(nil, p))
 			}

@@ -23,6 +23,8 @@ type File struct {
 
 	r     *Reader
 	ahead *ahead // the read-ahead decoding r, if Options.ReadAhead
+	// frames decodes several frames at once instead (Options.Frames).
+	frames *framesAhead
 	// delivered is the Out of the last restart point given to OnPoint
 	// (-1: none): a restart stops the read-ahead, losing the points it had
 	// not delivered, so the reader reports again those past it.
@@ -108,6 +110,8 @@ func (f *File) restart(o int64) error {
 func (f *File) restartAt(pt Point) error {
 	f.ahead.stop()
 	f.ahead = nil
+	f.frames.stop()
+	f.frames = nil
 	if f.r == nil {
 		opt := f.opt
 		if opt.ReadAhead && opt.OnPoint != nil {
@@ -120,7 +124,10 @@ func (f *File) restartAt(pt Point) error {
 			f.r.lastPt = f.delivered
 		}
 	}
-	if f.opt.ReadAhead {
+	switch {
+	case f.opt.ReadAhead && f.opt.Frames > 1 && (f.codec == Zstd || f.codec == LZ4):
+		f.frames = newFramesAhead(f.src, f.size, f.codec, pt, f.opt, f.opt.Frames, f.delivered)
+	case f.opt.ReadAhead:
 		// Set before its goroutine starts: the reader's OnPoint uses it.
 		f.ahead = newAhead()
 		f.ahead.start(f.r)
@@ -145,13 +152,16 @@ func (f *File) fill(o int64) {
 	}
 	var got int
 	var err error
-	if f.ahead != nil {
-		got, err = f.ahead.read(f.buf[len(f.buf):cap(f.buf)], func(p Point) {
-			f.delivered = p.Out
-			if f.opt.OnPoint != nil {
-				f.opt.OnPoint(p)
-			}
-		})
+	onPoint := func(p Point) {
+		f.delivered = p.Out
+		if f.opt.OnPoint != nil {
+			f.opt.OnPoint(p)
+		}
+	}
+	if f.frames != nil {
+		got, err = f.frames.read(f.buf[len(f.buf):cap(f.buf)], onPoint)
+	} else if f.ahead != nil {
+		got, err = f.ahead.read(f.buf[len(f.buf):cap(f.buf)], onPoint)
 	} else {
 		// Small pieces: a read of one record decodes little past it.
 		got, err = f.r.Read(f.buf[len(f.buf):min(cap(f.buf), len(f.buf)+fillPiece)])
@@ -169,6 +179,9 @@ func (f *File) Trailing() *Trailing {
 	if f.r == nil || !errors.Is(f.err, io.EOF) {
 		return nil
 	}
+	if f.frames != nil {
+		return f.frames.trailing()
+	}
 	return f.r.Trailing()
 }
 
@@ -176,6 +189,8 @@ func (f *File) Trailing() *Trailing {
 func (f *File) Close() {
 	f.ahead.stop()
 	f.ahead = nil
+	f.frames.stop()
+	f.frames = nil
 }
 
 // ahead decodes a Reader on a goroutine of its own, a few pieces ahead.

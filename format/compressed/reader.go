@@ -42,6 +42,9 @@ type Options struct {
 	// MiB ahead of the reads, so that a sequential reader's work and the
 	// decoding run on two cores. For a pass over the whole stream.
 	ReadAhead bool
+	// Frames (File with ReadAhead only): zstd and lz4 frames decoded at
+	// once, each on a goroutine of its own (frames.go); 0 or 1: one.
+	Frames int
 }
 
 func (o *Options) spacing() int64 {
