@@ -13,9 +13,9 @@ import (
 )
 
 // decodeAll reads f's stream to its end in pieces of n bytes and returns
-// the bytes, the restart points met, the error that ended it and the
-// trailing bytes reported.
-func decodeAll(t *testing.T, z []byte, codec Codec, frames, n int) ([]byte, []Point, error, *Trailing) {
+// the bytes, the restart points met, the trailing bytes reported and the
+// error that ended it.
+func decodeAll(t *testing.T, z []byte, codec Codec, frames, n int) ([]byte, []Point, *Trailing, error) {
 	t.Helper()
 	var points []Point
 	f := NewFile(bytes.NewReader(z), int64(len(z)), codec, nil, Options{Spacing: 256 << 10, ReadAhead: true, Frames: frames, OnPoint: func(p Point) { points = append(points, p) }})
@@ -29,7 +29,7 @@ func decodeAll(t *testing.T, z []byte, codec Codec, frames, n int) ([]byte, []Po
 			if errors.Is(err, io.EOF) {
 				err = nil
 			}
-			return out, points, err, f.Trailing()
+			return out, points, f.Trailing(), err
 		}
 	}
 }
@@ -103,10 +103,10 @@ func TestFramesAtOnceEqualOneReader(t *testing.T) {
 	)
 	for _, in := range inputs {
 		t.Run(in.name, func(t *testing.T) {
-			want, wantPts, wantErr, wantTrail := decodeAll(t, in.z, in.codec, 1, 300<<10)
+			want, wantPts, wantTrail, wantErr := decodeAll(t, in.z, in.codec, 1, 300<<10)
 			t.Logf("%d bytes, %d points, error %v, trailing %+v", len(want), len(wantPts), wantErr, wantTrail)
 			for _, frames := range []int{2, 3, 16} {
-				got, gotPts, gotErr, gotTrail := decodeAll(t, in.z, in.codec, frames, 300<<10)
+				got, gotPts, gotTrail, gotErr := decodeAll(t, in.z, in.codec, frames, 300<<10)
 				if !bytes.Equal(got, want) {
 					t.Fatalf("%d at once: %d bytes, one reader %d", frames, len(got), len(want))
 				}
