@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/xffidx/xffidx/format"
@@ -90,7 +91,8 @@ func (fs *fileScan) openContainer(size int64) error {
 	if fs.resume != nil {
 		seek = fs.b.Store.SeekFunc(fs.resume.ID)
 	}
-	fs.cfile = compressed.NewFile(fs.f, size, fs.codec, seek, compressed.Options{Spacing: fs.b.Opts.SeekSpacing, ReadAhead: true, Frames: fs.workers(), OnPoint: func(p compressed.Point) {
+	fs.in = &inputPos{f: fs.f, size: size}
+	fs.cfile = compressed.NewFile(fs.in, size, fs.codec, seek, compressed.Options{Spacing: fs.b.Opts.SeekSpacing, ReadAhead: true, Frames: fs.workers(), OnPoint: func(p compressed.Point) {
 		fs.addPoint(p)
 	}})
 	fs.src = fs.cfile
@@ -107,6 +109,29 @@ func (fs *fileScan) addPoint(p compressed.Point) {
 	fs.points++
 	fs.pointBytes += int64(len(fs.pointBuf)) + 13
 	fs.pointErr = fs.table.AddSeekPoint(p.Out, fs.pointBuf)
+}
+
+// inputPos reads a compressed file and notes how far into it its decoders
+// have read, for progress.
+type inputPos struct {
+	f    io.ReaderAt
+	size int64
+	at   atomic.Int64
+}
+
+// progressStep: a compressed file's progress is reported every so many
+// compressed bytes.
+const progressStep = 4 << 20
+
+func (p *inputPos) ReadAt(b []byte, off int64) (int, error) {
+	n, err := p.f.ReadAt(b, off)
+	end := off + int64(n)
+	for {
+		at := p.at.Load()
+		if end <= at || p.at.CompareAndSwap(at, end) {
+			return n, err
+		}
+	}
 }
 
 // containerOf names the compressed container of the file at path ("" for

@@ -1,9 +1,11 @@
 package ingest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,4 +135,51 @@ func equalMaps[K comparable, V comparable](a, b map[K]V) bool {
 		}
 	}
 	return true
+}
+
+// TestCompressedProgress: a compressed capture's progress is in compressed
+// bytes, as the build's total: it goes up as the file is read, several
+// times for a file of many MiB, and ends at the total, the files'
+// compressed sizes.
+func TestCompressedProgress(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	var total int64
+	for i, seed := range []int64{2, 4} {
+		data := genCapture(t, seed, 12<<20)
+		z := compresstest.GzipMembers(data, len(data), nil) // one member
+		if i == 1 {
+			z = compresstest.ZstdFrames(t, data, 1<<20)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("c%d.pcap.z", i))
+		if err := os.WriteFile(p, z, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+		total += int64(len(z))
+	}
+	for _, workers := range []int{1, 2} {
+		var seen []Progress
+		var mu sync.Mutex
+		store := &index.Store{Dir: t.TempDir(), LockWait: time.Second}
+		if _, err := (&Builder{Store: store, Opts: Options{Workers: workers, Progress: func(p Progress) {
+			mu.Lock()
+			seen = append(seen, p)
+			mu.Unlock()
+		}}}).Build(paths, nil); err != nil {
+			t.Fatal(err)
+		}
+		last := seen[len(seen)-1]
+		if last.TotalSize != total || last.TotalDone != total {
+			t.Fatalf("workers %d: progress ends at %d of %d; want %d of %d", workers, last.TotalDone, last.TotalSize, total, total)
+		}
+		for i, p := range seen {
+			if p.FileDone > p.FileBytes || i > 0 && p.TotalDone < seen[i-1].TotalDone {
+				t.Fatalf("workers %d: progress %+v after %+v", workers, p, seen[max(0, i-1)])
+			}
+		}
+		if len(seen) < 4 {
+			t.Fatalf("workers %d: progress reported %d times", workers, len(seen))
+		}
+	}
 }

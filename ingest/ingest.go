@@ -44,6 +44,7 @@ type fileScan struct {
 	src   io.ReaderAt
 	codec compressed.Codec
 	cfile *compressed.File
+	in    *inputPos // the compressed file, as its decoders read it
 	path  string
 	size  int64
 	// trailingErr: bytes after a compressed capture's last member or
@@ -502,6 +503,14 @@ func (fs *fileScan) rerun(k int, from int64, trusted bool, start, end int64) *ch
 	sc.start(fs.src, from, end+overhang, fs.size)
 	sc.stream = fs.codec != compressed.None
 	sc.w, sc.res, sc.tr = cloneWalker(fs.ctx), res, fs.truth
+	if sc.stream {
+		// One walk of the whole stream: progress as it goes.
+		sc.onRead = func() {
+			if fs.in.at.Load() >= fs.reported+progressStep {
+				fs.reportProgress(0)
+			}
+		}
+	}
 	sc.walk(0, trusted, max(start, from), end)
 	res.ctxOut = sc.w
 	if sc.readErr != nil {
@@ -611,8 +620,19 @@ func (fs *fileScan) finish() error {
 	return nil
 }
 
-// reportProgress reports that the file is read up to offset at.
+// reportProgress reports that the file is read up to offset at. A
+// compressed file's progress is in compressed bytes, as the build's total
+// counts it: how far its decoders have read.
 func (fs *fileScan) reportProgress(at int64) {
+	size := fs.size
+	if fs.codec != compressed.None {
+		size = fs.in.size
+		if at < fs.size {
+			at = min(fs.in.at.Load(), size)
+		} else {
+			at = size // the end
+		}
+	}
 	if fs.s == nil || at <= fs.reported {
 		return
 	}
@@ -620,6 +640,6 @@ func (fs *fileScan) reportProgress(at int64) {
 	if fs.reported == 0 {
 		delta = at // bytes indexed before count too: not read again
 	}
-	fs.s.progress(fs.path, at, fs.size, delta)
+	fs.s.progress(fs.path, at, size, delta)
 	fs.reported = at
 }

@@ -82,6 +82,8 @@ type chunkScanner struct {
 	streamErr error
 	w         format.Walker
 	res       *chunkResult
+	// onRead, if set, is called after each piece read.
+	onRead func()
 	// tr follows the connections: a logging tracker of the worker's own,
 	// or the coordinator's true one for a chunk walked again.
 	tr *stream.Tracker
@@ -248,6 +250,9 @@ func (s *chunkScanner) more() bool {
 		s.limit = next + int64(got)
 	}
 	s.buf = s.mem[:have+got]
+	if s.onRead != nil {
+		s.onRead()
+	}
 	return got > 0
 }
 
