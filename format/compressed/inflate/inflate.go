@@ -466,19 +466,34 @@ func (r *Reader) huffmanBlock() {
 	out, op := r.out, r.outPos
 	limit := outSize - maxMatch
 	lit, dist := r.lit, r.dist
+	// The bit buffer and the input position live in locals here, where
+	// the compiler keeps them in registers (the fields, through r, went
+	// to memory at every symbol): put back before anything else reads
+	// them, and at the end.
+	bb, nb := r.bitBuf, r.nbits
+	in, ip, ie := r.in, r.inPos, r.inEnd
 	for op < limit {
-		if r.nbits < 48 {
-			r.refill()
+		if nb < 48 {
+			if ie-ip >= 8 {
+				bb |= binary.LittleEndian.Uint64(in[ip:]) << nb
+				ip += int(63-nb) >> 3
+				nb |= 56
+			} else {
+				// Near the input's end: refill reads more.
+				r.bitBuf, r.nbits, r.inPos = bb, nb, ip
+				r.refill()
+				bb, nb, in, ip, ie = r.bitBuf, r.nbits, r.in, r.inPos, r.inEnd
+			}
 		}
-		e := lit.lookup(r.bitBuf)
+		e := lit.lookup(bb)
 		n := uint(e & lenMask)
-		if n == 0 || n > r.nbits {
-			r.outPos = op
+		if n == 0 || n > nb {
+			r.bitBuf, r.nbits, r.inPos, r.outPos = bb, nb, ip, op
 			r.symbolFail(lit, n)
 			return
 		}
-		r.bitBuf >>= n
-		r.nbits -= n
+		bb >>= n
+		nb -= n
 		sym := int(e >> 16)
 		if sym < 256 {
 			out[op] = byte(sym)
@@ -486,58 +501,67 @@ func (r *Reader) huffmanBlock() {
 			continue
 		}
 		if sym == 256 {
-			r.outPos = op
+			r.bitBuf, r.nbits, r.inPos, r.outPos = bb, nb, ip, op
 			r.state = stateHeader
 			return
 		}
 		sym -= 257
 		if sym >= 29 {
-			r.outPos = op
+			r.bitBuf, r.nbits, r.inPos, r.outPos = bb, nb, ip, op
 			r.corrupt("invalid length symbol")
 			return
 		}
 		length := int(lenBase[sym])
 		if x := uint(lenExtra[sym]); x > 0 {
-			if r.nbits < x {
-				r.outPos = op
+			if nb < x {
+				r.bitBuf, r.nbits, r.inPos, r.outPos = bb, nb, ip, op
 				r.fail(r.eofErr())
 				return
 			}
-			length += int(r.bitBuf & (1<<x - 1))
-			r.bitBuf >>= x
-			r.nbits -= x
+			length += int(bb & (1<<x - 1))
+			bb >>= x
+			nb -= x
 		}
-		if r.nbits < 28 {
-			r.refill()
+		if nb < 28 {
+			if ie-ip >= 8 {
+				bb |= binary.LittleEndian.Uint64(in[ip:]) << nb
+				ip += int(63-nb) >> 3
+				nb |= 56
+			} else {
+				// Near the input's end: refill reads more.
+				r.bitBuf, r.nbits, r.inPos = bb, nb, ip
+				r.refill()
+				bb, nb, in, ip, ie = r.bitBuf, r.nbits, r.in, r.inPos, r.inEnd
+			}
 		}
-		e = dist.lookup(r.bitBuf)
+		e = dist.lookup(bb)
 		n = uint(e & lenMask)
-		if n == 0 || n > r.nbits {
-			r.outPos = op
+		if n == 0 || n > nb {
+			r.bitBuf, r.nbits, r.inPos, r.outPos = bb, nb, ip, op
 			r.symbolFail(dist, n)
 			return
 		}
-		r.bitBuf >>= n
-		r.nbits -= n
+		bb >>= n
+		nb -= n
 		ds := int(e >> 16)
 		if ds >= 30 {
-			r.outPos = op
+			r.bitBuf, r.nbits, r.inPos, r.outPos = bb, nb, ip, op
 			r.corrupt("invalid distance symbol")
 			return
 		}
 		d := int(dstBase[ds])
 		if x := uint(dstExtra[ds]); x > 0 {
-			if r.nbits < x {
-				r.outPos = op
+			if nb < x {
+				r.bitBuf, r.nbits, r.inPos, r.outPos = bb, nb, ip, op
 				r.fail(r.eofErr())
 				return
 			}
-			d += int(r.bitBuf & (1<<x - 1))
-			r.bitBuf >>= x
-			r.nbits -= x
+			d += int(bb & (1<<x - 1))
+			bb >>= x
+			nb -= x
 		}
 		if int64(d) > r.outBase+int64(op) || d > op {
-			r.outPos = op
+			r.bitBuf, r.nbits, r.inPos, r.outPos = bb, nb, ip, op
 			r.corrupt("distance reaches before the start of the stream")
 			return
 		}
@@ -552,7 +576,7 @@ func (r *Reader) huffmanBlock() {
 			op += copy(out[op:end], out[src:op])
 		}
 	}
-	r.outPos = op
+	r.bitBuf, r.nbits, r.inPos, r.outPos = bb, nb, ip, op
 }
 
 func (r *Reader) symbolFail(h *huffman, n uint) {
