@@ -83,8 +83,9 @@ type Reader struct {
 	// zstd and lz4: the current frame
 	frame    io.Reader
 	frameEnd int64
-	frameCut bool // the frame is cut by the end of the file
-	zdec     *zstd.Decoder
+	frameCut bool          // the frame is cut by the end of the file
+	zdec     *zstd.Decoder // windows up to 8 MiB
+	zdecBig  *zstd.Decoder // larger windows, in low-memory mode
 	lzdec    *lz4.Reader
 }
 
@@ -412,16 +413,29 @@ func (r *Reader) nextFrame() error {
 		sec := io.NewSectionReader(r.src, r.pos, min(end, r.size)-r.pos)
 		r.frameEnd = end
 		if r.codec == Zstd {
-			if r.zdec == nil {
-				r.zdec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow), zstd.WithDecoderMaxMemory(1<<62))
+			// A decoder keeps twice the frame's window, and moves it
+			// down once per window of output; in low-memory mode one
+			// window and a block, moved down once per block (twice the
+			// copying of the output at zstd's usual 2-8 MiB windows).
+			// Windows up to 8 MiB get the first (16 MiB at most); larger
+			// ones, up to MaxZstdWindow, the second.
+			var h zstd.Header
+			var hb [zstd.HeaderMaxSize]byte
+			big := h.Decode(r.readAt(hb[:], r.pos)) != nil || h.WindowSize > 8<<20
+			dec := &r.zdec
+			if big {
+				dec = &r.zdecBig
+			}
+			if *dec == nil {
+				*dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(big), zstd.WithDecoderMaxWindow(MaxZstdWindow), zstd.WithDecoderMaxMemory(1<<62))
 				if err != nil {
 					return r.fail(r.pos, err)
 				}
 			}
-			if err := r.zdec.Reset(sec); err != nil {
+			if err := (*dec).Reset(sec); err != nil {
 				return r.fail(r.pos, fmt.Errorf("%w: %v", ErrCorrupt, err))
 			}
-			r.frame = r.zdec
+			r.frame = *dec
 		} else {
 			if r.lzdec == nil {
 				r.lzdec = lz4.NewReader(nil)
