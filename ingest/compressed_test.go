@@ -26,7 +26,8 @@ func sameCapture(f index.FileInfo) index.FileInfo {
 }
 
 // TestCompressedEqualsUncompressed: every corpus capture and two generated
-// ones (bulk and busy-link), compressed every way, index hit for hit, with
+// ones (bulk and busy-link), compressed every way (zstd frames decoded one
+// to three at once), index hit for hit, with
 // request records, connection starts and totals, as the uncompressed file;
 // and the restart points stored let a reader get any record back.
 func TestCompressedEqualsUncompressed(t *testing.T) {
@@ -63,6 +64,14 @@ func TestCompressedEqualsUncompressed(t *testing.T) {
 				got, gotInfo := hitsOf(t, z, 0, 2)
 				if !slices.Equal(got, want) {
 					t.Fatalf("%s: %d hits compressed, %d plain; first difference:\n%s", filepath.Base(p), len(got), len(want), firstDiff(got, want))
+				}
+				if v.Name == "zstd-frames" || v.Name == "zstd-seekable" {
+					// Frames decoded one, two or three at once.
+					for _, workers := range []int{1, 3} {
+						if got, _ := hitsOf(t, z, 0, workers); !slices.Equal(got, want) {
+							t.Fatalf("%s, %d workers: %d hits compressed, %d plain; first difference:\n%s", filepath.Base(p), workers, len(got), len(want), firstDiff(got, want))
+						}
+					}
 				}
 				if gotInfo.Container != v.Codec || gotInfo.DataSize != int64(len(data)) {
 					t.Fatalf("%s: container %q, %d bytes uncompressed; want %q, %d", filepath.Base(p), gotInfo.Container, gotInfo.DataSize, v.Codec, len(data))
