@@ -211,6 +211,7 @@ type piece struct {
 	b      []byte // what is left to read of it
 	points []Point
 	err    error
+	head   bool // framesAhead: the piece holds one of headTokens
 }
 
 const (

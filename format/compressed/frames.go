@@ -21,16 +21,30 @@ import (
 // one Reader from there, the sequential Reader's own code: errors, trailing
 // bytes and skippable frames come out as they would from one Reader.
 
-// frameBudget bounds the decoded bytes held ahead of the reader, over the
-// frames decoded at once.
-const frameBudget = 64 << 20
+// frameBudget bounds the decoded bytes held by the frames decoded ahead of
+// those being read, over the process; frameHead, in pieces, what a frame
+// being read holds.
+const (
+	frameBudget = 64 << 20
+	frameHead   = 4
+)
+
+// frameTokens holds a token per piece held under frameBudget; framePieces
+// keeps pieces to use again.
+var (
+	frameTokens = make(chan struct{}, frameBudget/aheadPiece)
+	framePieces = make(chan []byte, frameBudget/aheadPiece+8)
+)
 
 // frameJob is one frame, or the rest of the file from a frame start (tail).
 type frameJob struct {
 	start, end int64
 	tail       bool
 	pieces     chan piece
-	r          *Reader // the job's reader; set before its last piece is sent
+	// head is closed when the reader begins the job: from then on its
+	// pieces take headTokens instead of frameTokens.
+	head chan struct{}
+	r    *Reader // the job's reader; set before its last piece is sent
 	out        int64   // bytes handed over so far (reader's side)
 }
 
@@ -42,8 +56,9 @@ type framesAhead struct {
 
 	order chan *frameJob // jobs in stream order, for the reader
 	jobs  chan *frameJob // for the decoding goroutines
-	free  chan []byte
-	quit  chan struct{}
+	// headTokens holds a token per piece of the job being read.
+	headTokens chan struct{}
+	quit       chan struct{}
 	wg    sync.WaitGroup
 
 	// The reader's side.
@@ -61,11 +76,9 @@ type framesAhead struct {
 func newFramesAhead(src io.ReaderAt, size int64, codec Codec, pt Point, opt Options, n int, lastPt int64) *framesAhead {
 	a := &framesAhead{src: src, size: size, codec: codec, opt: opt,
 		order: make(chan *frameJob, n+1), jobs: make(chan *frameJob), quit: make(chan struct{}),
-		base: pt.Out, lastPt: lastPt}
-	quota := max(4, frameBudget/aheadPiece/n)
-	a.free = make(chan []byte, n*quota+2)
+		headTokens: make(chan struct{}, frameHead), base: pt.Out, lastPt: lastPt}
 	a.wg.Add(1 + n)
-	go a.dispatch(pt.In, quota)
+	go a.dispatch(pt.In)
 	for range n {
 		go a.decode()
 	}
@@ -73,7 +86,7 @@ func newFramesAhead(src io.ReaderAt, size int64, codec Codec, pt Point, opt Opti
 }
 
 // dispatch finds the frames from pos on and hands them out.
-func (a *framesAhead) dispatch(pos int64, quota int) {
+func (a *framesAhead) dispatch(pos int64) {
 	defer a.wg.Done()
 	defer close(a.order)
 	defer close(a.jobs)
@@ -82,7 +95,7 @@ func (a *framesAhead) dispatch(pos int64, quota int) {
 		want = lz4Magic
 	}
 	for pos < a.size {
-		job := &frameJob{start: pos, end: a.size, tail: true, pieces: make(chan piece, quota)}
+		job := &frameJob{start: pos, end: a.size, tail: true, pieces: make(chan piece, cap(frameTokens)+frameHead), head: make(chan struct{})}
 		var h [8]byte
 		n, _ := a.src.ReadAt(h[:min(8, a.size-pos)], pos)
 		if n == 8 && binary.LittleEndian.Uint32(h[:])&0xfffffff0 == skippableMagic {
@@ -136,9 +149,13 @@ func (a *framesAhead) decode() {
 			r.Reset(Point{In: job.start, Member: true})
 		}
 		for {
+			head, ok := a.token(job)
+			if !ok {
+				return
+			}
 			var b []byte
 			select {
-			case b = <-a.free:
+			case b = <-framePieces:
 			default:
 				b = make([]byte, aheadPiece)
 			}
@@ -153,8 +170,9 @@ func (a *framesAhead) decode() {
 				job.r = r
 			}
 			select {
-			case job.pieces <- piece{buf: b, b: b[:n], points: pending, err: err}:
+			case job.pieces <- piece{buf: b, b: b[:n], points: pending, err: err, head: head}:
 			case <-a.quit:
+				a.release(piece{buf: b, head: head})
 				return
 			}
 			pending = nil
@@ -165,6 +183,45 @@ func (a *framesAhead) decode() {
 	}
 }
 
+// token takes the token for a piece of job: one of headTokens if the job
+// is being read, else one of frameTokens, whichever comes first. false if
+// the reading stopped.
+func (a *framesAhead) token(job *frameJob) (head, ok bool) {
+	select {
+	case <-job.head:
+	default:
+		select {
+		case frameTokens <- struct{}{}:
+			return false, true
+		case <-job.head:
+		case <-a.quit:
+			return false, false
+		}
+	}
+	select {
+	case a.headTokens <- struct{}{}:
+		return true, true
+	case <-a.quit:
+		return false, false
+	}
+}
+
+// release gives back a piece read whole, and its token.
+func (a *framesAhead) release(p piece) {
+	if p.buf == nil {
+		return
+	}
+	select {
+	case framePieces <- p.buf:
+	default:
+	}
+	if p.head {
+		<-a.headTokens
+	} else {
+		<-frameTokens
+	}
+}
+
 // read copies decoded bytes into p, giving the restart points met before
 // them to onPoint (with their offsets in the whole stream).
 func (a *framesAhead) read(p []byte, onPoint func(Point)) (int, error) {
@@ -172,13 +229,8 @@ func (a *framesAhead) read(p []byte, onPoint func(Point)) (int, error) {
 		if a.done != nil {
 			return 0, a.done
 		}
-		if a.cur.buf != nil {
-			select {
-			case a.free <- a.cur.buf:
-			default:
-			}
-			a.cur.buf = nil
-		}
+		a.release(a.cur)
+		a.cur.buf = nil
 		if err := a.cur.err; err != nil {
 			a.cur.err = nil
 			if !errors.Is(err, io.EOF) {
@@ -204,6 +256,7 @@ func (a *framesAhead) read(p []byte, onPoint func(Point)) (int, error) {
 				return 0, io.EOF
 			}
 			a.job = job
+			close(job.head)
 		}
 		a.cur = <-a.job.pieces
 		a.job.out += int64(len(a.cur.b))
@@ -233,4 +286,24 @@ func (a *framesAhead) stop() {
 	}
 	close(a.quit)
 	a.wg.Wait()
+	// The tokens of the pieces not read go back.
+	a.release(a.cur)
+	a.cur = piece{}
+	if a.job != nil {
+		a.drain(a.job)
+	}
+	for job := range a.order {
+		a.drain(job)
+	}
+}
+
+func (a *framesAhead) drain(job *frameJob) {
+	for {
+		select {
+		case p := <-job.pieces:
+			a.release(p)
+		default:
+			return
+		}
+	}
 }

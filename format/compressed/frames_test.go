@@ -123,6 +123,46 @@ func TestFramesAtOnceEqualOneReader(t *testing.T) {
 			if in.name == "zstd-bad-frame" && wantErr == nil {
 				t.Fatal("the damaged frame decodes")
 			}
+			if n := len(frameTokens); n != 0 {
+				t.Fatalf("%d tokens not given back", n)
+			}
 		})
+	}
+}
+
+// TestFramesShareTheBudget: files read at once, whose frames run ahead
+// under a budget far smaller than a frame (two pieces over the process),
+// still decode whole and right (the frame being read never waits for the
+// budget), and every piece's token is back once they are read or closed
+// half-way.
+func TestFramesShareTheBudget(t *testing.T) {
+	saved := frameTokens
+	frameTokens = make(chan struct{}, 2)
+	defer func() { frameTokens = saved }()
+	d := data(9, 6<<20)
+	files := [][]byte{compresstest.ZstdFrames(t, d, 3<<20), compresstest.ZstdFrames(t, d[:5<<20], 1<<20), compresstest.ZstdFrames(t, d, 256<<10)}
+	errs := make(chan error, len(files))
+	for _, z := range files {
+		go func() {
+			got, _, _, err := decodeAll(t, z, Zstd, 3, 200<<10)
+			if err == nil && !bytes.Equal(got, d[:len(got)]) || len(got) < 5<<20 {
+				err = fmt.Errorf("%d bytes decoded, not the data", len(got))
+			}
+			errs <- err
+		}()
+	}
+	for range files {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Closed half-way: the pieces decoded ahead give their tokens back.
+	f := NewFile(bytes.NewReader(files[2]), int64(len(files[2])), Zstd, nil, Options{ReadAhead: true, Frames: 3})
+	if _, err := f.ReadAt(make([]byte, 100), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if n := len(frameTokens); n != 0 {
+		t.Fatalf("%d tokens not given back", n)
 	}
 }
