@@ -45,7 +45,7 @@ type frameJob struct {
 	// pieces take headTokens instead of frameTokens.
 	head chan struct{}
 	r    *Reader // the job's reader; set before its last piece is sent
-	out        int64   // bytes handed over so far (reader's side)
+	out  int64   // bytes handed over so far (reader's side)
 }
 
 type framesAhead struct {
@@ -59,7 +59,7 @@ type framesAhead struct {
 	// headTokens holds a token per piece of the job being read.
 	headTokens chan struct{}
 	quit       chan struct{}
-	wg    sync.WaitGroup
+	wg         sync.WaitGroup
 
 	// The reader's side.
 	job    *frameJob
