@@ -82,7 +82,7 @@ written; 3 another build holds the index (--no-wait).`,
 			})
 		},
 	}
-	cmd.Flags().IntVar(&f.workers, "workers", runtime.NumCPU(), "parallel workers per file")
+	cmd.Flags().IntVar(&f.workers, "workers", runtime.NumCPU(), "parallel workers per file (and compressed files, or zstd and lz4 frames, decoded at once)")
 	cmd.Flags().BoolVar(&f.noWait, "no-wait", false, "exit 3 at once if another build holds the index, instead of waiting")
 	cmd.Flags().BoolVar(&f.prune, "prune", false, "also drop the hits of indexed files that no longer exist")
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print errors only: no progress, warnings or summary")
