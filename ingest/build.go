@@ -532,6 +532,9 @@ func (s *session) indexFile(path string) FileResult {
 		s.claimed[entry.ID] = true
 	}
 	if oldPath != "" {
+		// The entry moves here: those before it must see it where it
+		// was, as in a build of one file after the other.
+		s.waitEarlier()
 		moved := *entry
 		moved.Path = path
 		if err := s.b.Store.Update(moved); err != nil {
@@ -551,6 +554,7 @@ func (s *session) indexFile(path string) FileResult {
 	case entry != nil && containerOf(path) != entry.Container:
 		// Compressed (or decompressed) since it was indexed: logrotate's
 		// rename, then gzip.
+		s.waitEarlier()
 		r = s.recompressed(path, id, entry)
 	case entry != nil && id.Unchanged(path, entry):
 		if !id.CTime.Equal(entry.CTime) {

@@ -19,8 +19,9 @@ import (
 // connections of the previous file of its directory (a rotation, see
 // session.previous) waits for the files before it in that directory that
 // may be that one, before it takes their state up. Uncompressed captures
-// (walked by all the workers already) and a path met twice wait for every
-// file before them. The Store is only used under the lock.
+// (walked by all the workers already), a path met twice, and a capture
+// whose entry moves to it (a rename) wait for every file before them. The
+// Store is only used under the lock.
 
 // fileTurn is one capture of a build that walks several at once.
 type fileTurn struct {
@@ -114,6 +115,22 @@ func (s *session) indexAtOnce(captures []string, par int, done func(FileResult))
 	}
 	close(launched)
 	<-reported
+}
+
+// waitEarlier waits, in a build walking several captures at once, for the
+// captures before the one holding the lock to be done: before it changes
+// an existing entry (a rename), which those may still read. Called with
+// the lock held.
+func (s *session) waitEarlier() {
+	t := s.turn
+	if t == nil || t.k == 0 {
+		return
+	}
+	s.turn = nil
+	s.mu.Unlock()
+	<-s.turns[t.k-1].done
+	s.mu.Lock()
+	s.turn = t
 }
 
 // walkUnlocked runs fs's walk without the session's lock when the build
