@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,9 +44,10 @@ func rotationPair(t *testing.T, seed int64) (a, b []byte) {
 
 // TestFilesAtOnceEqualOneByOne: a build that walks several compressed
 // captures at once (gzip, multi-member gzip, zstd frames, lz4, an
-// uncompressed one among them, a path named twice, and two rotation chains
-// whose second file continues the connections of the first) gives the
-// index, the catalog, the file ids and the reports of a build that indexes
+// uncompressed one among them, a path named twice, two rotation chains
+// whose second file continues the connections of the first, and a cut,
+// a damaged and a trailing-garbage file) gives the index, the catalog, the
+// file ids and the reports (errors and warnings) of a build that indexes
 // them one after the other.
 func TestFilesAtOnceEqualOneByOne(t *testing.T) {
 	dir := t.TempDir()
@@ -79,15 +81,24 @@ func TestFilesAtOnceEqualOneByOne(t *testing.T) {
 		write("zrot/cap-0001.pcap.zst", zst.Compress(t, c)),
 		write("zrot/cap-0002.pcap.zst", zst.Compress(t, d)),
 	}
+	// Bad ones among them: cut short (indexed as far as it decodes, with
+	// a warning), a damaged frame (fails, nothing committed), garbage after
+	// the last member (an error, everything before it indexed).
+	bulk := genCapture(t, 6, 2<<20)
+	gzBulk := compresstest.GzipMembers(bulk, 1<<20, nil)
+	zstBad := zst.Compress(t, bulk)
+	zstBad[len(zstBad)/2] ^= 0x55
+	paths = append(paths,
+		write("bad/cut.pcap.gz", gzBulk[:len(gzBulk)*3/4]),
+		write("bad/frame.pcap.zst", zstBad),
+		write("bad/garbage.pcap.gz", append(slices.Clone(gzBulk), "garbage"...)),
+	)
 	paths = append(paths, paths[2]) // named twice: the second time unchanged
 	build := func(workers int) (*index.Store, []string) {
 		store := &index.Store{Dir: t.TempDir(), LockWait: time.Second}
 		var reports []string
 		if _, err := (&Builder{Store: store, Opts: Options{Workers: workers, ChunkSize: 512 << 10}}).Build(paths, func(r FileResult) {
-			if r.Err != nil {
-				t.Errorf("%s: %v", r.Path, r.Err)
-			}
-			reports = append(reports, filepath.Base(r.Path)+" "+string(r.Action)+" "+r.Info.ContinuesFrom)
+			reports = append(reports, fmt.Sprintf("%s %s %s %v %q", filepath.Base(r.Path), r.Action, r.Info.ContinuesFrom, r.Err, r.Warnings))
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -118,9 +129,14 @@ func TestFilesAtOnceEqualOneByOne(t *testing.T) {
 			t.Fatalf("file ids at once %v, one by one %v", g, w)
 		}
 	}
-	for _, want := range []string{"cap-0002.pcap.gz new " + paths[0], "cap-0002.pcap.zst new " + paths[6]} {
-		if !slices.Contains(oneReports, want) {
-			t.Fatalf("reports %q: no %q (the rotation is not continued)", oneReports, want)
+	for _, want := range []string{"cap-0002.pcap.gz new " + paths[0] + " <nil>", "cap-0002.pcap.zst new " + paths[6] + " <nil>", "cut.pcap.gz new  <nil>", "frame.pcap.zst failed", "garbage.pcap.gz new  " + paths[10] + ": corrupt"} {
+		if !slices.ContainsFunc(oneReports, func(r string) bool { return strings.HasPrefix(r, want) }) {
+			t.Fatalf("reports %q: none begins %q", oneReports, want)
+		}
+	}
+	for _, r := range oneReports {
+		if strings.Contains(r, "cut.pcap.gz") && !strings.Contains(r, "cut short") {
+			t.Fatalf("%s: no warning", r)
 		}
 	}
 }
