@@ -199,3 +199,47 @@ func TestCompressedProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestGrownFramesEqualFresh: a zstd capture that grows by whole frames (a
+// hook appending each piece as it is compressed) is taken up at its last
+// restart point with its frames decoded several at once, and its index
+// equals a fresh build of the whole file.
+func TestGrownFramesEqualFresh(t *testing.T) {
+	data := genCapture(t, 3, 4<<20)
+	half := len(data) / 2 // not a record boundary: the last record is cut
+	path := filepath.Join(t.TempDir(), "grow.pcap.zst")
+	if err := os.WriteFile(path, compresstest.ZstdFrames(t, data[:half], 256<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inc := &index.Store{Dir: t.TempDir(), LockWait: time.Second}
+	var actions []Action
+	build := func(store *index.Store, workers int) {
+		if _, err := (&Builder{Store: store, Opts: Options{Workers: workers}}).Build([]string{path}, func(r FileResult) {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			actions = append(actions, r.Action)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build(inc, 2)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(compresstest.ZstdFrames(t, data[half:], 256<<10)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	build(inc, 2)
+	fresh := &index.Store{Dir: t.TempDir(), LockWait: time.Second}
+	build(fresh, 1)
+	if !slices.Equal(actions, []Action{ActionNew, ActionGrown, ActionNew}) {
+		t.Fatalf("actions %v", actions)
+	}
+	got, want := answers(t, inc), answers(t, fresh)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%d answers grown, %d fresh; first difference:\n%s", len(got), len(want), firstDiff(got, want))
+	}
+}
