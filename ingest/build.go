@@ -185,6 +185,9 @@ type session struct {
 	turn  *fileTurn
 	turns []*fileTurn
 	pmu   sync.Mutex
+	// frames bounds the decoded zstd and lz4 frames held ahead of their
+	// reading, over the captures walked at once.
+	frames *compressed.FrameBudget
 }
 
 // Build indexes every capture among paths: files, and directories walked
@@ -416,7 +419,7 @@ func (b *Builder) locked(report func(FileResult), work func(s *session, done fun
 }
 
 func (b *Builder) newSession() (*session, error) {
-	s := &session{b: b, claimed: map[uint32]bool{}, started: time.Now(), nextID: 1}
+	s := &session{b: b, claimed: map[uint32]bool{}, started: time.Now(), nextID: 1, frames: compressed.NewFrameBudget(0)}
 	if !b.Store.Exists() {
 		return s, nil
 	}

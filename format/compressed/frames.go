@@ -14,27 +14,42 @@ import (
 // each frame starts from nothing. framesAhead finds the frames' ends from
 // their block headers (no decoding), decodes up to Options.Frames of them at
 // once, each on a goroutine of its own with its own decoder, and hands their
-// output over in stream order. Each frame's decoder runs at most
-// frameBudget/Frames bytes ahead of the reader, so memory stays bounded
-// whatever the frames' sizes. A frame whose end cannot be found by its
+// output over in stream order. The frames decoded ahead of the one being
+// read hold at most the budget (Options.Budget, which the Files of a build
+// share), the one being read a few pieces of its own, so memory stays
+// bounded whatever the frames' sizes and however many files are read. A frame whose end cannot be found by its
 // block headers (cut short, corrupt), and whatever follows it, is decoded by
 // one Reader from there, the sequential Reader's own code: errors, trailing
 // bytes and skippable frames come out as they would from one Reader.
 
-// frameBudget bounds the decoded bytes held by the frames decoded ahead of
-// those being read, over the process; frameHead, in pieces, what a frame
-// being read holds.
+// DefaultFrameBudget bounds the decoded bytes held by the frames decoded
+// ahead of those being read, over the Files that share a FrameBudget;
+// frameHead, in pieces, is what a frame being read holds besides.
 const (
-	frameBudget = 64 << 20
-	frameHead   = 4
+	DefaultFrameBudget = 64 << 20
+	frameHead          = 4
 )
 
-// frameTokens holds a token per piece held under frameBudget; framePieces
-// keeps pieces to use again.
-var (
-	frameTokens = make(chan struct{}, frameBudget/aheadPiece)
-	framePieces = make(chan []byte, frameBudget/aheadPiece+8)
-)
+// A FrameBudget bounds the memory of frames decoded ahead over every File
+// that shares it: a build walking several captures at once gives them one,
+// so that its peak memory does not grow with the number of files.
+type FrameBudget struct {
+	tokens chan struct{} // a token per piece held
+	pieces chan []byte   // pieces to use again
+}
+
+// NewFrameBudget returns a budget of about bytes of decoded data (0:
+// DefaultFrameBudget), at least one piece.
+func NewFrameBudget(bytes int) *FrameBudget {
+	if bytes <= 0 {
+		bytes = DefaultFrameBudget
+	}
+	n := max(1, bytes/aheadPiece)
+	return &FrameBudget{tokens: make(chan struct{}, n), pieces: make(chan []byte, n+8)}
+}
+
+// Held is the number of pieces held under the budget now.
+func (b *FrameBudget) Held() int { return len(b.tokens) }
 
 // frameJob is one frame, or the rest of the file from a frame start (tail).
 type frameJob struct {
@@ -42,17 +57,18 @@ type frameJob struct {
 	tail       bool
 	pieces     chan piece
 	// head is closed when the reader begins the job: from then on its
-	// pieces take headTokens instead of frameTokens.
+	// pieces take headTokens instead of the budget's tokens.
 	head chan struct{}
 	r    *Reader // the job's reader; set before its last piece is sent
 	out  int64   // bytes handed over so far (reader's side)
 }
 
 type framesAhead struct {
-	src   io.ReaderAt
-	size  int64
-	codec Codec
-	opt   Options
+	src    io.ReaderAt
+	size   int64
+	codec  Codec
+	opt    Options
+	budget *FrameBudget
 
 	order chan *frameJob // jobs in stream order, for the reader
 	jobs  chan *frameJob // for the decoding goroutines
@@ -74,7 +90,11 @@ type framesAhead struct {
 // file's start) on n goroutines. lastPt is the last restart point already
 // delivered (-1: none).
 func newFramesAhead(src io.ReaderAt, size int64, codec Codec, pt Point, opt Options, n int, lastPt int64) *framesAhead {
-	a := &framesAhead{src: src, size: size, codec: codec, opt: opt,
+	budget := opt.Budget
+	if budget == nil {
+		budget = NewFrameBudget(0)
+	}
+	a := &framesAhead{src: src, size: size, codec: codec, opt: opt, budget: budget,
 		order: make(chan *frameJob, n+1), jobs: make(chan *frameJob), quit: make(chan struct{}),
 		headTokens: make(chan struct{}, frameHead), base: pt.Out, lastPt: lastPt}
 	a.wg.Add(1 + n)
@@ -95,7 +115,7 @@ func (a *framesAhead) dispatch(pos int64) {
 		want = lz4Magic
 	}
 	for pos < a.size {
-		job := &frameJob{start: pos, end: a.size, tail: true, pieces: make(chan piece, cap(frameTokens)+frameHead), head: make(chan struct{})}
+		job := &frameJob{start: pos, end: a.size, tail: true, pieces: make(chan piece, cap(a.budget.tokens)+frameHead), head: make(chan struct{})}
 		var h [8]byte
 		n, _ := a.src.ReadAt(h[:min(8, a.size-pos)], pos)
 		if n == 8 && binary.LittleEndian.Uint32(h[:])&0xfffffff0 == skippableMagic {
@@ -155,7 +175,7 @@ func (a *framesAhead) decode() {
 			}
 			var b []byte
 			select {
-			case b = <-framePieces:
+			case b = <-a.budget.pieces:
 			default:
 				b = make([]byte, aheadPiece)
 			}
@@ -184,14 +204,14 @@ func (a *framesAhead) decode() {
 }
 
 // token takes the token for a piece of job: one of headTokens if the job
-// is being read, else one of frameTokens, whichever comes first. false if
+// is being read, else one of the budget's, whichever comes first. false if
 // the reading stopped.
 func (a *framesAhead) token(job *frameJob) (head, ok bool) {
 	select {
 	case <-job.head:
 	default:
 		select {
-		case frameTokens <- struct{}{}:
+		case a.budget.tokens <- struct{}{}:
 			return false, true
 		case <-job.head:
 		case <-a.quit:
@@ -212,13 +232,13 @@ func (a *framesAhead) release(p piece) {
 		return
 	}
 	select {
-	case framePieces <- p.buf:
+	case a.budget.pieces <- p.buf:
 	default:
 	}
 	if p.head {
 		<-a.headTokens
 	} else {
-		<-frameTokens
+		<-a.budget.tokens
 	}
 }
 

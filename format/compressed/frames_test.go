@@ -15,10 +15,10 @@ import (
 // decodeAll reads f's stream to its end in pieces of n bytes and returns
 // the bytes, the restart points met, the trailing bytes reported and the
 // error that ended it.
-func decodeAll(t *testing.T, z []byte, codec Codec, frames, n int) ([]byte, []Point, *Trailing, error) {
+func decodeAll(t *testing.T, z []byte, codec Codec, frames, n int, budget *FrameBudget) ([]byte, []Point, *Trailing, error) {
 	t.Helper()
 	var points []Point
-	f := NewFile(bytes.NewReader(z), int64(len(z)), codec, nil, Options{Spacing: 256 << 10, ReadAhead: true, Frames: frames, OnPoint: func(p Point) { points = append(points, p) }})
+	f := NewFile(bytes.NewReader(z), int64(len(z)), codec, nil, Options{Spacing: 256 << 10, ReadAhead: true, Frames: frames, Budget: budget, OnPoint: func(p Point) { points = append(points, p) }})
 	defer f.Close()
 	var out []byte
 	buf := make([]byte, n)
@@ -103,10 +103,11 @@ func TestFramesAtOnceEqualOneReader(t *testing.T) {
 	)
 	for _, in := range inputs {
 		t.Run(in.name, func(t *testing.T) {
-			want, wantPts, wantTrail, wantErr := decodeAll(t, in.z, in.codec, 1, 300<<10)
+			budget := NewFrameBudget(0)
+			want, wantPts, wantTrail, wantErr := decodeAll(t, in.z, in.codec, 1, 300<<10, budget)
 			t.Logf("%d bytes, %d points, error %v, trailing %+v", len(want), len(wantPts), wantErr, wantTrail)
 			for _, frames := range []int{2, 3, 16} {
-				got, gotPts, gotTrail, gotErr := decodeAll(t, in.z, in.codec, frames, 300<<10)
+				got, gotPts, gotTrail, gotErr := decodeAll(t, in.z, in.codec, frames, 300<<10, budget)
 				if !bytes.Equal(got, want) {
 					t.Fatalf("%d at once: %d bytes, one reader %d", frames, len(got), len(want))
 				}
@@ -123,7 +124,7 @@ func TestFramesAtOnceEqualOneReader(t *testing.T) {
 			if in.name == "zstd-bad-frame" && wantErr == nil {
 				t.Fatal("the damaged frame decodes")
 			}
-			if n := len(frameTokens); n != 0 {
+			if n := budget.Held(); n != 0 {
 				t.Fatalf("%d tokens not given back", n)
 			}
 		})
@@ -131,20 +132,18 @@ func TestFramesAtOnceEqualOneReader(t *testing.T) {
 }
 
 // TestFramesShareTheBudget: files read at once, whose frames run ahead
-// under a budget far smaller than a frame (two pieces over the process),
+// under a budget far smaller than a frame (two pieces, shared by the three files),
 // still decode whole and right (the frame being read never waits for the
 // budget), and every piece's token is back once they are read or closed
 // half-way.
 func TestFramesShareTheBudget(t *testing.T) {
-	saved := frameTokens
-	frameTokens = make(chan struct{}, 2)
-	defer func() { frameTokens = saved }()
+	budget := NewFrameBudget(2 * aheadPiece)
 	d := data(9, 6<<20)
 	files := [][]byte{compresstest.ZstdFrames(t, d, 3<<20), compresstest.ZstdFrames(t, d[:5<<20], 1<<20), compresstest.ZstdFrames(t, d, 256<<10)}
 	errs := make(chan error, len(files))
 	for _, z := range files {
 		go func() {
-			got, _, _, err := decodeAll(t, z, Zstd, 3, 200<<10)
+			got, _, _, err := decodeAll(t, z, Zstd, 3, 200<<10, budget)
 			if err == nil && !bytes.Equal(got, d[:len(got)]) || len(got) < 5<<20 {
 				err = fmt.Errorf("%d bytes decoded, not the data", len(got))
 			}
@@ -157,12 +156,12 @@ func TestFramesShareTheBudget(t *testing.T) {
 		}
 	}
 	// Closed half-way: the pieces decoded ahead give their tokens back.
-	f := NewFile(bytes.NewReader(files[2]), int64(len(files[2])), Zstd, nil, Options{ReadAhead: true, Frames: 3})
+	f := NewFile(bytes.NewReader(files[2]), int64(len(files[2])), Zstd, nil, Options{ReadAhead: true, Frames: 3, Budget: budget})
 	if _, err := f.ReadAt(make([]byte, 100), 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
-	if n := len(frameTokens); n != 0 {
+	if n := budget.Held(); n != 0 {
 		t.Fatalf("%d tokens not given back", n)
 	}
 }

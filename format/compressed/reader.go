@@ -45,6 +45,9 @@ type Options struct {
 	// Frames (File with ReadAhead only): zstd and lz4 frames decoded at
 	// once, each on a goroutine of its own (frames.go); 0 or 1: one.
 	Frames int
+	// Budget bounds what the frames decoded ahead hold, shared with the
+	// other Files given the same one (nil: a budget of the File's own).
+	Budget *FrameBudget
 }
 
 func (o *Options) spacing() int64 {
