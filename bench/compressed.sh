@@ -3,9 +3,11 @@
 # commands alternate, so that machine noise hits them alike):
 #   - build of one .gz (one deflate stream) vs `gzip -dc FILE >/dev/null`
 #   - build of two .gz files at once vs one
-#   - build of a multi-frame .zst vs `zstd -dc FILE >/dev/null`
-#   - whole-process `query --ip` of an address with ~50 hits on the .gz vs
-#     on the uncompressed capture, with the bytes it decompressed (-v)
+#   - build of a multi-frame .zst (frames of 64 MiB, and of 1 MiB as for
+#     seeking) vs `zstd -dc FILE >/dev/null`
+#   - whole-process `query --ip` of an address with ~50 hits on the .gz and
+#     on each .zst vs on the uncompressed capture, with the bytes each
+#     decompressed (-v)
 #   - peak RSS of each, the index overhead of the restart points, and the
 #     load average (the machine may be shared)
 #
@@ -31,7 +33,8 @@ CAP="$OUT/bench-$SIZE-cookies.pcap"
 GZ="$OUT/gz/bench-$SIZE.pcap.gz"
 GZ2="$OUT/gz2/bench-$SIZE-copy.pcap.gz"
 ZST="$OUT/zst/bench-$SIZE.pcap.zst"
-mkdir -p "$OUT/gz" "$OUT/gz2" "$OUT/zst"
+ZST1="$OUT/zst1m/bench-$SIZE-1m.pcap.zst"
+mkdir -p "$OUT/gz" "$OUT/gz2" "$OUT/zst" "$OUT/zst1m"
 # One deflate stream, as `tcpdump -z gzip` and logrotate write (level 1 to
 # make it quicker: decoding costs about the same at every level).
 [ -f "$GZ" ] || gzip -1 -c "$CAP" >"$GZ"
@@ -45,6 +48,12 @@ if [ ! -f "$ZST.done" ]; then
 		dd if="$CAP" bs=4M iflag=skip_bytes,count_bytes skip=$off count=$((64 << 20)) status=none | zstd -q -c >>"$ZST"
 	done
 	touch "$ZST.done"
+fi
+# Frames of 1 MiB, as a capture meant for seeking is compressed (the
+# seekable format's frames are that small): a query decodes at most one.
+if [ ! -f "$ZST1.done" ]; then
+	split -b 1M --filter='zstd -q -c' "$CAP" >"$ZST1"
+	touch "$ZST1.done"
 fi
 RAW=$(stat -c %s "$CAP")
 
@@ -83,10 +92,13 @@ for i in $(seq "$RUNS"); do
 	timedbuild buildgz2 "$GZ" "$GZ2"
 	timed zstddc zstd -dc "$ZST"
 	timedbuild buildzst "$ZST"
+	timed zstd1dc zstd -dc "$ZST1"
+	timedbuild buildzst1 "$ZST1"
 done
 
-# The index of the .gz and the uncompressed capture, for the queries.
-build "$GZ" "$CAP"
+# The index of the .gz, the .zst and the uncompressed capture, for the
+# queries.
+build "$GZ" "$ZST" "$ZST1" "$CAP"
 POINTS=$(rm -rf "$IX.p" && "$X" --index "$IX.p" -v build "$GZ" 2>&1 | sed -n 's/.*restart_point_bytes=\([0-9]*\).*/\1/p')
 rm -rf "$IX.p"
 # The address with the fewest hits from 40 up (about 50).
@@ -96,8 +108,15 @@ ADDR=${ADDR:-$(awk -F, 'NR == 2 { print $1 }' <<<"$TOP")}
 for i in $(seq "$RUNS"); do
 	timed querygz "$X" --index "$IX" query --ip "$ADDR" --file "$(basename "$GZ")" --format json
 	timed queryraw "$X" --index "$IX" query --ip "$ADDR" --file "$(basename "$CAP")" --format json
+	timed queryzst "$X" --index "$IX" query --ip "$ADDR" --file "$(basename "$ZST")" --format json
+	timed queryzst1 "$X" --index "$IX" query --ip "$ADDR" --file "$(basename "$ZST1")" --format json
 done
 HITS=$("$X" --index "$IX" query --ip "$ADDR" --file "$(basename "$GZ")" --format json | wc -l)
+ZHITS=$("$X" --index "$IX" query --ip "$ADDR" --file "$(basename "$ZST")" --format json | wc -l)
+decoded() { "$X" --index "$IX" -v query --ip "$ADDR" --file "$(basename "$1")" --format json 2>&1 >/dev/null | sed -n 's/.*decompressed_bytes=\([0-9]*\), restart_points_used=\([0-9]*\).*/\1 bytes from \2 restart points/p'; }
+Z1HITS=$("$X" --index "$IX" query --ip "$ADDR" --file "$(basename "$ZST1")" --format json | wc -l)
+Z1DECODED=$(decoded "$ZST1")
+ZDECODED=$("$X" --index "$IX" -v query --ip "$ADDR" --file "$(basename "$ZST")" --format json 2>&1 >/dev/null | sed -n 's/.*decompressed_bytes=\([0-9]*\), restart_points_used=\([0-9]*\).*/\1 bytes from \2 restart points/p')
 DECODED=$("$X" --index "$IX" -v query --ip "$ADDR" --file "$(basename "$GZ")" --format json 2>&1 >/dev/null | sed -n 's/.*decompressed_bytes=\([0-9]*\), restart_points_used=\([0-9]*\).*/\1 bytes from \2 restart points/p')
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -110,7 +129,10 @@ load average: $load0 before, $load1 after (2 cores: above 2, other work competed
 | build of one .gz (gzip -1, one deflate stream) | $(med buildgz) s, $(mbps "$(med buildgz)") MB/s uncompressed, $(rss buildgz) MiB | \`gzip -dc\` $(med gzipdc) s, $(mbps "$(med gzipdc)") MB/s | $(ratio "$(med gzipdc)" "$(med buildgz)") |
 | build of two .gz at once | $(med buildgz2) s, $(rss buildgz2) MiB | one: $(med buildgz) s | $(awk -v a="$(med buildgz)" -v b="$(med buildgz2)" 'BEGIN { printf "%.2f", 2 * a / b }') x the throughput |
 | build of a .zst of 64 MiB frames | $(med buildzst) s, $(mbps "$(med buildzst)") MB/s, $(rss buildzst) MiB | \`zstd -dc\` $(med zstddc) s, $(mbps "$(med zstddc)") MB/s | $(ratio "$(med zstddc)" "$(med buildzst)") |
+| build of a .zst of 1 MiB frames | $(med buildzst1) s, $(mbps "$(med buildzst1)") MB/s, $(rss buildzst1) MiB | \`zstd -dc\` $(med zstd1dc) s, $(mbps "$(med zstd1dc)") MB/s | $(ratio "$(med zstd1dc)" "$(med buildzst1)") |
 | \`query --ip\` ($HITS hits), .gz, whole process | $(med querygz) s, $(rss querygz) MiB; decoded $DECODED | uncompressed: $(med queryraw) s | $(ratio "$(med queryraw)" "$(med querygz)") |
+| \`query --ip\` ($Z1HITS hits), .zst of 1 MiB frames, whole process | $(med queryzst1) s, $(rss queryzst1) MiB; decoded $Z1DECODED | uncompressed: $(med queryraw) s | $(ratio "$(med queryraw)" "$(med queryzst1)") |
+| \`query --ip\` ($ZHITS hits), .zst of 64 MiB frames, whole process | $(med queryzst) s, $(rss queryzst) MiB; decoded $ZDECODED | uncompressed: $(med queryraw) s | $(ratio "$(med queryraw)" "$(med queryzst)") |
 | restart points in the index | $POINTS bytes | $RAW bytes uncompressed | $(awk -v a="$POINTS" -v b="$RAW" 'BEGIN { printf "%.2f %%", 100 * a / b }') |
 EOF
 rm -f "$OUT/rss.$$" "$OUT/err.$$"
