@@ -186,8 +186,10 @@ type session struct {
 	turns []*fileTurn
 	pmu   sync.Mutex
 	// frames bounds the decoded zstd and lz4 frames held ahead of their
-	// reading, over the captures walked at once.
+	// reading, over the captures walked at once; atOnce is how many
+	// captures are walked at once (0 or 1: one).
 	frames *compressed.FrameBudget
+	atOnce int
 }
 
 // Build indexes every capture among paths: files, and directories walked
@@ -531,13 +533,21 @@ func (s *session) indexFile(path string) FileResult {
 		return r
 	}
 	entry, oldPath := s.entryFor(path, id)
+	if entry != nil && s.turn != nil {
+		// Walked beside other captures: decide as a build of one file
+		// after the other would, once those before it are done (see
+		// waitEarlier), with the catalog as they leave it.
+		if err := s.waitEarlier(); err != nil {
+			r.Err = err
+			return r
+		}
+		entry, oldPath = s.entryFor(path, id)
+	}
 	if entry != nil {
 		s.claimed[entry.ID] = true
 	}
 	if oldPath != "" {
-		// The entry moves here: those before it must see it where it
-		// was, as in a build of one file after the other.
-		s.waitEarlier()
+		// The entry moves here.
 		moved := *entry
 		moved.Path = path
 		if err := s.b.Store.Update(moved); err != nil {
@@ -557,7 +567,6 @@ func (s *session) indexFile(path string) FileResult {
 	case entry != nil && containerOf(path) != entry.Container:
 		// Compressed (or decompressed) since it was indexed: logrotate's
 		// rename, then gzip.
-		s.waitEarlier()
 		r = s.recompressed(path, id, entry)
 	case entry != nil && id.Unchanged(path, entry):
 		if !id.CTime.Equal(entry.CTime) {

@@ -93,10 +93,11 @@ func (fs *fileScan) openContainer(size int64) error {
 	}
 	fs.in = &inputPos{f: fs.f, size: size}
 	var budget *compressed.FrameBudget
+	frames := fs.workers()
 	if fs.s != nil {
-		budget = fs.s.frames
+		budget, frames = fs.s.frames, fs.s.frameDecoders(frames)
 	}
-	fs.cfile = compressed.NewFile(fs.in, size, fs.codec, seek, compressed.Options{Spacing: fs.b.Opts.SeekSpacing, ReadAhead: true, Frames: fs.workers(), Budget: budget, OnPoint: func(p compressed.Point) {
+	fs.cfile = compressed.NewFile(fs.in, size, fs.codec, seek, compressed.Options{Spacing: fs.b.Opts.SeekSpacing, ReadAhead: true, Frames: frames, Budget: budget, OnPoint: func(p compressed.Point) {
 		fs.addPoint(p)
 	}})
 	fs.src = fs.cfile
@@ -218,7 +219,7 @@ func (s *session) recompressed(path string, id index.Identity, entry *index.File
 	size := id.Size
 	if codec != compressed.None {
 		var pointErr error
-		cf := compressed.NewFile(f, id.Size, codec, nil, compressed.Options{Spacing: s.b.Opts.SeekSpacing, ReadAhead: true, Frames: s.b.fileWorkers(), Budget: s.frames, OnPoint: func(p compressed.Point) {
+		cf := compressed.NewFile(f, id.Size, codec, nil, compressed.Options{Spacing: s.b.Opts.SeekSpacing, ReadAhead: true, Frames: s.frameDecoders(s.b.fileWorkers()), Budget: s.frames, OnPoint: func(p compressed.Point) {
 			if pointErr == nil {
 				pointErr = table.AddSeekPoint(p.Out, compressed.AppendPoint(nil, p))
 			}

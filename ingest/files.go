@@ -60,8 +60,8 @@ func (s *session) indexAtOnce(captures []string, par int, done func(FileResult))
 	for k, c := range captures {
 		turns[k] = &fileTurn{k: k, path: c, dir: filepath.Dir(c), started: make(chan struct{}), headKnown: make(chan struct{}), done: make(chan struct{})}
 	}
-	s.turns = turns
-	defer func() { s.turns = nil }()
+	s.turns, s.atOnce = turns, min(par, len(turns))
+	defer func() { s.turns, s.atOnce = nil, 0 }()
 
 	// Reports go out in build order as the captures are done.
 	launched := make(chan *fileTurn, len(turns))
@@ -80,18 +80,19 @@ func (s *session) indexAtOnce(captures []string, par int, done func(FileResult))
 	slots := make(chan struct{}, par)
 	for k, t := range turns {
 		slots <- struct{}{}
-		s.mu.Lock()
-		stopped := s.stop != nil
-		s.mu.Unlock()
-		if stopped {
-			break
-		}
 		alone := containerOf(t.path) == ""
 		for _, e := range turns[:k] {
 			alone = alone || e.path == t.path
 		}
 		if alone && k > 0 {
 			<-turns[k-1].done // and so every capture before it
+		}
+		// After the wait: a capture before it may have failed the index.
+		s.mu.Lock()
+		stopped := s.stop != nil
+		s.mu.Unlock()
+		if stopped {
+			break
 		}
 		launched <- t
 		go func() {
@@ -118,19 +119,31 @@ func (s *session) indexAtOnce(captures []string, par int, done func(FileResult))
 }
 
 // waitEarlier waits, in a build walking several captures at once, for the
-// captures before the one holding the lock to be done: before it changes
-// an existing entry (a rename), which those may still read. Called with
-// the lock held.
-func (s *session) waitEarlier() {
+// captures before the one holding the lock to be done. A capture with a
+// catalog entry waits so before it decides anything: those before it may
+// still read that entry (a rename moves it), and their commits move the
+// catalog's entries in memory, so a pointer to one taken before the wait
+// would name another file after it. It returns the error that stopped the
+// build meanwhile, if one did. Called with the lock held.
+func (s *session) waitEarlier() error {
 	t := s.turn
 	if t == nil || t.k == 0 {
-		return
+		return nil
 	}
 	s.turn = nil
 	s.mu.Unlock()
 	<-s.turns[t.k-1].done
 	s.mu.Lock()
 	s.turn = t
+	return s.stop
+}
+
+// frameDecoders is how many frames of one zstd or lz4 capture are decoded
+// at once: the workers, shared out among the captures walked at once, so
+// that the decoders (up to 16 MiB each) do not grow with the square of the
+// workers.
+func (s *session) frameDecoders(workers int) int {
+	return max(1, workers/max(1, s.atOnce))
 }
 
 // walkUnlocked runs fs's walk without the session's lock when the build

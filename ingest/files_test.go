@@ -243,3 +243,105 @@ func TestGrownFramesEqualFresh(t *testing.T) {
 		t.Fatalf("%d answers grown, %d fresh; first difference:\n%s", len(got), len(want), firstDiff(got, want))
 	}
 }
+
+// TestFilesAtOnceOnAFilledIndex: captures already indexed, then changed,
+// grown, renamed, compressed by logrotate (renamed, compressed, original
+// deleted), left as they were, named twice, beside new ones; built again
+// with captures walked at once, the reports, answers and file ids are
+// those of the same build one capture after the other, in two builds in a
+// row. (The decisions of a capture with a catalog entry once read entries
+// that the commits of the captures walked beside it were moving.)
+func TestFilesAtOnceOnAFilledIndex(t *testing.T) {
+	var gz compresstest.Variant
+	for _, v := range compresstest.Variants() {
+		if v.Name == "gzip" {
+			gz = v
+		}
+	}
+	run := func(workers int) ([]string, []string, map[string]uint32) {
+		dir := t.TempDir()
+		write := func(name string, data []byte) string {
+			p := filepath.Join(dir, name)
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		grown := genCapture(t, 40, 2<<20)
+		var paths []string
+		for i := range 4 {
+			paths = append(paths, write(fmt.Sprintf("c%d.pcap.gz", i), gz.Compress(t, genCapture(t, int64(10+i), 1<<20))))
+		}
+		paths = append(paths,
+			write("grown.pcap", grown[:1<<20]),
+			write("same.pcap.gz", gz.Compress(t, genCapture(t, 41, 1<<20))),
+			write("moved.pcap", genCapture(t, 42, 1<<20)),
+			write("rotated.pcap", genCapture(t, 43, 1<<20)),
+		)
+		store := &index.Store{Dir: t.TempDir(), LockWait: time.Second}
+		if _, err := (&Builder{Store: store, Opts: Options{Workers: 1}}).Build(paths, nil); err != nil {
+			t.Fatal(err)
+		}
+		// Changed (the four .gz), grown, renamed, compressed by
+		// logrotate, unchanged; new ones; one named twice.
+		for i, p := range paths[:4] {
+			write(filepath.Base(p), gz.Compress(t, genCapture(t, int64(50+i), int64(1<<20+i*1000))))
+		}
+		write("grown.pcap", grown)
+		if err := os.Rename(paths[6], filepath.Join(dir, "moved-here.pcap")); err != nil {
+			t.Fatal(err)
+		}
+		rot, err := os.ReadFile(paths[7])
+		if err != nil {
+			t.Fatal(err)
+		}
+		write("rotated.pcap.1.gz", gz.Compress(t, rot))
+		os.Remove(paths[7])
+		again := []string{
+			paths[0], paths[1], filepath.Join(dir, "rotated.pcap.1.gz"), paths[2], paths[4],
+			write("new0.pcap.gz", gz.Compress(t, genCapture(t, 60, 1<<20))),
+			paths[3], paths[5], filepath.Join(dir, "moved-here.pcap"),
+			write("new1.pcap.gz", gz.Compress(t, genCapture(t, 61, 1<<20))),
+			paths[0],
+		}
+		var reports []string
+		for range 2 {
+			if _, err := (&Builder{Store: store, Opts: Options{Workers: workers}}).Build(again, func(r FileResult) {
+				reports = append(reports, fmt.Sprintf("%s %s %d %s %v", filepath.Base(r.Path), r.Action, r.Info.ID, filepath.Base(r.Renamed), r.Err))
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		files, err := store.Catalog()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]uint32{}
+		for _, f := range files {
+			ids[filepath.Base(f.Path)] = f.ID
+		}
+		var got []string
+		for _, a := range answers(t, store) {
+			got = append(got, strings.ReplaceAll(a, dir, "DIR"))
+		}
+		return reports, got, ids
+	}
+	oneReports, oneAnswers, oneIDs := run(1)
+	for _, want := range []string{"c0.pcap.gz changed", "grown.pcap grown", "moved-here.pcap renamed", "rotated.pcap.1.gz renamed", "same.pcap.gz unchanged", "new1.pcap.gz new"} {
+		if !slices.ContainsFunc(oneReports, func(r string) bool { return strings.HasPrefix(r, want) }) {
+			t.Fatalf("reports %q: none begins %q", oneReports, want)
+		}
+	}
+	for range 2 {
+		reports, got, ids := run(2)
+		if !slices.Equal(reports, oneReports) {
+			t.Fatalf("reports at once %q, one by one %q", reports, oneReports)
+		}
+		if !slices.Equal(got, oneAnswers) {
+			t.Fatalf("%d answers at once, %d one by one; first difference:\n%s", len(got), len(oneAnswers), firstDiff(got, oneAnswers))
+		}
+		if !equalMaps(ids, oneIDs) {
+			t.Fatalf("file ids at once %v, one by one %v", ids, oneIDs)
+		}
+	}
+}
