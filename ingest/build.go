@@ -545,6 +545,9 @@ func (s *session) indexFile(path string) FileResult {
 	}
 	if entry != nil {
 		s.claimed[entry.ID] = true
+		if s.turn != nil {
+			s.turn.replaces = true
+		}
 	}
 	if oldPath != "" {
 		// The entry moves here.

@@ -42,6 +42,9 @@ type fileTurn struct {
 	done    chan struct{}
 	result  FileResult
 	stopped bool // the index failed as a whole at or before this capture
+	// replaces is set, before started is closed, when the capture has a
+	// catalog entry: its old entry stays in the session until it commits.
+	replaces bool
 }
 
 func (t *fileTurn) start() { t.startOnce.Do(func() { close(t.started) }) }
@@ -174,7 +177,8 @@ func (s *session) walkUnlocked(fs *fileScan) error {
 // waitPredecessors waits, for a capture walked without the session's lock
 // whose first packet is at first (Unix ns), for the captures before it in
 // its directory that may be the one it continues (see session.previous):
-// those whose first packet is not later than its own.
+// those whose first packet is not later than its own, and those replacing
+// a catalog entry.
 func (s *session) waitPredecessors(t *fileTurn, first int64) {
 	t.setFirst(first)
 	for _, e := range s.turns[:t.k] {
@@ -182,7 +186,9 @@ func (s *session) waitPredecessors(t *fileTurn, first int64) {
 			continue
 		}
 		<-e.headKnown
-		if e.first == 0 || first == 0 || e.first <= first {
+		// One with an entry may be the predecessor by its old entry,
+		// which a build one file after the other would not see.
+		if e.first == 0 || first == 0 || e.first <= first || e.replaces {
 			<-e.done
 		}
 	}

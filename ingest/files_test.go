@@ -345,3 +345,74 @@ func TestFilesAtOnceOnAFilledIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestFilesAtOnceChangedPredecessor: a capture of a rotation whose
+// predecessor's path now holds another capture (rewritten, starting after
+// it) is not continued from the predecessor's old entry, walked beside it
+// or not.
+func TestFilesAtOnceChangedPredecessor(t *testing.T) {
+	var gz compresstest.Variant
+	for _, v := range compresstest.Variants() {
+		if v.Name == "gzip" {
+			gz = v
+		}
+	}
+	a, b := rotationPair(t, 31)
+	// later: b from three quarters of its records on.
+	sec, err := format.ParsePcapHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := format.Walker{Kind: format.KindPcap, Sec: sec}
+	cut := 24
+	for cut < len(b)*3/4 {
+		_, n, st := w.Next(b, 0, cut)
+		if st != format.Packet {
+			t.Fatalf("record at %d: %d", cut, st)
+		}
+		cut += n
+	}
+	later := append(slices.Clone(b[:24]), b[cut:]...)
+	// and more behind it, so that its walk lasts while the next
+	// capture's starts.
+	later = append(later, genCapture(t, 77, 24<<20)[24:]...)
+	run := func(workers int) ([]string, []string) {
+		dir := t.TempDir()
+		first, second := filepath.Join(dir, "cap-0001.pcap.gz"), filepath.Join(dir, "cap-0002.pcap.gz")
+		if err := os.WriteFile(first, gz.Compress(t, a), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		store := &index.Store{Dir: t.TempDir(), LockWait: time.Second}
+		if _, err := (&Builder{Store: store, Opts: Options{Workers: 1}}).Build([]string{first}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(first, gz.Compress(t, later), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(second, gz.Compress(t, b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var reports []string
+		if _, err := (&Builder{Store: store, Opts: Options{Workers: workers}}).Build([]string{first, second}, func(r FileResult) {
+			reports = append(reports, fmt.Sprintf("%s %s %d %q %v", filepath.Base(r.Path), r.Action, r.Info.ID, filepath.Base(r.Info.ContinuesFrom), r.Err))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range answers(t, store) {
+			got = append(got, strings.ReplaceAll(s, dir, "DIR"))
+		}
+		return reports, got
+	}
+	oneReports, oneAnswers := run(1)
+	for range 3 {
+		reports, got := run(2)
+		if !slices.Equal(reports, oneReports) {
+			t.Fatalf("reports at once %q, one by one %q", reports, oneReports)
+		}
+		if !slices.Equal(got, oneAnswers) {
+			t.Fatalf("%d answers at once, %d one by one; first difference:\n%s", len(got), len(oneAnswers), firstDiff(got, oneAnswers))
+		}
+	}
+	t.Logf("reports %q", oneReports)
+}
