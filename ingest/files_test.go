@@ -26,20 +26,28 @@ func rotationPair(t *testing.T, seed int64) (a, b []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec, err := format.ParsePcapHeader(whole)
+	split := recordBoundary(t, whole, len(whole)/2)
+	return whole[:split], append(slices.Clone(whole[:24]), whole[split:]...)
+}
+
+// recordBoundary is the offset of the first record of a pcap capture that
+// starts at or past at.
+func recordBoundary(t *testing.T, pcap []byte, at int) int {
+	t.Helper()
+	sec, err := format.ParsePcapHeader(pcap)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := format.Walker{Kind: format.KindPcap, Sec: sec}
-	split := 24
-	for split < len(whole)/2 {
-		_, n, st := w.Next(whole, 0, split)
+	pos := 24
+	for pos < at {
+		_, n, st := w.Next(pcap, 0, pos)
 		if st != format.Packet {
-			t.Fatalf("record at %d: %d", split, st)
+			t.Fatalf("record at %d: %d", pos, st)
 		}
-		split += n
+		pos += n
 	}
-	return whole[:split], append(slices.Clone(whole[:24]), whole[split:]...)
+	return pos
 }
 
 // TestFilesAtOnceEqualOneByOne: a build that walks several compressed
@@ -359,20 +367,7 @@ func TestFilesAtOnceChangedPredecessor(t *testing.T) {
 	}
 	a, b := rotationPair(t, 31)
 	// later: b from three quarters of its records on.
-	sec, err := format.ParsePcapHeader(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := format.Walker{Kind: format.KindPcap, Sec: sec}
-	cut := 24
-	for cut < len(b)*3/4 {
-		_, n, st := w.Next(b, 0, cut)
-		if st != format.Packet {
-			t.Fatalf("record at %d: %d", cut, st)
-		}
-		cut += n
-	}
-	later := append(slices.Clone(b[:24]), b[cut:]...)
+	later := append(slices.Clone(b[:24]), b[recordBoundary(t, b, len(b)*3/4):]...)
 	// and more behind it, so that its walk lasts while the next
 	// capture's starts.
 	later = append(later, genCapture(t, 77, 24<<20)[24:]...)

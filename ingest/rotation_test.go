@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xffidx/xffidx/format"
 	"github.com/xffidx/xffidx/format/capgen"
 	"github.com/xffidx/xffidx/format/xff"
 	"github.com/xffidx/xffidx/index"
@@ -50,19 +49,7 @@ func TestRotationContinues(t *testing.T) {
 		}
 	}
 	// Cut at the first record boundary past the middle.
-	sec, err := format.ParsePcapHeader(whole)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := format.Walker{Kind: format.KindPcap, Sec: sec}
-	split := 24
-	for split < len(whole)/2 {
-		_, n, st := w.Next(whole, 0, split)
-		if st != format.Packet {
-			t.Fatalf("record at %d: %d", split, st)
-		}
-		split += n
-	}
+	split := recordBoundary(t, whole, len(whole)/2)
 	dir := t.TempDir()
 	wholePath := filepath.Join(dir, "whole", "cap.pcap")
 	a, b := filepath.Join(dir, "rot", "cap-0001.pcap"), filepath.Join(dir, "rot", "cap-0002.pcap")

@@ -227,19 +227,7 @@ func (a *ahead) start(r *Reader) {
 	go func() {
 		defer close(a.done)
 		for {
-			var b []byte
-			select {
-			case b = <-a.free:
-			default:
-				b = make([]byte, aheadPiece)
-			}
-			n := 0
-			var err error
-			for n < len(b) && err == nil {
-				var k int
-				k, err = r.Read(b[n:])
-				n += k
-			}
+			b, n, err := decodePiece(r, a.free)
 			p := piece{buf: b, b: b[:n], points: a.pending, err: err}
 			a.pending = nil
 			select {
@@ -252,6 +240,22 @@ func (a *ahead) start(r *Reader) {
 			}
 		}
 	}()
+}
+
+// decodePiece decodes the next piece of r into a buffer from free (or a
+// new one): n bytes, fewer only with the error that ended them.
+func decodePiece(r *Reader, free <-chan []byte) (b []byte, n int, err error) {
+	select {
+	case b = <-free:
+	default:
+		b = make([]byte, aheadPiece)
+	}
+	for n < len(b) && err == nil {
+		var k int
+		k, err = r.Read(b[n:])
+		n += k
+	}
+	return b, n, err
 }
 
 // read copies decoded bytes into p, giving the restart points met before

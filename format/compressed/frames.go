@@ -173,19 +173,7 @@ func (a *framesAhead) decode() {
 			if !ok {
 				return
 			}
-			var b []byte
-			select {
-			case b = <-a.budget.pieces:
-			default:
-				b = make([]byte, aheadPiece)
-			}
-			n := 0
-			var err error
-			for n < len(b) && err == nil {
-				var k int
-				k, err = r.Read(b[n:])
-				n += k
-			}
+			b, n, err := decodePiece(r, a.budget.pieces)
 			if err != nil && job.tail {
 				job.r = r
 			}
